@@ -1,0 +1,277 @@
+"""`sign()` and `presign()`: SigV4 / SigV4a for the Authorization header and for presigned URLs.
+
+The only impure thing here is the default for `now` (the current time) when the caller passes none; the
+core below never reads the clock or the environment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from urllib.parse import urlsplit
+
+from sigv4_proxy.errors import SigningError
+from sigv4_proxy.signing import canonical, v4, v4a
+from sigv4_proxy.signing.model import (
+    ALGORITHMS,
+    MAX_PRESIGN_EXPIRES,
+    UNSIGNED_PAYLOAD,
+    V4,
+    V4A,
+    Credentials,
+    PresignedURL,
+    SignedRequest,
+)
+
+Region = str | Sequence[str]
+
+# Headers that signing sets itself: a caller's copy is replaced, never signed twice.
+_AUTH_HEADERS = frozenset({"authorization", "x-amz-date", "x-amz-security-token", "x-amz-region-set"})
+# Query parameters that presigning sets itself.
+_AUTH_PARAMS = frozenset(
+    {
+        "X-Amz-Algorithm",
+        "X-Amz-Credential",
+        "X-Amz-Date",
+        "X-Amz-SignedHeaders",
+        "X-Amz-Expires",
+        "X-Amz-Security-Token",
+        "X-Amz-Region-Set",
+        "X-Amz-Signature",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Everything that depends on the algorithm: its name, the credential scope and how to sign."""
+
+    algorithm: str
+    amz_date: str
+    credential_scope: str
+    region_set: str | None  # v4a only: the X-Amz-Region-Set value
+    region: str | None  # v4 only
+    service: str
+
+    def sign(self, credentials: Credentials, string_to_sign: str) -> str:
+        if self.algorithm == V4A:
+            return v4a.sign_string(credentials.access_key_id, credentials.secret_access_key, string_to_sign)
+        assert self.region is not None
+        return v4.sign_string(credentials.secret_access_key, self.amz_date, self.region, self.service, string_to_sign)
+
+    def string_to_sign(self, canonical_request: str) -> str:
+        return v4.string_to_sign(self.algorithm, self.amz_date, self.credential_scope, canonical_request)
+
+
+def algorithm_name(algorithm: str) -> str:
+    """`v4` / `v4a` (or the full algorithm names) -> the `AWS4-...` algorithm identifier."""
+    if algorithm in ALGORITHMS:
+        return ALGORITHMS[algorithm]
+    if algorithm in (V4, V4A):
+        return algorithm
+    raise SigningError(f"signature version must be 'v4' or 'v4a', got: {algorithm}")
+
+
+def format_amz_date(now: datetime) -> str:
+    if now.tzinfo is not None:
+        now = now.astimezone(timezone.utc)
+    return now.strftime("%Y%m%dT%H%M%SZ")
+
+
+def make_scope(algorithm: str, region: Region, service: str, now: datetime | None) -> Scope:
+    name = algorithm_name(algorithm)
+    amz_date = format_amz_date(now if now is not None else datetime.now(timezone.utc))
+    regions = [region] if isinstance(region, str) else list(region)
+    if not regions or not all(regions) or not service:
+        raise SigningError("a region and a service name are required to sign")
+    if name == V4A:
+        region_set = ",".join(regions)
+        return Scope(name, amz_date, v4a.credential_scope(amz_date[:8], service), region_set, None, service)
+    if len(regions) != 1:
+        raise SigningError("SigV4 signs for exactly one region; use --sig-version v4a for a region set")
+    scope = v4.credential_scope(amz_date[:8], regions[0], service)
+    return Scope(name, amz_date, scope, None, regions[0], service)
+
+
+def _body_bytes(body: bytes | str | None) -> bytes:
+    if body is None:
+        return b""
+    return body.encode("utf-8") if isinstance(body, str) else bytes(body)
+
+
+def _payload_hash(body: bytes, payload_hash: str | None, unsigned_payload: bool) -> str:
+    if payload_hash is not None:
+        return payload_hash
+    if unsigned_payload:
+        return UNSIGNED_PAYLOAD
+    return canonical.payload_sha256(body)
+
+
+def _uri(path: str, service: str, normalize_path: bool | None, double_encode: bool | None) -> str:
+    single = canonical.uses_single_encoding(service)
+    normalize = (not single) if normalize_path is None else normalize_path
+    double = (not single) if double_encode is None else double_encode
+    return canonical.canonical_uri(path, normalize=normalize, double_encode=double)
+
+
+def _split_url(url: str) -> tuple[str, str, str, str]:
+    parts = urlsplit(url)
+    if not parts.scheme or not parts.netloc:
+        raise SigningError(f"cannot sign {url!r}: expected an absolute URL such as https://host/path")
+    return parts.scheme, parts.netloc, parts.path or "/", parts.query
+
+
+def _with_host(headers: list[tuple[str, str]], scheme: str, netloc: str) -> list[tuple[str, str]]:
+    if any(name.lower() == "host" for name, _ in headers):
+        return headers
+    return [("Host", canonical.host_header(scheme, netloc)), *headers]
+
+
+def sign(
+    method: str,
+    url: str,
+    headers: canonical.Headers | None = None,
+    body: bytes | str | None = b"",
+    *,
+    credentials: Credentials,
+    region: Region,
+    service: str,
+    algorithm: str = "v4",
+    now: datetime | None = None,
+    payload_hash: str | None = None,
+    unsigned_payload: bool = False,
+    content_sha256_header: bool = False,
+    normalize_path: bool | None = None,
+    double_encode: bool | None = None,
+    omit_session_token: bool = False,
+    unsigned_headers: Collection[str] = (),
+) -> SignedRequest:
+    """Sign a request with the Authorization header (SigV4 or SigV4a).
+
+    `url` is the URL as it will be sent (its path and query exactly as on the wire). Every header given is
+    signed except those named in `unsigned_headers`; `Host` is added from the URL when missing.
+    `content_sha256_header` adds and signs `x-amz-content-sha256`. `omit_session_token` adds the session
+    token after signing (some services want it unsigned). `now` defaults to the current time.
+    """
+    scheme, netloc, path, query = _split_url(url)
+    scope = make_scope(algorithm, region, service, now)
+    data = _body_bytes(body)
+    body_hash = _payload_hash(data, payload_hash, unsigned_payload)
+    replaced = _AUTH_HEADERS | ({"x-amz-content-sha256"} if content_sha256_header else set())
+    given = [(k, v) for k, v in canonical.header_items(headers) if k.lower() not in replaced]
+    given = _with_host(given, scheme, netloc)
+
+    added: dict[str, str] = {}
+    if credentials.session_token:
+        added["X-Amz-Security-Token"] = credentials.session_token
+    added["X-Amz-Date"] = scope.amz_date
+    if scope.region_set is not None:
+        added["X-Amz-Region-Set"] = scope.region_set
+    if content_sha256_header:
+        added["x-amz-content-sha256"] = body_hash
+
+    all_headers = [*given, *added.items()]
+    skip = {name.lower() for name in unsigned_headers}
+    if omit_session_token:
+        skip.add("x-amz-security-token")
+    signed_names = {name.lower() for name, _ in all_headers} - skip
+    header_block, signed_headers = canonical.canonical_headers(all_headers, signed_names)
+    canonical_query = canonical.canonical_query(canonical.parse_query(query))
+    uri = _uri(path, service, normalize_path, double_encode)
+    creq = canonical.canonical_request(method.upper(), uri, canonical_query, header_block, signed_headers, body_hash)
+    sts = scope.string_to_sign(creq)
+    signature = scope.sign(credentials, sts)
+    authorization = (
+        f"{scope.algorithm} Credential={credentials.access_key_id}/{scope.credential_scope}, "
+        f"SignedHeaders={signed_headers}, Signature={signature}"
+    )
+    added["Authorization"] = authorization
+    return SignedRequest(
+        method=method.upper(),
+        url=url,
+        headers=[*given, *added.items()],
+        added_headers=added,
+        body=data,
+        canonical_request=creq,
+        string_to_sign=sts,
+        signature=signature,
+        authorization=authorization,
+        algorithm=scope.algorithm,
+        credential_scope=scope.credential_scope,
+        signed_headers=signed_headers,
+        amz_date=scope.amz_date,
+    )
+
+
+def presign(
+    method: str,
+    url: str,
+    *,
+    credentials: Credentials,
+    region: Region,
+    service: str,
+    expires_in: int = 900,
+    algorithm: str = "v4",
+    now: datetime | None = None,
+    headers: canonical.Headers | None = None,
+    body: bytes | str | None = b"",
+    payload_hash: str | None = None,
+    unsigned_payload: bool = False,
+    omit_session_token: bool = False,
+    normalize_path: bool | None = None,
+    double_encode: bool | None = None,
+) -> PresignedURL:
+    """Presign a URL: the signature and its parameters go into the query string (`X-Amz-Expires` seconds).
+
+    The payload hash defaults to the SHA-256 of `body` (an empty body for most presigned requests).
+    Headers given are signed and must be sent with the URL; `Host` is always signed.
+    """
+    if isinstance(expires_in, bool) or not isinstance(expires_in, int):
+        raise SigningError(f"expires_in must be a whole number of seconds, got: {expires_in!r}")
+    if not 1 <= expires_in <= MAX_PRESIGN_EXPIRES:
+        raise SigningError(
+            f"expires_in must be between 1 and {MAX_PRESIGN_EXPIRES} seconds (7 days), got: {expires_in}"
+        )
+    scheme, netloc, path, query = _split_url(url)
+    scope = make_scope(algorithm, region, service, now)
+    body_hash = _payload_hash(_body_bytes(body), payload_hash, unsigned_payload)
+    given = _with_host(canonical.header_items(headers), scheme, netloc)
+    signed_names = {name.lower() for name, _ in given}
+    header_block, signed_headers = canonical.canonical_headers(given, signed_names)
+
+    kept_query = "&".join(p for p in query.split("&") if p and p.partition("=")[0] not in _AUTH_PARAMS)
+    params: list[tuple[str, str]] = [
+        ("X-Amz-Algorithm", scope.algorithm),
+        ("X-Amz-Credential", f"{credentials.access_key_id}/{scope.credential_scope}"),
+        ("X-Amz-Date", scope.amz_date),
+        ("X-Amz-SignedHeaders", signed_headers),
+        ("X-Amz-Expires", str(expires_in)),
+    ]
+    token = [("X-Amz-Security-Token", credentials.session_token)] if credentials.session_token else []
+    region_set = [("X-Amz-Region-Set", scope.region_set)] if scope.region_set is not None else []
+    signed_params = params + ([] if omit_session_token else token) + region_set
+    canonical_query = canonical.canonical_query([*canonical.parse_query(kept_query), *signed_params])
+    uri = _uri(path, service, normalize_path, double_encode)
+    creq = canonical.canonical_request(method.upper(), uri, canonical_query, header_block, signed_headers, body_hash)
+    sts = scope.string_to_sign(creq)
+    signature = scope.sign(credentials, sts)
+
+    final_params = [*params, *token, *region_set, ("X-Amz-Signature", signature)]
+    encoded = "&".join(f"{canonical.uri_encode(k)}={canonical.uri_encode(v)}" for k, v in final_params)
+    new_query = f"{kept_query}&{encoded}" if kept_query else encoded
+    fragment_free = url.split("#", 1)[0]
+    base = fragment_free.split("?", 1)[0]
+    return PresignedURL(
+        method=method.upper(),
+        url=f"{base}?{new_query}",
+        headers=given,
+        canonical_request=creq,
+        string_to_sign=sts,
+        signature=signature,
+        algorithm=scope.algorithm,
+        credential_scope=scope.credential_scope,
+        signed_headers=signed_headers,
+        amz_date=scope.amz_date,
+        expires_in=expires_in,
+    )

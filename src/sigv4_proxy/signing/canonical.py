@@ -1,0 +1,159 @@
+"""The SigV4 canonical request: URI, query, headers and payload hash, byte-exact with AWS.
+
+Pure functions over strings and bytes: no clock, no environment, no I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Mapping
+from urllib.parse import unquote_to_bytes
+
+from sigv4_proxy.signing.model import EMPTY_SHA256
+
+Headers = Mapping[str, str] | Iterable[tuple[str, str]]
+
+_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~")
+# Precomputed byte -> text tables keep encoding a tight loop (signing is on the proxy's hot path).
+_ENCODE = [chr(b) if b in _UNRESERVED else f"%{b:02X}" for b in range(256)]
+_ENCODE_PATH = list(_ENCODE)
+_ENCODE_PATH[ord("/")] = "/"
+_WHITESPACE_RUN = re.compile(r"\s+")
+
+# Services whose canonical URI is the path as sent, encoded once and never normalised (S3's rule).
+_SINGLE_ENCODE_SERVICES = frozenset({"s3", "s3-object-lambda", "s3-outposts", "s3express"})
+
+
+def uri_encode(data: str | bytes, *, keep_slash: bool = False) -> str:
+    """Percent-encode every byte except the unreserved set (RFC 3986), upper-case hex, `%20` never `+`."""
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    if all(b in _UNRESERVED for b in raw):  # fast path: most names and values need no escaping
+        return raw.decode("ascii")
+    table = _ENCODE_PATH if keep_slash else _ENCODE
+    return "".join([table[b] for b in raw])
+
+
+def normalize_path(path: str) -> str:
+    """Remove `.` and `..` segments and empty segments (`//`), keeping a trailing slash (RFC 3986 §5.2.4)."""
+    segments: list[str] = []
+    for segment in path.split("/"):
+        if segment in ("", "."):
+            continue
+        if segment == "..":
+            if segments:
+                segments.pop()
+            continue
+        segments.append(segment)
+    normalized = "/" + "/".join(segments)
+    if path.endswith(("/", "/.", "/..")) and normalized != "/":
+        normalized += "/"
+    return normalized
+
+
+def uses_single_encoding(service: str) -> bool:
+    return service in _SINGLE_ENCODE_SERVICES
+
+
+def canonical_uri(path: str, *, normalize: bool = True, double_encode: bool = True) -> str:
+    """The path as sent on the wire -> canonical URI.
+
+    By default (every service but S3) the wire path, already percent-encoded, is encoded once more: that is
+    AWS's "double encoding". With `double_encode=False` (S3) escapes in the wire path are decoded first, so
+    the path is encoded exactly once.
+    """
+    if not path:
+        path = "/"
+    if normalize:
+        path = normalize_path(path)
+    if double_encode:
+        return uri_encode(path, keep_slash=True)
+    return uri_encode(unquote_to_bytes(path), keep_slash=True)
+
+
+def parse_query(query: str) -> list[tuple[str, str]]:
+    """Split a raw query string into decoded (name, value) pairs, keeping order, repeats and empty values.
+
+    `+` is a literal plus here, not a space: SigV4 canonicalises it as `%2B`.
+    """
+    if not query:
+        return []
+    pairs = []
+    for part in query.split("&"):
+        if not part:
+            continue
+        name, _, value = part.partition("=")
+        pairs.append((_decode(name), _decode(value)))
+    return pairs
+
+
+def _decode(text: str) -> str:
+    if "%" not in text:
+        return text
+    return unquote_to_bytes(text).decode("utf-8", errors="surrogateescape")
+
+
+def _encode_component(text: str) -> str:
+    try:
+        return uri_encode(text)
+    except UnicodeEncodeError:  # invalid UTF-8 escapes survive as the exact original bytes
+        return uri_encode(text.encode("utf-8", errors="surrogateescape"))
+
+
+def canonical_query(pairs: Iterable[tuple[str, str]]) -> str:
+    """Encode each name and value, sort by encoded name then encoded value, join with `&`."""
+    encoded = sorted((_encode_component(name), _encode_component(value)) for name, value in pairs)
+    return "&".join(f"{name}={value}" for name, value in encoded)
+
+
+def header_items(headers: Headers | None) -> list[tuple[str, str]]:
+    if headers is None:
+        return []
+    if isinstance(headers, Mapping):
+        return [(str(k), str(v)) for k, v in headers.items()]
+    return [(str(k), str(v)) for k, v in headers]
+
+
+def canonical_header_value(value: str) -> str:
+    """Trim, and fold every inner run of whitespace (line breaks of multi-line values too) into one space."""
+    return _WHITESPACE_RUN.sub(" ", value.strip())
+
+
+def canonical_headers(headers: Iterable[tuple[str, str]], signed: Iterable[str]) -> tuple[str, str]:
+    """Return (canonical header block, signed header list) for the headers whose lower-case names are in
+    `signed`. Repeated headers are joined with commas in the order they were given."""
+    wanted = set(signed)
+    merged: dict[str, list[str]] = {}
+    for name, value in headers:
+        key = name.lower()
+        if key in wanted:
+            merged.setdefault(key, []).append(canonical_header_value(value))
+    names = sorted(wanted)
+    block = "".join(f"{name}:{','.join(merged.get(name, []))}\n" for name in names)
+    return block, ";".join(names)
+
+
+def payload_sha256(body: bytes | None) -> str:
+    if not body:
+        return EMPTY_SHA256
+    return hashlib.sha256(body).hexdigest()
+
+
+def canonical_request(
+    method: str,
+    uri: str,
+    query: str,
+    header_block: str,
+    signed_headers: str,
+    payload_hash: str,
+) -> str:
+    return f"{method}\n{uri}\n{query}\n{header_block}\n{signed_headers}\n{payload_hash}"
+
+
+def host_header(scheme: str, netloc: str) -> str:
+    """The Host header for a URL: userinfo dropped, default ports omitted (as HTTP clients send it)."""
+    host = netloc.rpartition("@")[2]
+    default = {"https": ":443", "http": ":80"}.get(scheme.lower())
+    if default and host.endswith(default):
+        host = host[: -len(default)]
+    return host

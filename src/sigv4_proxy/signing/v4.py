@@ -1,0 +1,61 @@
+"""SigV4 (AWS4-HMAC-SHA256): signing keys, string to sign, signature. Pure functions plus a bounded key cache."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections import OrderedDict
+from threading import Lock
+
+from sigv4_proxy.signing.model import V4
+
+_KEY_CACHE_SIZE = 256
+_key_cache: OrderedDict[tuple[str, str, str, str], bytes] = OrderedDict()
+_key_cache_lock = Lock()
+
+
+def _hmac(key: bytes, message: str) -> bytes:
+    return hmac.new(key, message.encode("utf-8"), hashlib.sha256).digest()
+
+
+def derive_signing_key(secret_access_key: str, date: str, region: str, service: str) -> bytes:
+    k_date = _hmac(("AWS4" + secret_access_key).encode("utf-8"), date)
+    k_region = _hmac(k_date, region)
+    k_service = _hmac(k_region, service)
+    return _hmac(k_service, "aws4_request")
+
+
+def signing_key(secret_access_key: str, date: str, region: str, service: str) -> bytes:
+    """The derived key for one day, region and service; cached because it is valid all day (four HMACs saved)."""
+    cache_key = (secret_access_key, date, region, service)
+    with _key_cache_lock:
+        key = _key_cache.get(cache_key)
+        if key is not None:
+            _key_cache.move_to_end(cache_key)
+            return key
+    key = derive_signing_key(secret_access_key, date, region, service)
+    with _key_cache_lock:
+        _key_cache[cache_key] = key
+        if len(_key_cache) > _KEY_CACHE_SIZE:
+            _key_cache.popitem(last=False)
+    return key
+
+
+def credential_scope(date: str, region: str, service: str) -> str:
+    return f"{date}/{region}/{service}/aws4_request"
+
+
+def string_to_sign(algorithm: str, amz_date: str, scope: str, canonical_request: str) -> str:
+    digest = hashlib.sha256(canonical_request.encode("utf-8")).hexdigest()
+    return f"{algorithm}\n{amz_date}\n{scope}\n{digest}"
+
+
+def signature(key: bytes, string_to_sign_text: str) -> str:
+    return hmac.new(key, string_to_sign_text.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def sign_string(secret_access_key: str, amz_date: str, region: str, service: str, text: str) -> str:
+    return signature(signing_key(secret_access_key, amz_date[:8], region, service), text)
+
+
+__all__ = ["V4", "credential_scope", "derive_signing_key", "sign_string", "signature", "signing_key", "string_to_sign"]
