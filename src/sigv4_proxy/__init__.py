@@ -33,7 +33,24 @@ _EXPORTS: dict[str, str] = {
     "rds_token": "sigv4_proxy.tokens",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "ConfigError",
+    "CredentialProvider",
+    "Credentials",
+    "CredentialsError",
+    "PresignedURL",
+    "SigV4Auth",
+    "SignedRequest",
+    "SigningError",
+    "StaticCredentialProvider",
+    "VerifyResult",
+    "dsql_token",
+    "mask_access_key",
+    "presign",
+    "rds_token",
+    "sign",
+    "verify",
+]
 
 if TYPE_CHECKING:  # pragma: no cover
     from sigv4_proxy.auth import SigV4Auth
