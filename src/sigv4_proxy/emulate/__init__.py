@@ -1,0 +1,76 @@
+"""Local IAM-verifying endpoints: `emulate mcp` (and the library behind it) for tests, benchmarks, `demo`,
+`doctor`, and users testing their own signers.
+
+    from sigv4_proxy.emulate import start_mcp, Match
+
+    with start_mcp() as emulator:                 # loopback, free port, random credentials
+        print(emulator.url, emulator.region, emulator.service, emulator.credentials)
+        emulator.throttle_next(retry_after=1)     # fault injection, see McpEmulator
+        ...
+        for record in emulator.requests:          # method, path, masked scope, verdict (never signatures)
+            print(record.line())
+
+Names are imported lazily: `generate_credentials` does not load uvicorn or the `mcp` SDK.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS: dict[str, str] = {
+    "start_mcp": "sigv4_proxy.emulate.server",
+    "McpEmulator": "sigv4_proxy.emulate.server",
+    "EmulatorConfig": "sigv4_proxy.emulate.server",
+    "serve_forever": "sigv4_proxy.emulate.server",
+    "build_app": "sigv4_proxy.emulate.server",
+    "generate_credentials": "sigv4_proxy.emulate.credentials",
+    "AcceptedCredentials": "sigv4_proxy.emulate.credentials",
+    "Match": "sigv4_proxy.emulate.faults",
+    "Respond": "sigv4_proxy.emulate.faults",
+    "Drop": "sigv4_proxy.emulate.faults",
+    "Delay": "sigv4_proxy.emulate.faults",
+    "FaultPlan": "sigv4_proxy.emulate.faults",
+    "RequestRecord": "sigv4_proxy.emulate.log",
+    "ExecutionCounter": "sigv4_proxy.emulate.state",
+    "EXPIRED_TOKEN_MESSAGE": "sigv4_proxy.emulate.front",
+}
+
+__all__ = [
+    "EXPIRED_TOKEN_MESSAGE",
+    "AcceptedCredentials",
+    "Delay",
+    "Drop",
+    "EmulatorConfig",
+    "ExecutionCounter",
+    "FaultPlan",
+    "Match",
+    "McpEmulator",
+    "RequestRecord",
+    "Respond",
+    "build_app",
+    "generate_credentials",
+    "serve_forever",
+    "start_mcp",
+]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from sigv4_proxy.emulate.credentials import AcceptedCredentials, generate_credentials
+    from sigv4_proxy.emulate.faults import Delay, Drop, FaultPlan, Match, Respond
+    from sigv4_proxy.emulate.front import EXPIRED_TOKEN_MESSAGE
+    from sigv4_proxy.emulate.log import RequestRecord
+    from sigv4_proxy.emulate.server import EmulatorConfig, McpEmulator, build_app, serve_forever, start_mcp
+    from sigv4_proxy.emulate.state import ExecutionCounter
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sigv4_proxy.emulate' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
