@@ -6,9 +6,12 @@ core below never reads the clock or the environment.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+import hmac
+import time
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 from sigv4_proxy.errors import SigningError
@@ -28,6 +31,7 @@ Region = str | Sequence[str]
 
 # Headers that signing sets itself: a caller's copy is replaced, never signed twice.
 _AUTH_HEADERS = frozenset({"authorization", "x-amz-date", "x-amz-security-token", "x-amz-region-set"})
+_AUTH_AND_SHA_HEADERS = _AUTH_HEADERS | {"x-amz-content-sha256"}
 # Query parameters that presigning sets itself.
 _AUTH_PARAMS = frozenset(
     {
@@ -43,7 +47,7 @@ _AUTH_PARAMS = frozenset(
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Scope:
     """Everything that depends on the algorithm: its name, the credential scope and how to sign."""
 
@@ -58,7 +62,8 @@ class Scope:
         if self.algorithm == V4A:
             return v4a.sign_string(credentials.access_key_id, credentials.secret_access_key, string_to_sign)
         assert self.region is not None
-        return v4.sign_string(credentials.secret_access_key, self.amz_date, self.region, self.service, string_to_sign)
+        key = v4.signing_key(credentials.secret_access_key, self.amz_date[:8], self.region, self.service)
+        return hmac.digest(key, string_to_sign.encode("utf-8"), "sha256").hex()
 
     def string_to_sign(self, canonical_request: str) -> str:
         return v4.string_to_sign(self.algorithm, self.amz_date, self.credential_scope, canonical_request)
@@ -74,15 +79,27 @@ def algorithm_name(algorithm: str) -> str:
 
 
 def format_amz_date(now: datetime) -> str:
-    if now.tzinfo is not None:
-        now = now.astimezone(timezone.utc)
-    return now.strftime("%Y%m%dT%H%M%SZ")
+    """`20150830T123600Z`. Naive datetimes are taken as UTC."""
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=timezone.utc)
+    return _amz_date_at(int(now.timestamp()))
+
+
+@lru_cache(maxsize=8)
+def _amz_date_at(epoch_seconds: int) -> str:
+    # Formatting costs more than hashing a small request; requests signed in the same second share it.
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(epoch_seconds))
 
 
 def make_scope(algorithm: str, region: Region, service: str, now: datetime | None) -> Scope:
-    name = algorithm_name(algorithm)
     amz_date = format_amz_date(now if now is not None else datetime.now(timezone.utc))
-    regions = [region] if isinstance(region, str) else list(region)
+    regions = (region,) if isinstance(region, str) else tuple(region)
+    return _scope(algorithm, amz_date, regions, service)
+
+
+@lru_cache(maxsize=512)
+def _scope(algorithm: str, amz_date: str, regions: tuple[str, ...], service: str) -> Scope:
+    name = algorithm_name(algorithm)
     if not regions or not all(regions) or not service:
         raise SigningError("a region and a service name are required to sign")
     if name == V4A:
@@ -108,6 +125,7 @@ def _payload_hash(body: bytes, payload_hash: str | None, unsigned_payload: bool)
     return canonical.payload_sha256(body)
 
 
+@lru_cache(maxsize=1024)
 def _uri(path: str, service: str, normalize_path: bool | None, double_encode: bool | None) -> str:
     single = canonical.uses_single_encoding(service)
     normalize = (not single) if normalize_path is None else normalize_path
@@ -115,11 +133,17 @@ def _uri(path: str, service: str, normalize_path: bool | None, double_encode: bo
     return canonical.canonical_uri(path, normalize=normalize, double_encode=double)
 
 
+@lru_cache(maxsize=1024)
 def _split_url(url: str) -> tuple[str, str, str, str]:
     parts = urlsplit(url)
     if not parts.scheme or not parts.netloc:
         raise SigningError(f"cannot sign {url!r}: expected an absolute URL such as https://host/path")
     return parts.scheme, parts.netloc, parts.path or "/", parts.query
+
+
+@lru_cache(maxsize=1024)
+def _canonical_query(query: str) -> str:
+    return canonical.canonical_query(canonical.parse_query(query))
 
 
 def _with_host(headers: list[tuple[str, str]], scheme: str, netloc: str) -> list[tuple[str, str]]:
@@ -156,11 +180,30 @@ def sign(
     """
     scheme, netloc, path, query = _split_url(url)
     scope = make_scope(algorithm, region, service, now)
-    data = _body_bytes(body)
+    data = body if type(body) is bytes else _body_bytes(body)
     body_hash = _payload_hash(data, payload_hash, unsigned_payload)
-    replaced = _AUTH_HEADERS | ({"x-amz-content-sha256"} if content_sha256_header else set())
-    given = [(k, v) for k, v in canonical.header_items(headers) if k.lower() not in replaced]
-    given = _with_host(given, scheme, netloc)
+    replaced = _AUTH_AND_SHA_HEADERS if content_sha256_header else _AUTH_HEADERS
+    skip = {name.lower() for name in unsigned_headers} if unsigned_headers else set()
+    if omit_session_token:
+        skip.add("x-amz-security-token")
+
+    # One pass over the caller's headers: keep what is sent, group what is signed by lower-case name.
+    given: list[tuple[str, str]] = []
+    signed_values: dict[str, list[str]] = {}
+    has_host = False
+    for name, value in headers.items() if isinstance(headers, Mapping) else headers or ():
+        lower = name.lower()
+        if lower in replaced:
+            continue
+        given.append((name, value))
+        has_host = has_host or lower == "host"
+        if lower not in skip:
+            signed_values.setdefault(lower, []).append(value)
+    if not has_host:
+        host = canonical.host_header(scheme, netloc)
+        given.insert(0, ("Host", host))
+        if "host" not in skip:
+            signed_values["host"] = [host]
 
     added: dict[str, str] = {}
     if credentials.session_token:
@@ -170,16 +213,14 @@ def sign(
         added["X-Amz-Region-Set"] = scope.region_set
     if content_sha256_header:
         added["x-amz-content-sha256"] = body_hash
+    for name, value in added.items():
+        lower = name.lower()
+        if lower not in skip:
+            signed_values.setdefault(lower, []).append(value)
 
-    all_headers = [*given, *added.items()]
-    skip = {name.lower() for name in unsigned_headers}
-    if omit_session_token:
-        skip.add("x-amz-security-token")
-    signed_names = {name.lower() for name, _ in all_headers} - skip
-    header_block, signed_headers = canonical.canonical_headers(all_headers, signed_names)
-    canonical_query = canonical.canonical_query(canonical.parse_query(query))
+    header_block, signed_headers = canonical.canonical_header_block(signed_values)
     uri = _uri(path, service, normalize_path, double_encode)
-    creq = canonical.canonical_request(method.upper(), uri, canonical_query, header_block, signed_headers, body_hash)
+    creq = f"{method.upper()}\n{uri}\n{_canonical_query(query)}\n{header_block}\n{signed_headers}\n{body_hash}"
     sts = scope.string_to_sign(creq)
     signature = scope.sign(credentials, sts)
     authorization = (

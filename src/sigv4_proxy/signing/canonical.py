@@ -6,8 +6,8 @@ Pure functions over strings and bytes: no clock, no environment, no I/O.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 from urllib.parse import unquote_to_bytes
 
 from sigv4_proxy.signing.model import EMPTY_SHA256
@@ -19,7 +19,6 @@ _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01
 _ENCODE = [chr(b) if b in _UNRESERVED else f"%{b:02X}" for b in range(256)]
 _ENCODE_PATH = list(_ENCODE)
 _ENCODE_PATH[ord("/")] = "/"
-_WHITESPACE_RUN = re.compile(r"\s+")
 
 # Services whose canonical URI is the path as sent, encoded once and never normalised (S3's rule).
 _SINGLE_ENCODE_SERVICES = frozenset({"s3", "s3-object-lambda", "s3-outposts", "s3express"})
@@ -116,7 +115,7 @@ def header_items(headers: Headers | None) -> list[tuple[str, str]]:
 
 def canonical_header_value(value: str) -> str:
     """Trim, and fold every inner run of whitespace (line breaks of multi-line values too) into one space."""
-    return _WHITESPACE_RUN.sub(" ", value.strip())
+    return " ".join(value.split())  # str.split() splits on runs of any whitespace, as AWS folds them
 
 
 def canonical_headers(headers: Iterable[tuple[str, str]], signed: Iterable[str]) -> tuple[str, str]:
@@ -131,6 +130,17 @@ def canonical_headers(headers: Iterable[tuple[str, str]], signed: Iterable[str])
     names = sorted(wanted)
     block = "".join(f"{name}:{','.join(merged.get(name, []))}\n" for name in names)
     return block, ";".join(names)
+
+
+def canonical_header_block(values: dict[str, list[str]]) -> tuple[str, str]:
+    """(canonical header block, signed header list) from lower-case names -> raw values in order given."""
+    names = sorted(values)
+    lines = []
+    for name in names:
+        raw = values[name]
+        value = " ".join(raw[0].split()) if len(raw) == 1 else ",".join([" ".join(v.split()) for v in raw])
+        lines.append(f"{name}:{value}\n")
+    return "".join(lines), ";".join(names)
 
 
 def payload_sha256(body: bytes | None) -> str:
@@ -150,6 +160,7 @@ def canonical_request(
     return f"{method}\n{uri}\n{query}\n{header_block}\n{signed_headers}\n{payload_hash}"
 
 
+@lru_cache(maxsize=256)
 def host_header(scheme: str, netloc: str) -> str:
     """The Host header for a URL: userinfo dropped, default ports omitted (as HTTP clients send it)."""
     host = netloc.rpartition("@")[2]

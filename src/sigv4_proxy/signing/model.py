@@ -39,7 +39,7 @@ class Credentials:
         return f"Credentials(access_key_id={self.masked_access_key!r}{token}, expiry={self.expiry!r})"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class SignedRequest:
     """The result of :func:`sigv4_proxy.sign`.
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections import OrderedDict
 from threading import Lock
 
 from sigv4_proxy.signing.model import V4
 
 _KEY_CACHE_SIZE = 256
-_key_cache: OrderedDict[tuple[str, str, str, str], bytes] = OrderedDict()
+_key_cache: dict[tuple[str, str, str, str], bytes] = {}
 _key_cache_lock = Lock()
 
 
@@ -26,18 +25,18 @@ def derive_signing_key(secret_access_key: str, date: str, region: str, service: 
 
 
 def signing_key(secret_access_key: str, date: str, region: str, service: str) -> bytes:
-    """The derived key for one day, region and service; cached because it is valid all day (four HMACs saved)."""
+    """The derived key for one day, region and service; cached because it is valid all day (four HMACs saved).
+
+    Reads take no lock (a dict lookup is atomic); the cache is bounded by evicting the oldest entry."""
     cache_key = (secret_access_key, date, region, service)
-    with _key_cache_lock:
-        key = _key_cache.get(cache_key)
-        if key is not None:
-            _key_cache.move_to_end(cache_key)
-            return key
+    key = _key_cache.get(cache_key)
+    if key is not None:
+        return key
     key = derive_signing_key(secret_access_key, date, region, service)
     with _key_cache_lock:
         _key_cache[cache_key] = key
-        if len(_key_cache) > _KEY_CACHE_SIZE:
-            _key_cache.popitem(last=False)
+        while len(_key_cache) > _KEY_CACHE_SIZE:
+            del _key_cache[next(iter(_key_cache))]
     return key
 
 
@@ -51,7 +50,7 @@ def string_to_sign(algorithm: str, amz_date: str, scope: str, canonical_request:
 
 
 def signature(key: bytes, string_to_sign_text: str) -> str:
-    return hmac.new(key, string_to_sign_text.encode("utf-8"), hashlib.sha256).hexdigest()
+    return hmac.digest(key, string_to_sign_text.encode("utf-8"), "sha256").hex()
 
 
 def sign_string(secret_access_key: str, amz_date: str, region: str, service: str, text: str) -> str:
