@@ -1,0 +1,1155 @@
+"""Turn any upstream failure into one message: what the server said, and what to do about it.
+
+This is the single place where a failed signed request becomes words for the user. Every door (the MCP
+bridge, the HTTP listener, ``request``, ``doctor``) calls one of two functions:
+
+    diagnose_response(status, headers, body, context=ctx)  # the server answered 4xx/5xx
+    diagnose_exception(exc, context=ctx)                   # no usable answer: DNS, TCP, TLS, timeout, reset
+
+and shows ``Diagnosis.message()``: ``HTTP 403 InvalidSignatureException: <AWS's message>. Diagnosis: <cause
+and fix>``. The knowledge lives in :data:`RULES`, an ordered table (first match wins), so a new AWS error
+shape is one row plus one test row.
+
+Pure: standard library only, no I/O, cheap to import (the proxy's start-up path imports it). Nothing a
+server echoes back (session tokens, signatures, bearer tokens, access key ids) survives into a message.
+"""
+
+from __future__ import annotations
+
+import errno
+import html
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+Headers = Mapping[str, str] | Iterable[tuple[str, str]]
+
+
+class _LazyPattern:
+    """A regular expression compiled on first use: the proxy imports this module at start-up, and compiling
+    the whole knowledge table would cost milliseconds before any failure happened."""
+
+    __slots__ = ("_compiled", "flags", "pattern")
+
+    def __init__(self, pattern: str, flags: int = 0) -> None:
+        self.pattern, self.flags = pattern, flags
+        self._compiled: re.Pattern[str] | None = None
+
+    @property
+    def compiled(self) -> re.Pattern[str]:
+        if self._compiled is None:
+            self._compiled = re.compile(self.pattern, self.flags)
+        return self._compiled
+
+    def search(self, text: str) -> re.Match[str] | None:
+        return self.compiled.search(text)
+
+    def sub(self, replacement: str | Callable[[re.Match[str]], str], text: str) -> str:
+        return self.compiled.sub(replacement, text)
+
+    def findall(self, text: str) -> list[Any]:
+        return self.compiled.findall(text)
+
+
+def _lazy_re(pattern: str, flags: int = 0) -> _LazyPattern:
+    return _LazyPattern(pattern, flags)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Kinds: stable machine-readable names. The retry policy (sigv4_proxy.retry) and the bridge key on these.
+# ---------------------------------------------------------------------------------------------------------
+# Answers from the server
+SIGNATURE_MISMATCH = "signature_mismatch"
+WRONG_SERVICE = "wrong_service"
+WRONG_REGION = "wrong_region"
+CLOCK_SKEW = "clock_skew"
+EXPIRED_TOKEN = "expired_token"
+INVALID_TOKEN = "invalid_token"
+MISSING_SESSION_TOKEN = "missing_session_token"
+UNEXPECTED_SESSION_TOKEN = "unexpected_session_token"
+UNKNOWN_ACCESS_KEY = "unknown_access_key"
+ACCESS_DENIED = "access_denied"
+FORBIDDEN = "forbidden"
+MISSING_AUTH = "missing_auth"
+INCOMPLETE_SIGNATURE = "incomplete_signature"
+UNAUTHORIZED = "unauthorized"
+NOT_FOUND = "not_found"
+METHOD_NOT_ALLOWED = "method_not_allowed"
+PAYLOAD_TOO_LARGE = "payload_too_large"
+BAD_REQUEST = "bad_request"
+COLD_START = "cold_start"
+THROTTLED = "throttled"
+UNAVAILABLE = "unavailable"
+GATEWAY_TIMEOUT = "gateway_timeout"
+SERVER_ERROR = "server_error"
+CLIENT_ERROR = "client_error"
+UNEXPECTED_RESPONSE = "unexpected_response"
+# No usable answer
+DNS = "dns"
+DNS_TEMPORARY = "dns_temporary"
+CONNECTION_REFUSED = "connection_refused"
+NETWORK_UNREACHABLE = "network_unreachable"
+TLS_CERTIFICATE = "tls_certificate"
+TLS = "tls"
+CONNECT_TIMEOUT = "connect_timeout"
+POOL_TIMEOUT = "pool_timeout"
+WRITE_FAILED = "write_failed"
+READ_TIMEOUT = "read_timeout"
+TIMEOUT = "timeout"
+CONNECTION_RESET = "connection_reset"
+CONNECTION_CLOSED = "connection_closed"
+CREDENTIALS = "credentials"
+NETWORK_ERROR = "network_error"
+
+# What a caller can do about a kind besides backing off: the bridge refreshes credentials once, or corrects
+# its clock once, then re-signs and retries.
+RECOVERY_REFRESH_CREDENTIALS = "refresh_credentials"
+RECOVERY_CORRECT_CLOCK = "correct_clock"
+_RECOVERY = {EXPIRED_TOKEN: RECOVERY_REFRESH_CREDENTIALS, CLOCK_SKEW: RECOVERY_CORRECT_CLOCK}
+
+# Only this much of an error body is read for diagnosis; error bodies are small, HTML pages are not.
+MAX_DIAGNOSED_BODY = 64 * 1024
+_MAX_MESSAGE_CHARS = 600
+
+
+@dataclass(frozen=True)
+class SigningContext:
+    """How the failed request was signed, for comparing against what the server and the host imply.
+
+    `access_key` is the masked key (``AKIA****MPLE``); its prefix tells long-term (AKIA) from temporary (ASIA)
+    keys. `credential_method` is botocore's source name (env, sso, assume-role, shared-credentials-file, ...).
+    `profile` names the profile for fixes like ``aws sso login --profile P``.
+    """
+
+    url: str
+    region: str | list[str]
+    service: str
+    algorithm: str = "v4"
+    access_key: str | None = None
+    has_session_token: bool | None = None
+    credential_method: str | None = None
+    profile: str | None = None
+
+    @property
+    def host(self) -> str:
+        return (urlsplit(self.url).hostname or "").lower()
+
+    @property
+    def host_port(self) -> str:
+        parts = urlsplit(self.url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        host = parts.hostname or "?"
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """One failure, understood.
+
+    `status`/`error_type`/`aws_message` are what the server said (message: first paragraph, one line,
+    redacted); `details` holds the rest (for a signature mismatch: the canonical request and string to sign
+    the server expected). `cause` describes a failure with no HTTP answer (``connection to h:443 refused``).
+    `hint` is our diagnosis: the cause and the fix. `retryable` means the same request may succeed later
+    unchanged (whether it is *safe* to resend is the retry policy's call).
+    """
+
+    status: int | None
+    error_type: str | None
+    aws_message: str | None
+    hint: str | None
+    kind: str
+    retryable: bool
+    details: str | None = None
+    cause: str | None = None
+
+    @property
+    def recovery(self) -> str | None:
+        """``refresh_credentials`` or ``correct_clock`` when one re-signed retry after that may succeed."""
+        return _RECOVERY.get(self.kind)
+
+    def message(self) -> str:
+        """One line: HTTP status, AWS error type, AWS message, then our diagnosis with the fix."""
+        if self.status is not None:
+            head = f"HTTP {self.status}"
+            if self.error_type:
+                head += f" {self.error_type}"
+            if self.aws_message:
+                head += f": {_clip(self.aws_message)}"
+        else:
+            head = self.cause or "request failed"
+        if not self.hint:
+            return head
+        return f"{_end_sentence(head)} Diagnosis: {self.hint}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form (the HTTP listener's error body, ``--json`` outputs)."""
+        return {
+            "message": self.message(),
+            "status": self.status,
+            "error_type": self.error_type,
+            "aws_message": self.aws_message,
+            "diagnosis": self.hint,
+            "kind": self.kind,
+            "retryable": self.retryable,
+            "details": self.details,
+            "cause": self.cause,
+        }
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Redaction: servers echo Authorization headers, canonical requests and signatures back in error bodies.
+# ---------------------------------------------------------------------------------------------------------
+_REDACTIONS: list[tuple[re.Pattern[str], str]] = [
+    # x-amz-security-token:VALUE (canonical request line), X-Amz-Security-Token=VALUE (query), header dumps
+    (_lazy_re(r"(x-amz-security-token\s*[:=]\s*)[^\s&'\"<,;]+", re.I), r"\1****"),
+    # Signature=hex, X-Amz-Signature=hex, "signature": "hex"
+    (_lazy_re(r"((?:\b|-)signature\"?\s*[:=]\s*\"?)[0-9a-f]{16,}", re.I), r"\1****"),
+    (_lazy_re(r"(<(SignatureProvided|Signature|X-Amz-Security-Token|SecurityToken)>)[^<]*", re.I), r"\1****"),
+    (_lazy_re(r"(\bBearer\s+)[A-Za-z0-9._~+/=-]{8,}", re.I), r"\1****"),
+]
+_ACCESS_KEY = _lazy_re(r"\b((?:AKIA|ASIA|AROA|AIDA|AGPA|ANPA|ANVA|AIPA|APKA|ABIA|ACCA)[A-Z0-9]{12,})\b")
+
+
+def _mask(key: str) -> str:
+    return "****" if len(key) <= 8 else f"{key[:4]}****{key[-4:]}"
+
+
+def redact(text: str) -> str:
+    """Remove session tokens, signatures, bearer tokens and full access key ids from server-echoed text."""
+    for pattern, replacement in _REDACTIONS:
+        text = pattern.sub(replacement, text)
+    return _ACCESS_KEY.sub(lambda m: _mask(m.group(1)), text)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Parsing every AWS error shape
+# ---------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class AwsError:
+    """What an error response says, whatever its shape. `fields` holds extra XML elements (Region,
+    ServerTime, RequestTime, CanonicalRequest, StringToSign, ...)."""
+
+    error_type: str | None
+    message: str | None
+    details: str | None = None
+    fields: Mapping[str, str] = field(default_factory=dict)
+
+
+def header_value(headers: Headers, name: str) -> str | None:
+    """Case-insensitive lookup in a mapping or a list of pairs (first occurrence)."""
+    lowered = name.lower()
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    for key, value in items:
+        if key.lower() == lowered:
+            return value
+    return None
+
+
+def normalize_error_type(raw: str | None) -> str | None:
+    """``com.amazon.coral.service#UnrecognizedClientException:http://internal...`` -> the bare type."""
+    if not raw:
+        return None
+    value = raw.strip()
+    # x-amzn-ErrorType carries a ":http://..." suffix; awsJson's __type a "namespace#" prefix.
+    value = value.split(":", 1)[0]
+    value = value.rsplit("#", 1)[-1]
+    return value.strip() or None
+
+
+def parse_aws_error(headers: Headers, body: bytes) -> AwsError:
+    """Read the error type and message from ``x-amzn-ErrorType``, a JSON, XML or plain-text body."""
+    header_type = normalize_error_type(header_value(headers, "x-amzn-ErrorType"))
+    text = body[:MAX_DIAGNOSED_BODY].decode("utf-8", "replace").strip()
+    parsed = _parse_json(text) or _parse_xml(text) or _parse_text(text, header_value(headers, "content-type"))
+    error_type = header_type or parsed.error_type
+    message, details = _split_message(parsed.message)
+    details = "\n\n".join(part for part in (details, parsed.details) if part) or None
+    return AwsError(
+        error_type=error_type,
+        message=redact(message) if message else None,
+        details=redact(details) if details else None,
+        fields={key: redact(value) for key, value in parsed.fields.items()},
+    )
+
+
+def _parse_json(text: str) -> AwsError | None:
+    if not text.startswith("{"):
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    error = data.get("Error") if isinstance(data.get("Error"), dict) else None
+    if error is None and isinstance(data.get("error"), dict):
+        error = data["error"]  # JSON-RPC error object, or {"error": {"code", "message"}}
+    source = error if error is not None else data
+    message = _first_str(source, "message", "Message", "errorMessage", "error_description")
+    if message is None and isinstance(data.get("error"), str):
+        message = data["error"]
+    error_type = _first_str(data, "__type", "code", "Code", "errorType") or _first_str(
+        source, "Code", "code", "__type", "type"
+    )
+    if message is None and error_type is None:
+        return None
+    return AwsError(error_type=normalize_error_type(error_type), message=message)
+
+
+def _first_str(data: Mapping[str, Any], *keys: str) -> str | None:
+    for key in keys:
+        value = data.get(key)
+        if isinstance(value, str) and value.strip():
+            return value
+    return None
+
+
+_XML_ELEMENT = _lazy_re(r"<([A-Za-z][\w.-]*)(?:\s[^>]*)?>([^<]*)</\1>", re.S)
+_XML_DETAIL_FIELDS = {"CanonicalRequest": "canonical request", "StringToSign": "string to sign"}
+
+
+def _parse_xml(text: str) -> AwsError | None:
+    if not text.startswith("<") or "<html" in text[:200].lower() or "<!doctype html" in text[:200].lower():
+        return None
+    fields: dict[str, str] = {}
+    for name, value in _XML_ELEMENT.findall(text):
+        fields.setdefault(name, html.unescape(value).strip())
+    if "Code" not in fields and "Message" not in fields:
+        return None
+    error_type = fields.pop("Code", None)
+    message = fields.pop("Message", None)
+    details = "\n\n".join(
+        f"The {label} the server expected:\n{fields[name]}"
+        for name, label in _XML_DETAIL_FIELDS.items()
+        if fields.get(name)
+    )
+    return AwsError(error_type=error_type, message=message, details=details or None, fields=fields)
+
+
+_TAG = _lazy_re(r"<[^>]+>")
+_TITLE = _lazy_re(r"<title[^>]*>(.*?)</title>", re.I | re.S)
+
+
+def _parse_text(text: str, content_type: str | None) -> AwsError:
+    if not text:
+        return AwsError(error_type=None, message=None)
+    if "html" in (content_type or "").lower() or text[:200].lower().lstrip().startswith(("<!doctype", "<html")):
+        title = _TITLE.search(text)
+        text = html.unescape(title.group(1) if title else _TAG.sub(" ", text))
+    return AwsError(error_type=None, message=" ".join(text.split()) if "\n\n" not in text else text)
+
+
+def _split_message(message: str | None) -> tuple[str | None, str | None]:
+    """First paragraph as one line; the rest (API Gateway's expected canonical request) as details."""
+    if not message:
+        return None, None
+    head, _, rest = message.strip().partition("\n\n")
+    return " ".join(head.split()), rest.strip() or None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# What the host implies (service, region), via the endpoint inference table when it is available.
+# ---------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class HostFacts:
+    service: str | None
+    region: str | None
+    description: str | None  # "an API Gateway endpoint", "a Lambda function URL", ...
+
+
+_DESCRIPTIONS = {
+    "execute-api": "an API Gateway endpoint",
+    "lambda": "a Lambda function URL",
+    "bedrock-agentcore": "a Bedrock AgentCore endpoint",
+    "dsql": "an Aurora DSQL endpoint",
+}
+
+
+def host_facts(url: str) -> HostFacts:
+    """The service and region the URL's host implies (nothing for custom domains and loopback)."""
+    from sigv4_proxy import endpoints  # stdlib-only inference table (never raises)
+
+    service, region = endpoints.infer(url)
+    description = _DESCRIPTIONS.get(service or "", f"a '{service}' endpoint" if service else None)
+    return HostFacts(service, region, description)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The knowledge table
+# ---------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Facts:
+    """Everything a hint may use."""
+
+    status: int
+    error: AwsError
+    context: SigningContext
+    match: re.Match[str] | None
+    headers: Headers
+    canonical_request: str | None
+
+    @property
+    def text(self) -> str:
+        return self.error.message or ""
+
+    @property
+    def host(self) -> HostFacts:
+        return host_facts(self.context.url)
+
+
+HintFn = Callable[[Facts], str]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One row of knowledge. Matches when every given criterion holds (at least one must be given):
+    the AWS error type is one of `types`, the AWS message matches `pattern`, the status is in `statuses`."""
+
+    kind: str
+    hint: str | HintFn
+    retryable: bool = False
+    types: frozenset[str] = frozenset()
+    pattern: _LazyPattern | None = None
+    statuses: frozenset[int] = frozenset()
+
+    def matches(self, status: int, error: AwsError) -> re.Match[str] | bool | None:
+        if self.types and (error.error_type or "") not in self.types:
+            return False
+        if self.statuses and status not in self.statuses:
+            return False
+        if self.pattern is not None:
+            return self.pattern.search(error.message or "") or False
+        return True
+
+
+def _flag_region(ctx: SigningContext) -> str:
+    return ctx.region if isinstance(ctx.region, str) else ",".join(ctx.region)
+
+
+def _single_region(ctx: SigningContext) -> str | None:
+    if ctx.algorithm == "v4a":
+        return None
+    return ctx.region if isinstance(ctx.region, str) else None
+
+
+def _scope_mismatches(facts: Facts) -> list[str]:
+    """Configured service/region against what the host implies."""
+    ctx, host = facts.context, facts.host
+    fixes = []
+    if host.service and host.service != ctx.service:
+        fixes.append(
+            f"signed for service '{ctx.service}' but {ctx.host} is {host.description}: "
+            f"use --service-name {host.service}"
+        )
+    region = _single_region(ctx)
+    if host.region and region and host.region != region:
+        fixes.append(f"signed for region '{region}' but {ctx.host} is in {host.region}: use --region {host.region}")
+    return fixes
+
+
+def _first_difference(ours: str, theirs: str) -> str | None:
+    ours_lines, their_lines = ours.split("\n"), theirs.split("\n")
+    for number, (mine, server) in enumerate(zip(ours_lines, their_lines, strict=False), start=1):
+        if mine != server:
+            return f"line {number}: we signed {redact(mine)!r}, the server expected {redact(server)!r}"
+    if len(ours_lines) != len(their_lines):
+        return f"we signed {len(ours_lines)} lines, the server expected {len(their_lines)}"
+    return None
+
+
+_EXPECTED_CANONICAL = _lazy_re(r"The Canonical String for this request should have been\s*'(.*?)'\s*(?:\n\n|$)", re.S)
+
+
+def _signature_hint(facts: Facts) -> str:
+    fixes = _scope_mismatches(facts)
+    if fixes:
+        return "; ".join(fixes)
+    ctx = facts.context
+    expected = _EXPECTED_CANONICAL.search(facts.error.details or "")
+    if facts.canonical_request and expected:
+        difference = _first_difference(facts.canonical_request, expected.group(1))
+        if difference:
+            return (
+                f"the request the server received differs from the one we signed ({difference}): something "
+                "between us and the server (a proxy, load balancer or custom domain mapping) rewrote it; "
+                "point --target-url at the endpoint itself"
+            )
+    key = f" {ctx.access_key}" if ctx.access_key else ""
+    credentials = (
+        f"the secret key does not belong to access key{key} (check AWS_SECRET_ACCESS_KEY or the profile's "
+        "credentials; `aws sts get-caller-identity` tests them), or something between us and the server changed "
+        "the request (path, host or headers)"
+    )
+    if facts.host.service is None:
+        lead = (
+            f"host {ctx.host} does not tell its service and region: check that '{ctx.service}' and "
+            f"'{_flag_region(ctx)}' are the endpoint's; otherwise "
+        )
+    else:
+        lead = f"service '{ctx.service}' and region '{_flag_region(ctx)}' fit the host, so "
+    parts = [lead + credentials]
+    if ctx.algorithm == "v4a":
+        parts.append("if the endpoint does not support SigV4a, use --sig-version v4")
+    return "; ".join(parts)
+
+
+def _skew_hint(facts: Facts) -> str:
+    from sigv4_proxy import clock  # same package, stdlib only
+
+    offset = clock.offset_from_skew_error(facts.text, facts.error.fields)
+    if offset is None:
+        date = header_value(facts.headers, "date")
+        lead = "this machine's clock and the server's differ by more than 5 minutes"
+        if date:
+            lead += f" (server time: {date})"
+    else:
+        lead = f"this machine's clock is {clock.describe_offset(offset)} the server's"
+    return (
+        f"{lead}: signatures are valid for 5 minutes around the server's time. Sync the clock "
+        "(Linux: `sudo chronyc makestep` or `sudo timedatectl set-ntp true`; macOS: `sudo sntp -sS time.apple.com`)"
+    )
+
+
+def _expired_token_hint(facts: Facts) -> str:
+    ctx = facts.context
+    method = ctx.credential_method or ""
+    profile = f" --profile {ctx.profile}" if ctx.profile else ""
+    if method == "sso" or method.startswith("sso"):
+        return (
+            f"the AWS SSO session has ended: run `aws sso login{profile}`; the proxy keeps running and uses the "
+            "new credentials on the next request"
+        )
+    if method == "env":
+        return (
+            "the temporary credentials in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY/AWS_SESSION_TOKEN have expired "
+            "and environment credentials cannot refresh: export fresh ones and restart, or use a profile that "
+            "refreshes itself (SSO, role_arn + source_profile, credential_process)"
+        )
+    if method in {"shared-credentials-file", "config-file"}:
+        return (
+            f"the temporary credentials stored in the{profile or ' default'} profile have expired: write fresh "
+            "ones, or configure a profile that refreshes itself (sso_session, role_arn + source_profile, "
+            "credential_process)"
+        )
+    if method.startswith("assume-role"):
+        return (
+            "the assumed-role credentials expired and could not be renewed: the source credentials of the role"
+            f" profile{profile} have probably expired too (`aws sts get-caller-identity{profile}` shows it)"
+        )
+    if method == "custom-process":
+        return (
+            "credential_process returned credentials that have expired: check that the command prints a "
+            "fresh Expiration"
+        )
+    if method in {"iam-role", "container-role"}:
+        return (
+            "instance/container role credentials refresh automatically; they are still expired after a refresh:"
+            " check the metadata / container credentials endpoint and the local clock"
+        )
+    return (
+        "the temporary credentials (session token) have expired: renew them (SSO: `aws sso login"
+        f"{profile}`; assumed role: assume it again; environment: export fresh AWS_* variables)"
+    )
+
+
+def _token_hint(facts: Facts) -> str:
+    ctx = facts.context
+    key = ctx.access_key or ""
+    if key.startswith("ASIA") and ctx.has_session_token is False:
+        return (
+            f"access key {key} is a temporary key (ASIA…) but no session token was sent: set AWS_SESSION_TOKEN "
+            "(or aws_session_token in the profile) together with the key"
+        )
+    if key.startswith("AKIA") and ctx.has_session_token:
+        return (
+            f"access key {key} is a long-term key (AKIA…) but a session token was sent with it: unset "
+            "AWS_SESSION_TOKEN (or aws_session_token in the profile); it belongs to other credentials"
+        )
+    shown = f" {key}" if key else ""
+    region = _single_region(ctx)
+    region_note = f", or region {region} is not enabled for the account" if region else ""
+    return (
+        f"AWS does not recognise access key{shown} with its session token: the key was deleted or deactivated, "
+        f"the key and token come from different credentials, the key belongs to another partition (China, "
+        f"GovCloud){region_note}; check with `aws sts get-caller-identity`"
+    )
+
+
+def _token_kind(facts: Facts, default: str) -> str:
+    """A rejected key/token is most often a session token missing from, or added to, the key."""
+    key = facts.context.access_key or ""
+    if key.startswith("ASIA") and facts.context.has_session_token is False:
+        return MISSING_SESSION_TOKEN
+    if key.startswith("AKIA") and facts.context.has_session_token:
+        return UNEXPECTED_SESSION_TOKEN
+    return default
+
+
+_INVOKE_ACTIONS = {
+    "execute-api": "execute-api:Invoke",
+    "lambda": "lambda:InvokeFunctionUrl",
+    "bedrock-agentcore": "bedrock-agentcore:InvokeAgentRuntime",
+}
+_NOT_AUTHORIZED = _lazy_re(
+    r"(?:User|Principal):?\s*(?P<principal>\S+?)\s+is not authorized to perform:?\s*(?P<action>[\w*-]+:[\w*-]+)"
+    r"(?:\s+on resource:?\s*(?P<resource>\S+?))?(?=[\s.,;]|$)"
+    r"(?P<rest>.*)",
+    re.I | re.S,
+)
+_EXPLICIT_DENY = _lazy_re(r"explicit deny in (?:an? )?([\w -]+?policy)", re.I)
+_NO_POLICY = _lazy_re(r"because no ([\w -]+?policy) allows", re.I)
+
+
+def _access_denied_hint(facts: Facts) -> str:
+    match = _NOT_AUTHORIZED.search(facts.text)
+    ctx = facts.context
+    if match is None:
+        action = _INVOKE_ACTIONS.get(ctx.service)
+        needed = f" needs {action} on this resource" if action else " lacks permission for this request"
+        hint = f"the caller{needed}: add it to the IAM policy of the role/user behind the credentials"
+        if ctx.service == "lambda":
+            hint += " and check that the function URL's auth type is AWS_IAM and its resource policy allows you"
+        return hint + " (`aws sts get-caller-identity` shows who the caller is)"
+    principal, action, resource = match.group("principal"), match.group("action"), match.group("resource")
+    on = f" on {resource}" if resource else ""
+    if principal.lower() == "anonymous":
+        return (
+            f"the request arrived unsigned (principal 'anonymous'): a proxy or redirect in between dropped the "
+            f"Authorization header, or the target URL is not the signed endpoint; {action}{on} must be "
+            "requested with a signature"
+        )
+    deny = _EXPLICIT_DENY.search(match.group("rest") or "")
+    if deny:
+        return (
+            f"an explicit Deny in {_with_article(deny.group(1))} blocks {action}{on} for {principal}: an Allow "
+            "elsewhere cannot override it; remove or narrow that Deny"
+        )
+    missing = _NO_POLICY.search(match.group("rest") or "")
+    where = _with_article(missing.group(1)) if missing else "the IAM policy (and the resource policy, if any)"
+    return f"missing IAM permission: allow {action}{on} for {principal} in {where}"
+
+
+def _with_article(noun: str) -> str:
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
+
+
+def _wrong_service_hint(facts: Facts) -> str:
+    expected = facts.match.group(1) if facts.match else None
+    expected = expected or facts.host.service
+    if not expected:
+        return f"the server does not accept service '{facts.context.service}': set --service-name to its service"
+    signed = facts.context.service
+    return f"signed for service '{signed}' but the server expects '{expected}': use --service-name {expected}"
+
+
+_REGION_IN_MESSAGE = _lazy_re(r"expecting '([a-z0-9-]+)'", re.I)
+
+
+def _wrong_region_hint(facts: Facts) -> str:
+    expected = None
+    found = _REGION_IN_MESSAGE.search(facts.text)
+    if found:
+        expected = found.group(1)
+    expected = expected or facts.error.fields.get("Region") or facts.host.region
+    signed = _flag_region(facts.context)
+    if expected:
+        return f"signed for region '{signed}' but the endpoint is in {expected}: use --region {expected}"
+    return (
+        f"the endpoint is not in region '{signed}': set --region to the region in the endpoint's host name "
+        "(e.g. abc123.execute-api.eu-west-1.amazonaws.com -> eu-west-1)"
+    )
+
+
+def _missing_auth_hint(facts: Facts) -> str:
+    service = facts.context.service
+    if service == "execute-api" or facts.host.service == "execute-api":
+        return (
+            "API Gateway answers this both for unsigned requests and for a path or method the API does not "
+            "define: check the target URL's path (stage name included, e.g. /prod/mcp) and the method"
+        )
+    return (
+        "the server saw no signature: a proxy or redirect in between dropped the Authorization header, or the "
+        "path/method does not exist on this endpoint; check the target URL"
+    )
+
+
+def _incomplete_hint(facts: Facts) -> str:
+    if "key=value pair" in facts.text or "equal-sign" in facts.text:
+        return (
+            "the server received an Authorization header that is not a SigV4 signature (e.g. a bearer token): "
+            "remove the client's own Authorization header so that the signature can take its place"
+        )
+    if re.search(r"ISO.?8601", facts.text):
+        return (
+            "the X-Amz-Date header was altered or malformed on the way: something between us and the server rewrote it"
+        )
+    return (
+        "the server received an incomplete or malformed signature: something between us and the server "
+        "altered the Authorization or X-Amz-* headers"
+    )
+
+
+def _forbidden_hint(facts: Facts) -> str:
+    return (
+        "API Gateway answered 'Forbidden' without naming a permission: the stage may require an API key (send it"
+        " with --headers x-api-key=KEY), a private API was called outside its VPC endpoint, a WAF rule blocked "
+        "the request, or the path does not exist on a custom domain mapping"
+    )
+
+
+def _not_found_hint(facts: Facts) -> str:
+    path = urlsplit(facts.context.url).path or "/"
+    return (
+        f"nothing at {path} on {facts.context.host}: check the target URL's path (MCP servers usually serve "
+        "/mcp; API Gateway needs the stage, e.g. /prod/mcp; AgentCore /runtimes/<url-encoded ARN>/invocations). "
+        "For an MCP request with a session id, the server has forgotten the session"
+    )
+
+
+def _cold_start_hint(facts: Facts) -> str:
+    return (
+        "the backend is not ready (Bedrock AgentCore answers 424 while a runtime cold-starts or when its container"
+        " fails): retried with a longer backoff; if it persists, check the runtime's CloudWatch logs"
+    )
+
+
+def _text_hint(text: str) -> HintFn:
+    return lambda _facts: text
+
+
+def _rule(
+    kind: str,
+    hint: str | HintFn,
+    *,
+    retryable: bool = False,
+    types: Iterable[str] = (),
+    pattern: str | None = None,
+    statuses: Iterable[int] = (),
+) -> Rule:
+    return Rule(
+        kind=kind,
+        hint=hint,
+        retryable=retryable,
+        types=frozenset(types),
+        pattern=_lazy_re(pattern, re.I) if pattern else None,
+        statuses=frozenset(statuses),
+    )
+
+
+# Order matters: specific message patterns first (API Gateway reports an expired signature as
+# InvalidSignatureException), then error types, then bare statuses.
+RULES: tuple[Rule, ...] = (
+    _rule(
+        CLOCK_SKEW,
+        _skew_hint,
+        pattern=r"Signature expired|Signature not yet current|not yet valid|"
+        r"request time and the current time is too large|Request has expired",
+    ),
+    _rule(CLOCK_SKEW, _skew_hint, types={"RequestTimeTooSkewed", "RequestExpired", "RequestInTheFuture"}),
+    _rule(EXPIRED_TOKEN, _expired_token_hint, types={"ExpiredToken", "ExpiredTokenException", "TokenExpired"}),
+    _rule(
+        EXPIRED_TOKEN,
+        _expired_token_hint,
+        pattern=r"security token included in the request is expired|"
+        r"(provided|security) token has expired|token (is|has) expired",
+    ),
+    _rule(WRONG_SERVICE, _wrong_service_hint, pattern=r"Credential should be scoped to correct service: '([^']+)'"),
+    _rule(
+        WRONG_REGION,
+        _wrong_region_hint,
+        pattern=r"Credential should be scoped to a valid region|"
+        r"the region '[^']+' is wrong",
+    ),
+    _rule(INCOMPLETE_SIGNATURE, _incomplete_hint, pattern=r"Credential should be scoped with a valid terminator"),
+    _rule(
+        INCOMPLETE_SIGNATURE,
+        _text_hint(
+            "the date in the credential scope differs from X-Amz-Date: something "
+            "between us and the server rewrote the date headers"
+        ),
+        pattern=r"Date in Credential scope does not match",
+    ),
+    _rule(UNKNOWN_ACCESS_KEY, _token_hint, types={"InvalidAccessKeyId"}),
+    _rule(UNKNOWN_ACCESS_KEY, _token_hint, pattern=r"Access Key Id you provided does not exist"),
+    _rule(INVALID_TOKEN, _token_hint, types={"UnrecognizedClientException", "InvalidClientTokenId", "InvalidToken"}),
+    _rule(INVALID_TOKEN, _token_hint, pattern=r"security token included in the request is invalid"),
+    _rule(SIGNATURE_MISMATCH, _signature_hint, types={"SignatureDoesNotMatch", "InvalidSignatureException"}),
+    _rule(SIGNATURE_MISMATCH, _signature_hint, pattern=r"request signature we calculated does not match"),
+    _rule(
+        INCOMPLETE_SIGNATURE,
+        _incomplete_hint,
+        types={
+            "IncompleteSignature",
+            "IncompleteSignatureException",
+            "AuthorizationHeaderMalformed",
+            "InvalidSignature",
+        },
+    ),
+    _rule(ACCESS_DENIED, _access_denied_hint, pattern=r"is not authorized to perform"),
+    _rule(
+        MISSING_AUTH, _missing_auth_hint, types={"MissingAuthenticationToken", "MissingAuthenticationTokenException"}
+    ),
+    _rule(MISSING_AUTH, _missing_auth_hint, pattern=r"Missing Authentication Token"),
+    _rule(FORBIDDEN, _forbidden_hint, types={"ForbiddenException"}),
+    _rule(
+        ACCESS_DENIED,
+        _access_denied_hint,
+        types={
+            "AccessDenied",
+            "AccessDeniedException",
+            "UnauthorizedOperation",
+            "AuthorizationError",
+            "UnauthorizedException",
+        },
+    ),
+    _rule(
+        THROTTLED,
+        _text_hint(
+            "the server is throttling requests: retried with backoff; if it persists, "
+            "lower the request rate or ask for a higher quota"
+        ),
+        retryable=True,
+        types={
+            "ThrottlingException",
+            "Throttling",
+            "TooManyRequestsException",
+            "SlowDown",
+            "RequestLimitExceeded",
+            "ThrottledException",
+            "ProvisionedThroughputExceededException",
+        },
+    ),
+    _rule(
+        THROTTLED,
+        _text_hint(
+            "the server is throttling requests (429): retried with backoff; if it "
+            "persists, lower the request rate or ask for a higher quota"
+        ),
+        retryable=True,
+        statuses={429},
+    ),
+    _rule(COLD_START, _cold_start_hint, retryable=True, statuses={424}),
+    _rule(
+        UNAVAILABLE,
+        _text_hint("the service is temporarily unavailable: retried with backoff"),
+        retryable=True,
+        types={"ServiceUnavailable", "ServiceUnavailableException", "InternalFailure"},
+        statuses={500, 502, 503},
+    ),
+    _rule(
+        PAYLOAD_TOO_LARGE,
+        _text_hint(
+            "the request body is over the endpoint's limit (API Gateway: 10 MB, "
+            "Lambda function URLs: 6 MB): send less per request"
+        ),
+        statuses={413},
+    ),
+    _rule(NOT_FOUND, _not_found_hint, statuses={404}),
+    _rule(
+        METHOD_NOT_ALLOWED,
+        _text_hint(
+            "the endpoint does not accept this HTTP method on this path: check the "
+            "target URL (an MCP endpoint takes POST, and GET only for its "
+            "event stream)"
+        ),
+        statuses={405},
+    ),
+    _rule(
+        UNAUTHORIZED,
+        _text_hint(
+            "the server asks for a different kind of authentication (401; e.g. an OAuth"
+            " bearer token or a Cognito authorizer), not IAM: check that the endpoint "
+            "uses AWS_IAM authorization"
+        ),
+        statuses={401},
+    ),
+    _rule(ACCESS_DENIED, _access_denied_hint, statuses={403}),
+    _rule(
+        UNAVAILABLE,
+        _text_hint(
+            "the gateway could not get a valid answer from the backend (502/503; "
+            "restarting, overloaded, or a malformed backend response): retried with "
+            "backoff; if it persists, check the backend's logs"
+        ),
+        retryable=True,
+        statuses={502, 503},
+    ),
+    _rule(
+        GATEWAY_TIMEOUT,
+        _text_hint(
+            "the gateway gave up waiting for the backend (504; API Gateway's limit is "
+            "29 s by default); the backend may still have run the request, so it is "
+            "only resent when that is safe; check the backend's duration and logs"
+        ),
+        retryable=True,
+        statuses={504},
+    ),
+    _rule(
+        SERVER_ERROR,
+        _text_hint(
+            "the server failed while handling the request: it may have been executed, "
+            "so it was not resent; check the server's logs"
+        ),
+        statuses=range(500, 600),
+    ),
+    _rule(BAD_REQUEST, _text_hint("the server rejected the request as invalid: see its message"), statuses={400}),
+    _rule(CLIENT_ERROR, _text_hint("the server rejected the request: see its message"), statuses=range(400, 500)),
+)
+
+
+def diagnose_response(
+    status: int,
+    headers: Headers,
+    body: bytes,
+    *,
+    context: SigningContext,
+    canonical_request: str | None = None,
+) -> Diagnosis:
+    """Diagnose an HTTP answer (4xx/5xx) to a signed request.
+
+    `body` may be the first :data:`MAX_DIAGNOSED_BODY` bytes of the error body. `canonical_request`, when the
+    caller has it, lets a signature mismatch name the first line the server saw differently.
+    """
+    headers = list(headers.items()) if isinstance(headers, Mapping) else list(headers)
+    error = parse_aws_error(headers, body)
+    for rule in RULES:
+        matched = rule.matches(status, error)
+        if matched is False:
+            continue
+        facts = Facts(
+            status, error, context, matched if isinstance(matched, re.Match) else None, headers, canonical_request
+        )
+        kind = _token_kind(facts, rule.kind) if rule.kind in (INVALID_TOKEN, UNKNOWN_ACCESS_KEY) else rule.kind
+        hint = rule.hint if isinstance(rule.hint, str) else rule.hint(facts)
+        return Diagnosis(status, error.error_type, error.message, hint, kind, rule.retryable, error.details)
+    hint = None if status < 400 else "the server rejected the request: see its message"
+    kind = UNEXPECTED_RESPONSE if status < 400 else CLIENT_ERROR
+    return Diagnosis(status, error.error_type, error.message, hint, kind, False, error.details)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Failures without an HTTP answer
+# ---------------------------------------------------------------------------------------------------------
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and all(current is not known for known in seen) and len(seen) < 16:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def _class_names(exc: BaseException) -> set[str]:
+    return {cls.__name__ for cls in type(exc).__mro__}
+
+
+_DNS_TEXT = _lazy_re(
+    r"Name or service not known|nodename nor servname|No address associated|getaddrinfo failed|"
+    r"no such host|Name does not resolve|Temporary failure in name resolution",
+    re.I,
+)
+_REFUSED_TEXT = _lazy_re(r"Connection refused|actively refused|ECONNREFUSED", re.I)
+_RESET_TEXT = _lazy_re(r"Connection reset|ECONNRESET|Broken pipe|connection aborted", re.I)
+_CLOSED_TEXT = _lazy_re(
+    r"Server disconnected|peer closed connection|incomplete chunked read|"
+    r"without sending a (?:complete )?(?:response|message)",
+    re.I,
+)
+_CERT_TEXT = _lazy_re(
+    r"CERTIFICATE_VERIFY_FAILED|certificate verify failed|hostname mismatch|"
+    r"self[- ]signed certificate|unable to get local issuer",
+    re.I,
+)
+
+
+@dataclass(frozen=True)
+class _Classified:
+    kind: str
+    retryable: bool
+    cause: str
+    hint: str
+
+
+def _classify(exc: BaseException, chain: list[BaseException], ctx: SigningContext) -> _Classified:
+    import socket
+    import ssl
+
+    names = set().union(*(_class_names(e) for e in chain))
+    text = " | ".join(redact(str(e)) for e in chain if str(e))
+    where = ctx.host_port
+    host = ctx.host or where
+
+    if "CredentialsError" in names:
+        credentials_error = next(e for e in chain if "CredentialsError" in _class_names(e))
+        return _Classified(
+            CREDENTIALS,
+            False,
+            redact(str(credentials_error)),
+            "fix the credential source named above; the request was not sent",
+        )
+
+    if any(isinstance(e, ssl.SSLCertVerificationError) for e in chain) or _CERT_TEXT.search(text):
+        reason = _ssl_reason(chain, text)
+        return _Classified(
+            TLS_CERTIFICATE,
+            False,
+            f"TLS certificate of {where} not accepted ({reason})",
+            f"check that the target URL's host is the certificate's name; behind a TLS-inspecting corporate proxy "
+            f"point SSL_CERT_FILE at its CA bundle; inspect with `openssl s_client -connect {where} "
+            f"-servername {host}`",
+        )
+    if "WRONG_VERSION_NUMBER" in text or "wrong version number" in text.lower():
+        return _Classified(
+            TLS,
+            False,
+            f"TLS handshake with {where} failed (the server does not speak TLS)",
+            "the server answers plain HTTP on that port: use an http:// target URL (non-loopback hosts also need "
+            "--allow-http), or the right HTTPS port",
+        )
+    if any(isinstance(e, ssl.SSLError) for e in chain):
+        return _Classified(
+            TLS,
+            False,
+            f"TLS handshake with {where} failed ({_ssl_reason(chain, text)})",
+            f"is the target really HTTPS on that port? A firewall or TLS-inspecting proxy may interfere; inspect "
+            f"with `openssl s_client -connect {where} -servername {host}`",
+        )
+
+    dns = next((e for e in chain if isinstance(e, socket.gaierror)), None)
+    if dns is not None or _DNS_TEXT.search(text):
+        temporary = (dns is not None and dns.errno == socket.EAI_AGAIN) or "Temporary failure" in text
+        return _Classified(
+            DNS_TEMPORARY if temporary else DNS,
+            temporary,
+            f"DNS lookup of {host} failed ({_short(text)})",
+            f"check the host name in the target URL (typo, wrong region or API id?); `nslookup {host}` tests it; "
+            "a private API Gateway or VPC endpoint resolves only inside its VPC/VPN; behind a corporate proxy set "
+            "HTTPS_PROXY",
+        )
+
+    if any(isinstance(e, ConnectionRefusedError) for e in chain) or _REFUSED_TEXT.search(text):
+        return _Classified(
+            CONNECTION_REFUSED,
+            True,
+            f"connection to {where} refused",
+            f"nothing is listening at {where}: check that the server is running and the target URL's port; on "
+            "AWS check security groups and network ACLs",
+        )
+
+    if _has_errno(chain, errno.ENETUNREACH, errno.EHOSTUNREACH):
+        return _Classified(
+            NETWORK_UNREACHABLE,
+            True,
+            f"no route to {where}",
+            "the network cannot reach the host: check VPN, network connection and routes",
+        )
+
+    if "ConnectTimeout" in names:
+        return _Classified(
+            CONNECT_TIMEOUT,
+            True,
+            f"connecting to {where} timed out",
+            "no answer to the connection attempt: a firewall drops the packets, the host/port is wrong, or a "
+            "corporate proxy is required (HTTPS_PROXY)",
+        )
+    if "PoolTimeout" in names:
+        return _Classified(
+            POOL_TIMEOUT,
+            True,
+            f"no free connection to {where} in time",
+            "every pooled connection is busy with a long request: the request was not sent; retry, or raise the "
+            "time limit",
+        )
+    if "WriteTimeout" in names or "WriteError" in names:
+        return _Classified(
+            WRITE_FAILED,
+            True,
+            f"sending the request to {where} failed ({_short(text)})",
+            "the connection broke before the whole request was sent, so the server cannot have executed it",
+        )
+    if "ReadTimeout" in names:
+        return _Classified(
+            READ_TIMEOUT,
+            False,
+            f"no response from {where} within the time limit",
+            "the server accepted the request but did not answer in time; it may still be executing it, so it "
+            "was not resent; raise --timeout for slow operations",
+        )
+    if "RemoteProtocolError" in names or _CLOSED_TEXT.search(text):
+        return _Classified(
+            CONNECTION_CLOSED,
+            False,
+            f"{where} closed the connection before the response was complete",
+            "the server or a load balancer dropped the connection (crash, restart, idle or duration limit); the "
+            "request may have been executed, so it was not resent",
+        )
+    if any(isinstance(e, (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)) for e in chain) or (
+        "ReadError" in names or _RESET_TEXT.search(text)
+    ):
+        return _Classified(
+            CONNECTION_RESET,
+            False,
+            f"connection to {where} reset",
+            "the connection was reset after the request was sent (server crash or restart, a load balancer or "
+            "firewall dropping it); the request may have been executed, so it was not resent",
+        )
+    if any(isinstance(e, TimeoutError) for e in chain) or "Timeout" in " ".join(names):
+        return _Classified(
+            TIMEOUT,
+            False,
+            f"request to {where} timed out",
+            "no complete answer within the time limit; the request may have been executed, so it was not "
+            "resent; raise --timeout for slow operations",
+        )
+    description = f"{type(exc).__name__}: {_short(text)}" if text else type(exc).__name__
+    return _Classified(
+        NETWORK_ERROR,
+        False,
+        f"request to {where} failed ({description})",
+        f"check connectivity to {where} (`curl -v {ctx.url}`)",
+    )
+
+
+def _has_errno(chain: list[BaseException], *numbers: int) -> bool:
+    return any(isinstance(e, OSError) and e.errno in numbers for e in chain)
+
+
+def _ssl_reason(chain: list[BaseException], text: str) -> str:
+    import ssl
+
+    for e in chain:
+        if isinstance(e, ssl.SSLCertVerificationError) and e.verify_message:
+            return str(e.verify_message)
+        if isinstance(e, ssl.SSLError) and e.reason:
+            return str(e.reason)
+    return _short(text)
+
+
+def _short(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def diagnose_exception(exc: BaseException, *, context: SigningContext) -> Diagnosis:
+    """Diagnose a failure with no HTTP answer (httpx, socket, ssl and asyncio exceptions, CredentialsError)."""
+    classified = _classify(exc, _chain(exc), context)
+    return Diagnosis(
+        status=None,
+        error_type=None,
+        aws_message=None,
+        hint=classified.hint,
+        kind=classified.kind,
+        retryable=classified.retryable,
+        cause=classified.cause,
+    )
+
+
+def _clip(text: str, limit: int = _MAX_MESSAGE_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _end_sentence(text: str) -> str:
+    return text if text.endswith((".", "!", "?", "…")) else text + "."
