@@ -978,7 +978,7 @@ def _classify(exc: BaseException, chain: list[BaseException], ctx: SigningContex
     import ssl
 
     names = set().union(*(_class_names(e) for e in chain))
-    text = " | ".join(redact(str(e)) for e in chain if str(e))
+    text = " | ".join(dict.fromkeys(redact(str(e)) for e in chain if str(e)))  # each distinct text once
     where = ctx.host_port
     host = ctx.host or where
 
