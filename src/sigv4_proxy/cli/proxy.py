@@ -1,17 +1,47 @@
-"""Placeholder for the MCP stdio proxy's flags (owned by the MCP proxy work, issue 3)."""
+"""The MCP stdio proxy's command line: ``sigv4-proxy [flags]`` with no subcommand.
+
+Flags and their environment variables live in :mod:`sigv4_proxy.config` (shared with ``doctor`` and
+``http``); this module only wires them to the runner. Standard library only at module level.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 
-DESCRIPTION = "Sign MCP traffic with AWS SigV4/SigV4a: a stdio <-> Streamable HTTP proxy."
-EPILOG = None
+DESCRIPTION = """\
+Sign MCP traffic with AWS SigV4/SigV4a: a stdio <-> Streamable HTTP proxy.
+
+An MCP client launches sigv4-proxy as a stdio server; every message is forwarded, unchanged, to an
+IAM-protected MCP endpoint (API Gateway, Lambda function URL, Bedrock AgentCore, ...) in a signed HTTP
+request, and every answer comes back on stdout. Logs go to stderr.
+
+Every flag has an environment variable; a flag wins over its variable. Region and service name are
+inferred from AWS endpoint URLs when not given."""
+
+EPILOG = """\
+examples:
+  sigv4-proxy --target-url https://abc123.execute-api.us-east-1.amazonaws.com/prod/mcp
+  sigv4-proxy --target-url https://mcp.example.com/mcp --region eu-west-1 --service-name execute-api
+  MCP_TARGET_URL=https://xyz.lambda-url.us-west-2.on.aws/mcp AWS_PROFILE=dev sigv4-proxy --sse
+
+MCP client configuration (e.g. claude_desktop_config.json):
+  {"mcpServers": {"my-server": {"command": "sigv4-proxy",
+     "args": ["--target-url", "https://abc123.execute-api.us-east-1.amazonaws.com/prod/mcp"],
+     "env": {"AWS_PROFILE": "dev"}}}}
+
+Try it without an AWS account: sigv4-proxy demo. Documentation: docs/proxy.md."""
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    pass
+    from sigv4_proxy.config import add_proxy_arguments
+
+    add_proxy_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    print("ERROR: the MCP proxy is not built yet", flush=True, file=__import__("sys").stderr)
-    return 1
+    from sigv4_proxy.config import load_proxy_config
+    from sigv4_proxy.mcp.runner import run_proxy
+
+    config = load_proxy_config(args, os.environ)
+    return run_proxy(config, os.environ)

@@ -1,0 +1,464 @@
+"""The MCP proxy's configuration: flags, environment variables, defaults and every rule that checks them.
+
+One place decides what the proxy runs with, so the proxy, ``doctor`` and ``http`` agree exactly:
+
+    parser = argparse.ArgumentParser()
+    add_proxy_arguments(parser)
+    config = load_proxy_config(parser.parse_args(argv), os.environ)   # raises ConfigError
+
+Precedence: a flag wins over its environment variable, which wins over what the target URL implies
+(region, service), which wins over the default. Empty environment variables count as unset. All problems
+are collected and raised together as one :class:`~sigv4_proxy.errors.ConfigError` (one line each; the CLI
+prints ``ERROR: configuration error: <first line>`` and the rest below it). The messages are a published
+interface (users follow a troubleshooting guide that quotes them): change them only deliberately.
+
+Standard library only: the proxy reads its configuration before anything heavy is imported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from sigv4_proxy import endpoints
+from sigv4_proxy.errors import ConfigError
+
+__all__ = [
+    "DEFAULT_MAX_MESSAGE_BYTES",
+    "ProxyConfig",
+    "add_proxy_arguments",
+    "load_proxy_config",
+    "parse_bool",
+    "parse_duration",
+    "parse_headers",
+    "parse_size",
+]
+
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+SIG_VERSIONS = ("v4", "v4a")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
+
+# Headers that signing or HTTP framing owns; a user value would break the signature or the request.
+RESERVED_HEADERS = frozenset(
+    {
+        "authorization",
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "x-amz-date",
+        "x-amz-security-token",
+        "x-amz-content-sha256",
+        "x-amz-region-set",
+    }
+)
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    """Everything the proxy runs with, validated. ``sources`` says where each value came from."""
+
+    target_url: str
+    service: str
+    region: str | None
+    sig_version: str = "v4"
+    region_set: tuple[str, ...] | None = None
+    profile: str | None = None
+    sse: bool = False
+    timeout: float | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    log_level: str = "info"
+    log_format: str = "text"
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    allow_http: bool = False
+    sources: Mapping[str, str] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def signing_region(self) -> str | list[str]:
+        """What to sign with: the region (v4) or the region set (v4a)."""
+        if self.sig_version == "v4a":
+            return list(self.region_set or ("*",))
+        assert self.region is not None
+        return self.region
+
+    @property
+    def host(self) -> str:
+        return endpoints.host_of(self.target_url)
+
+
+# --- argparse -----------------------------------------------------------------------------------------
+
+_UNSET = None
+
+
+def add_proxy_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """Add the proxy's flags (the published set) to ``parser``. Every default is None: see load_proxy_config."""
+    group = parser.add_argument_group("proxy options") if isinstance(parser, argparse.ArgumentParser) else parser
+    add = group.add_argument
+    add("--target-url", metavar="URL", help="the IAM-protected MCP endpoint, http(s) (env MCP_TARGET_URL; required)")
+    add(
+        "--region",
+        metavar="REGION",
+        help="AWS region to sign for (env AWS_REGION, then AWS_DEFAULT_REGION; default: inferred from the "
+        "target URL, required when it cannot be)",
+    )
+    add(
+        "--service-name",
+        metavar="NAME",
+        help="SigV4 service name, e.g. execute-api, lambda, bedrock-agentcore (env AWS_SERVICE_NAME; default: "
+        "inferred from the target URL, required when it cannot be)",
+    )
+    add(
+        "--sig-version",
+        metavar="{v4,v4a}",
+        help="signature version: v4 (HMAC, one region) or v4a (ECDSA, a region set) (env AWS_SIG_VERSION; "
+        "default v4)",
+    )
+    add(
+        "--region-set",
+        metavar="R1,R2",
+        help="v4a only: comma-separated regions the signature is valid in, wildcards allowed "
+        "(env AWS_SIGV4A_SIGNING_REGION_SET; default: the region, else *)",
+    )
+    add("--profile", metavar="NAME", help="AWS profile for credentials (env AWS_PROFILE; default: the default chain)")
+    add(
+        "--sse",
+        action=argparse.BooleanOptionalAction,
+        default=_UNSET,
+        help="open the standalone GET event stream for server-initiated messages (env MCP_ENABLE_SSE; "
+        "default off)",
+    )
+    add(
+        "--timeout",
+        metavar="DURATION",
+        help="how long to wait for a response: 30s, 1m, 1h30m or plain seconds; a stream that is still "
+        "delivering is never cut (env MCP_TIMEOUT; default none)",
+    )
+    add(
+        "--headers",
+        metavar="K=V,K2=V2",
+        help="extra headers added to every request and signed; a value may contain '=' (env MCP_HEADERS)",
+    )
+    add(
+        "--log-level",
+        metavar="LEVEL",
+        help="debug, info, warning or error; logs go to stderr (env MCP_LOG_LEVEL; default info)",
+    )
+    add("--log-format", metavar="{text,json}", help="log line format (env MCP_LOG_FORMAT; default text)")
+    add(
+        "--max-message-bytes",
+        metavar="SIZE",
+        help="largest JSON-RPC message accepted on stdin, bytes or 64MiB-style (env MCP_MAX_MESSAGE_BYTES; "
+        "default 64MiB)",
+    )
+    add(
+        "--allow-http",
+        action=argparse.BooleanOptionalAction,
+        default=_UNSET,
+        help="allow a plain-http target URL on a non-loopback host: signed requests travel unencrypted "
+        "(env MCP_ALLOW_HTTP; default off)",
+    )
+
+
+# --- parsing helpers (pure) ----------------------------------------------------------------------------
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``30s``, ``1m``, ``1h30m``, ``1.5s``, ``250ms`` or plain seconds (``45``, ``2.5``).
+
+    Raises ValueError for anything else, including negative values.
+    """
+    value = text.strip()
+    if not value:
+        raise ValueError(text)
+    try:
+        seconds = float(value)
+    except ValueError:
+        position, seconds = 0, 0.0
+        for match in _DURATION_PART.finditer(value):
+            if match.start() != position:
+                raise ValueError(text) from None
+            seconds += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+            position = match.end()
+        if position != len(value) or position == 0:
+            raise ValueError(text) from None
+    if seconds < 0 or seconds != seconds or seconds == float("inf"):
+        raise ValueError(text)
+    return seconds
+
+
+_SIZE = re.compile(r"^\s*(\d+)\s*([kmg]?)(?:i?b)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def parse_size(text: str) -> int:
+    """Bytes in ``67108864``, ``64MiB``, ``64M``, ``512k`` (binary multiples). Raises ValueError."""
+    match = _SIZE.match(text)
+    if match is None:
+        raise ValueError(text)
+    size = int(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
+    if size <= 0:
+        raise ValueError(text)
+    return size
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def parse_bool(text: str) -> bool:
+    """``1/true/yes/on`` or ``0/false/no/off`` (any case). Raises ValueError."""
+    value = text.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError(text)
+
+
+_HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+
+
+def parse_headers(text: str) -> tuple[list[tuple[str, str]], list[str]]:
+    """``k=v,k2=v2`` -> ([(k, v), (k2, v2)], problems). A value may contain ``=``; blanks are ignored."""
+    headers: list[tuple[str, str]] = []
+    problems: list[str] = []
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        name, sep, value = item.partition("=")
+        name, value = name.strip(), value.strip()
+        if not sep or not name:
+            problems.append(f"headers must be key=value pairs separated by commas, got: {item.strip()}")
+        elif not _HEADER_NAME.match(name):
+            problems.append(f"header name is not a valid HTTP token: {name!r}")
+        elif any(ch in value for ch in "\r\n\x00"):
+            problems.append(f"header {name} has a value with a line break or NUL character")
+        elif name.lower() in RESERVED_HEADERS:
+            problems.append(f"header {name} is set by the proxy when signing and cannot be overridden in headers")
+        else:
+            headers.append((name, value))
+    return headers, problems
+
+
+# --- resolution -----------------------------------------------------------------------------------------
+
+
+class _Resolver:
+    """Looks each setting up flag-first, then in the environment, and remembers where it came from."""
+
+    def __init__(self, args: argparse.Namespace, environ: Mapping[str, str]) -> None:
+        self.args = args
+        self.environ = environ
+        self.sources: dict[str, str] = {}
+
+    def get(self, key: str, flag: str, *env_names: str) -> str | None:
+        value = getattr(self.args, key, None)
+        if value is not None and value != "":
+            self.sources[key] = flag
+            return str(value) if not isinstance(value, bool) else ("true" if value else "false")
+        for name in env_names:
+            env_value = self.environ.get(name)
+            if env_value is not None and env_value.strip() != "":
+                self.sources[key] = name
+                return env_value.strip()
+        return None
+
+    def from_flag(self, key: str) -> bool:
+        return self.sources.get(key, "").startswith("--")
+
+
+def load_proxy_config(args: argparse.Namespace, environ: Mapping[str, str]) -> ProxyConfig:
+    """Resolve and validate the proxy's configuration. Raises ConfigError listing every problem."""
+    get = _Resolver(args, environ)
+    problems: list[str] = []
+    warnings: list[str] = []
+
+    target_url = get.get("target_url", "--target-url", "MCP_TARGET_URL")
+    host = ""
+    allow_http = _bool_setting(get, "allow_http", "--allow-http", "MCP_ALLOW_HTTP", problems)
+    if target_url is None:
+        problems.append("target URL is required (set MCP_TARGET_URL or --target-url)")
+    else:
+        host = _check_target_url(target_url, allow_http, problems)
+
+    implied = endpoints.infer(target_url) if host else endpoints.Endpoint(None, None)
+
+    raw_sig_version = get.get("sig_version", "--sig-version", "AWS_SIG_VERSION") or "v4"
+    sig_version = raw_sig_version.lower()
+    if sig_version not in SIG_VERSIONS:
+        problems.append(f"signature version must be 'v4' or 'v4a', got: {raw_sig_version}")
+
+    region = get.get("region", "--region", "AWS_REGION", "AWS_DEFAULT_REGION")
+    if region is None and implied.region is not None:
+        region, get.sources["region"] = implied.region, "inferred from the target URL"
+    elif region is not None and implied.region is not None and region != implied.region:
+        warnings.append(
+            f"region {region} (from {get.sources['region']}) differs from {implied.region}, which host {host} "
+            f"implies; AWS will reject the signature unless the endpoint really is in {region}"
+        )
+    region_set = _region_set(get, sig_version, region, problems)
+    if region is None and sig_version != "v4a":
+        problems.append("region is required (set AWS_REGION or --region)")
+        if host:
+            problems.append("  " + _inference_hint("region", host, implied))
+
+    service = get.get("service_name", "--service-name", "AWS_SERVICE_NAME")
+    if service is None and implied.service is not None:
+        service, get.sources["service_name"] = implied.service, "inferred from the target URL"
+    elif service is not None and implied.service is not None and service != implied.service:
+        warnings.append(
+            f"service name {service} (from {get.sources['service_name']}) differs from {implied.service}, which "
+            f"host {host} implies; AWS will reject the signature unless {service} is right for this endpoint"
+        )
+    if service is None:
+        problems.append("service name is required (set AWS_SERVICE_NAME or --service-name)")
+        if host:
+            problems.append("  " + _inference_hint("service name", host, implied))
+
+    timeout = _timeout(get, problems)
+    headers = _headers(get, problems)
+    log_level = _log_level(get, problems)
+    log_format = (get.get("log_format", "--log-format", "MCP_LOG_FORMAT") or "text").lower()
+    if log_format not in LOG_FORMATS:
+        problems.append(f"log format must be 'text' or 'json', got: {log_format}")
+    max_message_bytes = _max_message_bytes(get, problems)
+    sse = _bool_setting(get, "sse", "--sse", "MCP_ENABLE_SSE", problems)
+    profile = get.get("profile", "--profile", "AWS_PROFILE")
+
+    if problems:
+        raise ConfigError(problems)
+    assert target_url is not None and service is not None
+    return ProxyConfig(
+        target_url=target_url,
+        service=service,
+        region=region,
+        sig_version=sig_version,
+        region_set=region_set,
+        profile=profile,
+        sse=sse,
+        timeout=timeout,
+        headers=tuple(headers),
+        log_level=log_level,
+        log_format=log_format,
+        max_message_bytes=max_message_bytes,
+        allow_http=allow_http,
+        sources=dict(get.sources),
+        warnings=tuple(warnings),
+    )
+
+
+def _check_target_url(url: str, allow_http: bool, problems: list[str]) -> str:
+    """Append the URL's problems; return its host when it has a usable one."""
+    if "://" not in url:
+        problems.append(f"target URL must use http or https scheme, got: {url} (no scheme; write https://{url})")
+        return ""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as exc:
+        problems.append(f"target URL is not a valid URL ({exc}): {url}")
+        return ""
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        problems.append(f"target URL must use http or https scheme, got: {parts.scheme}")
+        return ""
+    host = endpoints.host_of(url)
+    if not host:
+        problems.append(f"target URL has no host: {url}")
+        return ""
+    if scheme == "http" and not allow_http and not endpoints.is_loopback(host):
+        problems.append(
+            f"target URL uses http for non-loopback host {host}: signed requests would travel unencrypted "
+            "(use https, or pass --allow-http / set MCP_ALLOW_HTTP=true)"
+        )
+    return host
+
+
+def _inference_hint(what: str, host: str, implied: endpoints.Endpoint) -> str:
+    if endpoints.is_loopback(host):
+        why = "a loopback address"
+    elif endpoints.is_ip(host):
+        why = "an IP address"
+    elif implied.service is not None and implied.region is None:
+        why = f"a global {implied.service} endpoint; its signing region is usually us-east-1"
+    elif implied.region is not None:
+        why = "no service label in the host name"
+    else:
+        why = "not an AWS endpoint name (a custom domain)"
+    return f"({what} cannot be inferred from host {host}: {why})"
+
+
+def _bool_setting(get: _Resolver, key: str, flag: str, env: str, problems: list[str]) -> bool:
+    value = get.get(key, flag, env)
+    if value is None:
+        return False
+    try:
+        return parse_bool(value)
+    except ValueError:
+        problems.append(f"{env} must be true or false, got: {value}")
+        return False
+
+
+def _region_set(get: _Resolver, sig_version: str, region: str | None, problems: list[str]) -> tuple[str, ...] | None:
+    raw = get.get("region_set", "--region-set", "AWS_SIGV4A_SIGNING_REGION_SET")
+    if sig_version != "v4a":
+        if raw is not None and get.from_flag("region_set"):
+            problems.append("region set applies only to --sig-version v4a")
+        return None
+    if raw is None:
+        get.sources["region_set"] = "the region" if region else "default"
+        return (region,) if region else ("*",)
+    regions = tuple(part.strip() for part in raw.split(",") if part.strip())
+    if not regions:
+        problems.append(f"region set must list regions separated by commas, got: {raw}")
+    return regions or None
+
+
+def _timeout(get: _Resolver, problems: list[str]) -> float | None:
+    raw = get.get("timeout", "--timeout", "MCP_TIMEOUT")
+    if raw is None:
+        return None
+    try:
+        seconds = parse_duration(raw)
+    except ValueError:
+        problems.append(f"timeout must be a duration like 30s, 1m, 1h30m or plain seconds, got: {raw}")
+        return None
+    return seconds or None  # 0 means no timeout
+
+
+def _headers(get: _Resolver, problems: list[str]) -> list[tuple[str, str]]:
+    raw = get.get("headers", "--headers", "MCP_HEADERS")
+    if raw is None:
+        return []
+    headers, header_problems = parse_headers(raw)
+    problems.extend(header_problems)
+    return headers
+
+
+def _log_level(get: _Resolver, problems: list[str]) -> str:
+    raw = (get.get("log_level", "--log-level", "MCP_LOG_LEVEL") or "info").lower()
+    level = {"warn": "warning", "err": "error", "trace": "debug"}.get(raw, raw)
+    if level not in LOG_LEVELS:
+        problems.append(f"log level must be one of debug, info, warning, error, got: {raw}")
+        return "info"
+    return level
+
+
+def _max_message_bytes(get: _Resolver, problems: list[str]) -> int:
+    raw = get.get("max_message_bytes", "--max-message-bytes", "MCP_MAX_MESSAGE_BYTES")
+    if raw is None:
+        return DEFAULT_MAX_MESSAGE_BYTES
+    try:
+        return parse_size(raw)
+    except ValueError:
+        problems.append(f"max message bytes must be a positive size like 67108864 or 64MiB, got: {raw}")
+        return DEFAULT_MAX_MESSAGE_BYTES

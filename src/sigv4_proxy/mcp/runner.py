@@ -1,0 +1,202 @@
+"""Start the MCP stdio proxy: logging, credentials, the signed HTTP client, signals, then the bridge.
+
+Start-up is on the MCP client's critical path (it launches us for every session), so this module imports
+only what it must, when it must: httpx and the signer after the configuration is known, botocore only when
+the credentials do not come straight from the environment, the diagnosis module only when something fails,
+and never the ``mcp`` SDK.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sigv4_proxy.logging import get_logger, register_secret, setup_logging
+
+if TYPE_CHECKING:
+    import httpx
+
+    from sigv4_proxy.config import ProxyConfig
+    from sigv4_proxy.diagnose import SigningContext
+    from sigv4_proxy.signing.model import Credentials
+
+__all__ = ["build_client", "credential_provider", "run_proxy"]
+
+log = get_logger("mcp")
+
+READY_LINE = "Proxy is ready to accept MCP protocol messages"
+DEFAULT_CONNECT_TIMEOUT = 30.0
+MAX_CONNECTIONS = 512
+
+
+class SecretRegisteringProvider:
+    """Wraps the shared credential provider so every secret it hands out is redacted from the logs."""
+
+    def __init__(self, provider: Any) -> None:
+        self.provider = provider
+
+    @property
+    def method(self) -> str | None:
+        return getattr(self.provider, "method", None)
+
+    def _seen(self, credentials: Credentials | None) -> Credentials | None:
+        if credentials is not None:
+            register_secret(credentials.secret_access_key)
+            register_secret(credentials.session_token)
+        return credentials
+
+    def get(self, now: datetime | None = None) -> Credentials:
+        credentials = self._seen(self.provider.get(now))
+        assert credentials is not None
+        return credentials
+
+    def cached(self, now: datetime | None = None) -> Credentials | None:
+        cached = getattr(self.provider, "cached", None)
+        return self._seen(cached(now)) if cached is not None else None
+
+    def force_refresh(self) -> Credentials:
+        credentials = self._seen(self.provider.force_refresh())
+        assert credentials is not None
+        return credentials
+
+
+def credential_provider(config: ProxyConfig, environ: Mapping[str, str]) -> Any:
+    """The process's one credential provider.
+
+    Keys in the environment (and no ``--profile`` flag) are what botocore's chain would pick first; they
+    are read directly, which saves importing botocore (~150 ms of every start-up). Everything else goes
+    through botocore's chain. A profile that came from ``AWS_PROFILE`` is left to botocore to read, so the
+    precedence is the AWS CLI's: environment keys over ``AWS_PROFILE``, ``--profile`` over both.
+    """
+    from sigv4_proxy.credentials import CredentialProvider, StaticCredentialProvider
+    from sigv4_proxy.signing.model import Credentials
+
+    profile_flag = config.profile if config.sources.get("profile") == "--profile" else None
+    access_key = environ.get("AWS_ACCESS_KEY_ID", "").strip()
+    secret_key = environ.get("AWS_SECRET_ACCESS_KEY", "").strip()
+    if profile_flag is None and access_key and secret_key and not environ.get("AWS_CREDENTIAL_EXPIRATION"):
+        token = (environ.get("AWS_SESSION_TOKEN") or environ.get("AWS_SECURITY_TOKEN") or "").strip() or None
+        return StaticCredentialProvider(Credentials(access_key, secret_key, token), method="env")
+    return CredentialProvider(profile=profile_flag)
+
+
+def build_client(config: ProxyConfig, provider: Any, *, clock: Any = None) -> httpx.AsyncClient:
+    """The shared, pooled, signing httpx client."""
+    import httpx
+
+    from sigv4_proxy import __version__
+    from sigv4_proxy.auth import SigV4Auth
+
+    auth = SigV4Auth(provider, config.signing_region, config.service, algorithm=config.sig_version, clock=clock)
+    connect = min(config.timeout, DEFAULT_CONNECT_TIMEOUT) if config.timeout else DEFAULT_CONNECT_TIMEOUT
+    return httpx.AsyncClient(
+        auth=auth,
+        timeout=httpx.Timeout(connect=connect, read=config.timeout, write=config.timeout, pool=None),
+        limits=httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=64, keepalive_expiry=30),
+        follow_redirects=False,
+        headers={"User-Agent": f"sigv4-proxy/{__version__}"},
+    )
+
+
+def signing_context_factory(config: ProxyConfig, provider: SecretRegisteringProvider) -> Any:
+    def context() -> SigningContext:
+        from sigv4_proxy.diagnose import SigningContext
+
+        credentials = None
+        try:
+            credentials = provider.cached()
+        except Exception:
+            credentials = None
+        return SigningContext(
+            url=config.target_url,
+            region=config.signing_region,
+            service=config.service,
+            algorithm=config.sig_version,
+            access_key=credentials.masked_access_key if credentials else None,
+            has_session_token=bool(credentials.session_token) if credentials else None,
+            credential_method=provider.method,
+            profile=config.profile,
+        )
+
+    return context
+
+
+def log_startup(config: ProxyConfig, credentials: Credentials, method: str | None) -> None:
+    from sigv4_proxy import __version__
+    from sigv4_proxy.credentials import describe_credentials
+
+    log.info("sigv4-proxy %s: MCP stdio proxy starting", __version__)
+    log.info("Target URL: %s", _display_url(config.target_url))
+    if config.sig_version == "v4a":
+        regions = ",".join(config.region_set or ("*",))
+        signing = f"SigV4a, region set {regions} ({config.sources.get('region_set', 'default')})"
+    else:
+        signing = f"SigV4, region {config.region} ({config.sources.get('region', 'default')})"
+    log.info("Signing: %s, service %s (%s)", signing, config.service, config.sources.get("service_name"))
+    log.info("Credentials: %s", describe_credentials(credentials, method))
+    options = [f"timeout {config.timeout:g}s" if config.timeout else "no timeout"]
+    if config.sse:
+        options.append("standalone event stream on")
+    if config.headers:
+        options.append("extra headers: " + ", ".join(name for name, _ in config.headers))
+    log.info("Options: %s", "; ".join(options))
+    for warning in config.warnings:
+        log.warning("%s", warning)
+
+
+def _display_url(url: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
+
+
+def run_proxy(config: ProxyConfig, environ: Mapping[str, str] | None = None) -> int:
+    """Run the proxy until stdin closes or a signal arrives. Raises CredentialsError before serving."""
+    setup_logging(config.log_level, config.log_format)
+    env = os.environ if environ is None else environ
+    provider = SecretRegisteringProvider(credential_provider(config, env))
+    credentials = provider.get()  # fail fast, with the published message, before the client sends anything
+    log_startup(config, credentials, provider.method)
+    return asyncio.run(_serve(config, provider))
+
+
+async def _serve(config: ProxyConfig, provider: SecretRegisteringProvider) -> int:
+    from sigv4_proxy.mcp.bridge import Bridge
+    from sigv4_proxy.mcp.stdio import StdinReader, StdoutWriter
+
+    client = build_client(config, provider)
+    bridge = Bridge(
+        config,
+        client,
+        stdin=StdinReader(config.max_message_bytes),
+        stdout=StdoutWriter(),
+        signing_context=signing_context_factory(config, provider),
+    )
+    _install_signal_handlers(bridge)
+    log.info(READY_LINE)
+    try:
+        return await bridge.run()
+    finally:
+        await client.aclose()
+
+
+def _install_signal_handlers(bridge: Any) -> None:
+    loop = asyncio.get_running_loop()
+    received: list[int] = []
+
+    def on_signal(signum: int) -> None:
+        if received:
+            os._exit(128 + signum)  # a second signal: the user means it
+        received.append(signum)
+        bridge.stop(signal.Signals(signum).name)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        # Windows has no loop signal handlers: KeyboardInterrupt still ends the run there.
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, on_signal, signum)

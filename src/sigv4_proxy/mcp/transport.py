@@ -1,0 +1,316 @@
+"""The upstream side of the bridge: MCP Streamable HTTP, client role, over a shared signed httpx client.
+
+One :class:`StreamableHttpTransport` per proxy. Its three operations map to the specification's three
+HTTP uses:
+
+* :meth:`~StreamableHttpTransport.post` sends one client message (the exact bytes read from stdin) and
+  hands every message of the answer — one JSON body, or the events of an SSE stream as they arrive — to
+  the bridge's ``deliver`` callback. It reports what happened in a :class:`PostResult` and raises httpx /
+  OS errors for failures without an HTTP answer; it never retries and never decides what the client is
+  told (the bridge's ``send`` does, in one place);
+* :meth:`~StreamableHttpTransport.listen` holds the standalone GET stream (``--sse``) for
+  server-initiated messages;
+* :meth:`~StreamableHttpTransport.terminate` ends the session with DELETE at shutdown.
+
+Another transport (the 2024-11-05 HTTP+SSE one) fits behind the same three methods.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sigv4_proxy.logging import get_logger
+from sigv4_proxy.mcp import jsonrpc
+from sigv4_proxy.mcp.jsonrpc import Envelope
+from sigv4_proxy.mcp.routing import LAST_EVENT_ID, MCP_PROTOCOL_VERSION, MCP_SESSION_ID, ToolHeaderMaps, routing_headers
+from sigv4_proxy.mcp.session import SessionState
+from sigv4_proxy.mcp.sse import SSEParser
+
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = ["Deliver", "PostResult", "StreamableHttpTransport"]
+
+log = get_logger("mcp")
+
+ACCEPT_BOTH = "application/json, text/event-stream"
+MAX_ERROR_BODY = 64 * 1024
+
+# deliver(message bytes, its envelope, the client message whose POST carried it (None: standalone stream))
+Deliver = Callable[[bytes | bytearray, Envelope, Envelope | None], Awaitable[None]]
+
+
+@dataclass
+class PostResult:
+    """What one POST produced. ``problem`` is set when the answer was unusable although HTTP succeeded."""
+
+    status: int
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""  # the first MAX_ERROR_BODY bytes of an error (status >= 400) body
+    problem: str | None = None
+    unanswered: set[str] = field(default_factory=set)  # keys of requests the answer did not answer
+    content_type: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status < 400 and self.problem is None and not self.unanswered
+
+
+class StreamableHttpTransport:
+    """Client side of MCP Streamable HTTP (2025-03-26 and later, incl. the 2026 per-request envelope)."""
+
+    name = "streamable-http"
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        url: str,
+        *,
+        session: SessionState,
+        deliver: Deliver,
+        extra_headers: Sequence[tuple[str, str]] = (),
+        tool_headers: ToolHeaderMaps | None = None,
+    ) -> None:
+        self.client = client
+        self.url = url
+        self.session = session
+        self.deliver = deliver
+        self.extra_headers = list(extra_headers)
+        self.tool_headers = tool_headers if tool_headers is not None else ToolHeaderMaps()
+        self.last_event_id: str | None = None  # of the standalone stream
+
+    # -- POST -------------------------------------------------------------------------------------------------
+
+    def post_headers(self, message: Envelope) -> dict[str, str]:
+        headers = {"Accept": ACCEPT_BOTH, "Content-Type": "application/json"}
+        headers.update(self.extra_headers)
+        headers.update(
+            routing_headers(
+                message,
+                session_id=self.session.session_id,
+                negotiated_version=self.session.protocol_version,
+                tool_headers=self.tool_headers,
+            )
+        )
+        return headers
+
+    async def post(self, message: Envelope) -> PostResult:
+        """POST ``message`` and deliver its answer. Raises httpx.HTTPError / OSError when there is no answer."""
+        awaited = {request.key for request in message.requests()}
+        body = message.raw if isinstance(message.raw, bytes) else bytes(message.raw)
+        request = self.client.build_request("POST", self.url, content=body, headers=self.post_headers(message))
+        started = time.monotonic()
+        response = await self.client.send(request, stream=True)
+        try:
+            result = PostResult(
+                status=response.status_code,
+                headers=list(response.headers.multi_items()),
+                content_type=_media_type(response.headers.get("content-type", "")),
+            )
+            if message.method == "initialize" and response.status_code < 300:
+                session_id = response.headers.get(MCP_SESSION_ID)
+                if session_id:
+                    self.session.session_id = session_id
+            await self._read_answer(message, response, result, awaited)
+        finally:
+            await response.aclose()
+        result.unanswered = awaited
+        if log.isEnabledFor(10):
+            log.debug(
+                "POST %s -> %s %s in %.1f ms%s",
+                _describe(message),
+                result.status,
+                result.content_type or "-",
+                (time.monotonic() - started) * 1000,
+                f" ({result.problem})" if result.problem else "",
+            )
+        return result
+
+    async def _read_answer(
+        self, message: Envelope, response: httpx.Response, result: PostResult, awaited: set[str]
+    ) -> None:
+        status = response.status_code
+        if status >= 400:
+            result.body = await _read_limited(response, MAX_ERROR_BODY)
+            return
+        if status == 202 or not awaited:
+            # Notifications and responses are acknowledged with 202; a body, if any, carries nothing for us.
+            if awaited:
+                result.problem = "the server answered the request with 202 Accepted, so no response will follow"
+            return
+        if status >= 300:
+            location = response.headers.get("location", "")
+            result.problem = f"the server redirected the request (HTTP {status} to {location or '?'}), which MCP "
+            result.problem += "clients do not follow; use the final URL as --target-url"
+            return
+        if result.content_type == "application/json":
+            await self._read_json(message, response, result, awaited)
+        elif result.content_type == "text/event-stream":
+            await self._read_stream(message, response, result, awaited)
+        else:
+            shown = result.content_type or "no content type"
+            result.problem = f"the server answered HTTP {status} with {shown}, not JSON or an event stream"
+
+    async def _read_json(
+        self, message: Envelope, response: httpx.Response, result: PostResult, awaited: set[str]
+    ) -> None:
+        body = bytearray()
+        async for chunk in response.aiter_bytes():
+            body += chunk
+        if not body.strip():
+            result.problem = f"the server answered HTTP {response.status_code} with an empty body instead of a response"
+            return
+        try:
+            envelope = jsonrpc.peek(body)
+        except ValueError:
+            result.problem = "the server answered with a body that is not a JSON-RPC message"
+            return
+        await self._deliver(body, envelope, message, awaited)
+
+    async def _read_stream(
+        self, message: Envelope, response: httpx.Response, result: PostResult, awaited: set[str]
+    ) -> None:
+        parser = SSEParser()
+        async for chunk in response.aiter_bytes():
+            for event in parser.feed(chunk):
+                await self._on_event(event.event, event.data, event.has_data, message, awaited)
+            if not awaited:
+                return  # every request of this POST is answered: the stream has nothing more for us
+        for event in parser.close():
+            await self._on_event(event.event, event.data, event.has_data, message, awaited)
+        if awaited:
+            result.problem = "the server's event stream ended without the response"
+
+    async def _on_event(
+        self, kind: str, data: bytearray, has_data: bool, message: Envelope | None, awaited: set[str]
+    ) -> None:
+        if not has_data or not data.strip():
+            return  # a priming event (id only) or a keep-alive
+        if kind != "message":
+            log.debug("ignoring server-sent event of type %r", kind)
+            return
+        try:
+            envelope = jsonrpc.peek(data)
+        except ValueError:
+            log.warning("dropped a server-sent event that is not a JSON-RPC message (%d bytes)", len(data))
+            return
+        await self._deliver(data, envelope, message, awaited)
+
+    async def _deliver(
+        self, data: bytes | bytearray, envelope: Envelope, message: Envelope | None, awaited: set[str]
+    ) -> None:
+        if envelope.kind == "response" and envelope.id is None and envelope.is_error and len(awaited) == 1:
+            # An error about the request that could not name it (e.g. the server could not parse it): it
+            # belongs to the one request this POST carried, and the client must see it under that id.
+            request_key = next(iter(awaited))
+            request = next(r for r in message.requests() if r.key == request_key) if message else None
+            if request is not None:
+                data = with_id(data, request.id)
+                envelope = jsonrpc.peek(data)
+        for answered in _response_keys(envelope):
+            awaited.discard(answered)
+        await self.deliver(data, envelope, message)
+
+    # -- standalone GET stream ------------------------------------------------------------------------------
+
+    async def listen(self) -> PostResult:
+        """Hold the standalone GET stream, delivering what arrives, until the server ends it.
+
+        The result's status says how it ended: 405 means the server offers no such stream; a status below
+        400 without a ``problem`` means the server closed it. Raises httpx.HTTPError / OSError when the
+        connection broke.
+        """
+        import httpx
+
+        headers = {"Accept": "text/event-stream"}
+        headers.update(self.extra_headers)
+        if self.session.session_id:
+            headers[MCP_SESSION_ID] = self.session.session_id
+        if self.session.protocol_version:
+            headers[MCP_PROTOCOL_VERSION] = self.session.protocol_version
+        if self.last_event_id:
+            headers[LAST_EVENT_ID] = self.last_event_id
+        timeout = httpx.Timeout(self.client.timeout.connect, read=None, write=None, pool=None)
+        async with self.client.stream("GET", self.url, headers=headers, timeout=timeout) as response:
+            result = PostResult(
+                status=response.status_code,
+                headers=list(response.headers.multi_items()),
+                content_type=_media_type(response.headers.get("content-type", "")),
+            )
+            if response.status_code >= 400:
+                result.body = await _read_limited(response, MAX_ERROR_BODY)
+                return result
+            if result.content_type != "text/event-stream":
+                result.problem = "the server answered the GET without an event stream"
+                return result
+            log.info("standalone event stream open")
+            parser = SSEParser()
+            async for chunk in response.aiter_bytes():
+                for event in parser.feed(chunk):
+                    if event.id is not None:
+                        self.last_event_id = event.id
+                    await self._on_event(event.event, event.data, event.has_data, None, set())
+            return result
+
+    # -- DELETE -----------------------------------------------------------------------------------------------
+
+    async def terminate(self, timeout: float = 2.0) -> None:
+        """End the session (DELETE). Best effort: failures are logged, never raised."""
+        if not self.session.session_id:
+            return
+        headers = dict(self.extra_headers)
+        headers[MCP_SESSION_ID] = self.session.session_id
+        if self.session.protocol_version:
+            headers[MCP_PROTOCOL_VERSION] = self.session.protocol_version
+        try:
+            response = await self.client.delete(self.url, headers=headers, timeout=timeout)
+        except Exception as exc:  # shutting down: nothing to do but say so
+            log.warning("could not end session %s: %s", self.session.session_id, type(exc).__name__)
+            return
+        if response.status_code in (200, 202, 204):
+            log.info("session %s ended", self.session.session_id)
+        elif response.status_code in (404, 405):
+            log.debug("DELETE of session answered %s (no session to end)", response.status_code)
+        else:
+            log.warning("ending session %s failed: HTTP %s", self.session.session_id, response.status_code)
+
+
+def _media_type(content_type: str) -> str:
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+async def _read_limited(response: httpx.Response, limit: int) -> bytes:
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        body += chunk[: limit - len(body)]
+        if len(body) >= limit:
+            break
+    return bytes(body)
+
+
+def _response_keys(envelope: Envelope) -> list[str]:
+    if envelope.kind == "response":
+        return [envelope.key]
+    if envelope.kind == "batch":
+        return [member.key for member in envelope.members if member.kind == "response"]
+    return []
+
+
+def _describe(message: Envelope) -> str:
+    if message.kind == "batch":
+        return f"batch of {len(message.members)}"
+    if message.kind == "response":
+        return f"response id={message.key}"
+    suffix = f" id={message.key}" if message.kind == "request" else ""
+    return f"{message.method}{suffix} ({len(message.raw)} bytes)"
+
+
+def with_id(data: bytes | bytearray, message_id: Any) -> bytes:
+    """A small JSON-RPC response with its id replaced (errors only: they are small)."""
+    decoded = json.loads(bytes(data))
+    decoded["id"] = message_id
+    return json.dumps(decoded, separators=(",", ":")).encode()
