@@ -114,6 +114,24 @@ def botocore_v4() -> Callable[[], object]:
     return lambda: auth.add_auth(request)
 
 
+def botocore_v4_fresh() -> Callable[[], object]:
+    """What one SDK-style call costs: build the AWSRequest, then sign it."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials as BotoCredentials
+
+    auth = SigV4Auth(BotoCredentials(ACCESS_KEY, SECRET_KEY), SERVICE, REGION)
+
+    def run() -> object:
+        request = AWSRequest(method="POST", url=URL, data=BODY)
+        for name, value in HEADERS:
+            request.headers[name] = value
+        auth.add_auth(request)
+        return request
+
+    return run
+
+
 def botocore_presign() -> Callable[[], object]:
     from botocore.auth import SigV4QueryAuth
     from botocore.awsrequest import AWSRequest
@@ -253,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
             [
                 ("v4 ours", "sigv4-proxy sign()", ours_v4()),
                 ("v4 botocore", "botocore SigV4Auth.add_auth", botocore_v4()),
+                ("v4 botocore fresh", "botocore AWSRequest() + add_auth", botocore_v4_fresh()),
                 ("v4 awscrt", "awscrt aws_sign_request", crt_signer("V4", "HTTP_REQUEST_HEADERS", "POST", BODY)),
                 ("v4 floor", "floor: 2x SHA-256 + 1 HMAC", floor_v4()),
             ],
