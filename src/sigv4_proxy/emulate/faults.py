@@ -10,9 +10,11 @@ Actions:
 
 - :class:`Respond` — answer with this status, headers and body instead of forwarding: the MCP server never
   sees the request (429 + Retry-After, 424, 502/503/504, an empty 200, a 404 "session not found", ...).
-- :class:`Drop` — cut the TCP connection (abort, no clean close): before forwarding (``forward=False``: the
-  server never saw the request), or after forwarding, once ``after_events`` complete SSE events of the
-  response were sent (``0``: before the status line). A dropped SSE response is the "reset mid-stream" case.
+- :class:`Drop` — abort the TCP connection (no clean close). ``forward=False``: before forwarding, so the MCP
+  server never sees the request. ``after_events=N`` (N >= 1): the response is cut right after its N-th
+  complete SSE event (the "reset mid-stream" case). ``after_events=0`` (default): the server handles the
+  request completely but its response is lost: nothing of it is sent, the connection is reset when it ends
+  (the request *was* executed; use N >= 1 for streams that never end, such as the GET stream).
 - :class:`Delay` — wait ``seconds`` before forwarding (the server sees the request late).
 """
 
@@ -111,7 +113,8 @@ class Respond:
 
 @dataclass(frozen=True)
 class Drop:
-    """Abort the connection: before forwarding, or after ``after_events`` SSE events of the response."""
+    """Abort the connection: before forwarding (``forward=False``), after ``after_events`` SSE events of the
+    response, or (``after_events=0``) once the server has answered in full, sending none of the answer."""
 
     forward: bool = True
     after_events: int = 0
@@ -120,6 +123,8 @@ class Drop:
     def label(self) -> str:
         if not self.forward:
             return "drop before forwarding"
+        if self.after_events == 0:
+            return "drop the response"
         return f"drop after {self.after_events} SSE event(s)"
 
 
@@ -195,6 +200,9 @@ def aws_error(
     return Respond(status, tuple(pairs), json.dumps({"message": message}).encode())
 
 
+_LF, _CR = 0x0A, 0x0D
+
+
 class SseEventCounter:
     """Counts complete SSE events (terminated by a blank line: LF LF, CRLF CRLF, or CR CR) across chunks.
 
@@ -209,23 +217,29 @@ class SseEventCounter:
 
     def cut(self, chunk: bytes, limit: int) -> int | None:
         if self.events >= limit:
+            if self._pending_cr and chunk[:1] == b"\n":  # the LF of the CRLF that completed the last event
+                self._pending_cr = False
+                return 1
             return 0
         for index, byte in enumerate(chunk):
-            if byte == 0x0A and self._pending_cr:  # LF completing a CRLF: already counted at the CR
+            if byte == _LF and self._pending_cr:  # the LF of a CRLF: the CR already ended the line
                 self._pending_cr = False
-                if self.events >= limit:
-                    return index + 1
                 continue
-            self._pending_cr = byte == 0x0D
-            if byte in (0x0A, 0x0D):
-                if self._previous_newline:
-                    self.events += 1
-                    self._previous_newline = False
-                    if self.events >= limit and byte == 0x0A:
-                        return index + 1
-                    # a CR may be followed by its LF: send that too (handled above)
-                    continue
-                self._previous_newline = True
-            else:
+            self._pending_cr = byte == _CR
+            if byte not in (_LF, _CR):
                 self._previous_newline = False
+                continue
+            if not self._previous_newline:
+                self._previous_newline = True
+                continue
+            self.events += 1
+            self._previous_newline = False
+            if self.events < limit:
+                continue
+            if byte == _LF:
+                return index + 1
+            if index + 1 == len(chunk):
+                return None  # a CR at the end of the chunk: its LF, if any, comes with the next chunk
+            self._pending_cr = False
+            return index + 2 if chunk[index + 1] == _LF else index + 1
         return None

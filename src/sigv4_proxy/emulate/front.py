@@ -95,22 +95,28 @@ class _ResponseWriter:
     async def send(self, message: Message) -> None:
         if self.dropped:
             raise _ConnectionDropped
+        drop = self._drop
         if message["type"] == "http.response.start":
             self.started = True
             self._on_start(int(message["status"]))
-            if self._drop is not None and self._drop.after_events == 0:
-                await self._abort()
+            if drop is not None and drop.after_events == 0:
+                return  # the server answers in full, but the answer is lost: swallow it, reset at its end
             headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"date"]
             message = {**message, "headers": headers + emulator_headers(self._state)}
         elif message["type"] == "http.response.body":
-            if self._events is not None and self._drop is not None:
+            last = not message.get("more_body", False)
+            if drop is not None and drop.after_events == 0:
+                if last:
+                    await self._abort()
+                return
+            if self._events is not None and drop is not None:
                 body = message.get("body", b"")
-                cut = self._events.cut(body, self._drop.after_events)
+                cut = self._events.cut(body, drop.after_events)
                 if cut is not None:
                     if cut:
                         await self._send({"type": "http.response.body", "body": body[:cut], "more_body": True})
                     await self._abort()
-            if not message.get("more_body", False):
+            if last:
                 self.complete = True
         await self._send(message)
 
@@ -177,15 +183,15 @@ class VerifyingFront:
         body = await _read_body(receive, self.state.max_body_bytes)
         if body is None:
             limit = self.state.max_body_bytes
-            await self._answer(send, aws_error(413, None, f"Request body is larger than {limit} bytes"))
             self._log(method, path, "-", 413, "RequestEntityTooLarge", "body_too_large")
+            await self._answer(send, aws_error(413, None, f"Request body is larger than {limit} bytes"))
             return
         info = describe_request(method, path, body)
         verdict = self._verify(scope, body)
         if verdict is not None:
             response, record = verdict
+            self.state.log.add(record)  # before answering: a client that got its answer finds it logged
             await self._answer(send, response)
-            self.state.log.add(record)
             return
         await self._forward(scope, receive, send, body, info)
 
@@ -226,12 +232,13 @@ class VerifyingFront:
         action = self.state.faults.take(info)
         fault = action.label if action is not None else ""
         if isinstance(action, Respond):
-            await self._answer(send, action)
             self.state.log.add(self._record(scope, action.status, "ok", "ok", info, fault))
+            await self._answer(send, action)
             return
         if isinstance(action, Drop) and not action.forward:
-            abort_connection(send)
             self.state.log.add(self._record(scope, 0, "ok", "ok", info, fault))
+            abort_connection(send)
+            await asyncio.sleep(0)
             return
         if isinstance(action, Delay):
             await anyio.sleep(action.seconds)

@@ -224,7 +224,7 @@ class McpEmulator:
             self._call(self._cancel_inflight(), timeout=5)
         self._server.should_exit = True
         self._thread.join(10)
-        if self._thread.is_alive():
+        if self._thread.is_alive():  # a connection that will not close: stop waiting for it
             self._server.force_exit = True
             self._thread.join(5)
         self._socket.close()
@@ -335,8 +335,13 @@ class McpEmulator:
     def drop_next(
         self, *, times: int = 1, after_events: int = 0, forward: bool = True, match: Match | None = None
     ) -> FaultRule:
-        """Abort the connection: after forwarding and ``after_events`` SSE events of the response (0: before
-        the status line), or with ``forward=False`` before the server sees the request."""
+        """Abort the connection of the next ``times`` matching requests.
+
+        ``forward=False``: before the server sees the request (it is never executed). ``after_events=N``: right
+        after the N-th complete SSE event of the response (a reset mid-stream). ``after_events=0`` (default):
+        the server handles the request in full, its response is lost, the connection is reset: the request
+        was executed but the client cannot know it.
+        """
         return self.state.faults.add(Drop(forward=forward, after_events=after_events), times=times, match=match)
 
     def delay_next(self, seconds: float, *, times: int = 1, match: Match | None = None) -> FaultRule:
