@@ -478,7 +478,7 @@ def check_signed_headers(t: ParsedToken, ctx: Context) -> Iterator[Finding]:
         yield finding("signed_headers_without_host", signed=signed)
     if list(t.signed_headers) != sorted(h.lower() for h in t.signed_headers):
         yield finding("signed_headers_order", signed=signed)
-    extra = [h for h in t.signed_headers if h.lower() != "host"]
+    extra = [h for h in t.signed_headers if h and h.lower() != "host"]
     if t.is_db_token and extra:
         yield finding("extra_signed_headers", extra=", ".join(extra))
 
@@ -837,8 +837,15 @@ HYPOTHESES: tuple[Hypothesis, ...] = (
         "query_unsorted",
         "the signer signed the query parameters in the order they appear instead of sorted",
         "sort the canonical query by encoded name, then value",
-        lambda t: True,
+        lambda t: _raw_query(t, sort=False) != _raw_query(t, sort=True),
         lambda i, t: _with(i, query=_raw_query(t, sort=False)),
+    ),
+    Hypothesis(
+        "query_not_encoded",
+        "the signer signed the query values without percent-encoding them (a raw '/' in X-Amz-Credential)",
+        "percent-encode names and values in the canonical query: X-Amz-Credential=AKID%2F20240101%2F...",
+        lambda t: True,
+        lambda i, t: _with(i, query=_decoded_query(t)),
     ),
     Hypothesis(
         "query_encoded_differently",
@@ -847,13 +854,6 @@ HYPOTHESES: tuple[Hypothesis, ...] = (
         "signing",
         lambda t: True,
         lambda i, t: _with(i, query=_raw_query(t, sort=True)),
-    ),
-    Hypothesis(
-        "query_not_encoded",
-        "the signer signed the query values without percent-encoding them (a raw '/' in X-Amz-Credential)",
-        "percent-encode names and values in the canonical query: X-Amz-Credential=AKID%2F20240101%2F...",
-        lambda t: True,
-        lambda i, t: _with(i, query=_decoded_query(t)),
     ),
     Hypothesis(
         "unsigned_payload",
@@ -983,11 +983,9 @@ def verify_token(
     signed_at = token.signed_at
     if signed_at is None:
         return Verification(False, "cannot verify: X-Amz-Date is missing or malformed", "malformed")
-    creds = Credentials(
-        credentials.access_key_id,
-        credentials.secret_access_key,
-        credentials.session_token if credentials.session_token is not None else token.session_token,
-    )
+    # Without a session token of their own, the credentials are checked only for the signature (the token's
+    # session token is signed as part of the query either way).
+    creds = Credentials(credentials.access_key_id, credentials.secret_access_key, credentials.session_token)
     target = (token.path or "/") + (f"?{token.query}" if token.query else "")
     request_headers = list(headers) or [("host", token.host)]
     if token.form == FORM_AUTHORIZATION and not any(k.lower() == "authorization" for k, _ in request_headers):
@@ -999,6 +997,9 @@ def verify_token(
         "expected_canonical_request": result.expected_canonical_request,
         "expected_string_to_sign": result.expected_string_to_sign,
     }
+    if result.ok and token.has_session_token and "X-Amz-Security-Token=" not in (result.expected_canonical_request
+                                                                                 or "X-Amz-Security-Token="):
+        return _token_signed_after(token, result.expected_canonical_request or "", result.expected_string_to_sign)
     if result.ok:
         return Verification(True, "the signature matches: the token was signed with this secret key over exactly "
                             "what it says", "ok", **base)
@@ -1035,6 +1036,31 @@ def verify_token(
         f"difference).",
         "signature",
         **base,
+    )
+
+
+def _token_signed_after(token: ParsedToken, theirs: str, their_sts: str | None) -> Verification:
+    """The signature holds only without the session token: it was added to the URL after signing. Some
+    services accept that (IoT); IAM database tokens and most presigned URLs must sign it."""
+    from sigv4_proxy.signing import v4
+
+    hypothesis = next(h for h in HYPOTHESES if h.code == "session_token_unsigned")
+    lines = theirs.split("\n")
+    lines[2] = _canonical_query(_signed_pairs(token))
+    expected = "\n".join(lines)
+    scope = f"{token.scope_date}/{token.scope_region}/{token.scope_service}/aws4_request"
+    expected_sts = v4.string_to_sign(token.algorithm or V4, token.amz_date or "", scope, expected)
+    severity_note = "" if token.is_db_token else " (a few services, such as IoT, accept that; most reject it)"
+    return Verification(
+        ok=not token.is_db_token,
+        message="the signature matches only without the session token: " + hypothesis.explanation + severity_note,
+        reason="session_token_unsigned",
+        expected_canonical_request=expected,
+        expected_string_to_sign=expected_sts,
+        their_canonical_request=theirs,
+        their_string_to_sign=their_sts,
+        hypothesis=hypothesis.code,
+        fix=hypothesis.fix,
     )
 
 

@@ -11,7 +11,7 @@ from urllib.parse import unquote
 
 os.environ.setdefault("BOTO_DISABLE_CRT", "true")  # before botocore is imported: its pure-Python signer
 
-from sigv4_proxy.signing.model import Credentials  # noqa: E402
+from sigv4_proxy.signing.model import Credentials
 
 ACCESS_KEY = "AKIAIOSFODNN7EXAMPLE"
 TEMP_KEY = "ASIAIOSFODNN7EXAMPLE"

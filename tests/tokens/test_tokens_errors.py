@@ -56,7 +56,9 @@ def test_region_that_contradicts_the_host() -> None:
     )
 
 
-@pytest.mark.parametrize("hostname", ["", "   ", "abc.dsql.us-east-1.on.aws/postgres", "abc dsql", "a?b=c", "host:port"])
+@pytest.mark.parametrize(
+    "hostname", ["", "   ", "abc.dsql.us-east-1.on.aws/postgres", "abc dsql", "a?b=c", "host:port"]
+)
 def test_invalid_hostname(hostname: str) -> None:
     with pytest.raises(SigningError) as caught:
         dsql_token(hostname, "us-east-1", credentials=LONG_TERM, now=NOW)
