@@ -187,7 +187,7 @@ class VerifyingFront:
             await self._answer(send, aws_error(413, None, f"Request body is larger than {limit} bytes"))
             return
         info = describe_request(method, path, body)
-        verdict = self._verify(scope, body)
+        verdict = self._verify(scope, body, info)
         if verdict is not None:
             response, record = verdict
             self.state.log.add(record)  # before answering: a client that got its answer finds it logged
@@ -195,7 +195,7 @@ class VerifyingFront:
             return
         await self._forward(scope, receive, send, body, info)
 
-    def _verify(self, scope: Scope, body: bytes) -> tuple[Respond, RequestRecord] | None:
+    def _verify(self, scope: Scope, body: bytes, info: RequestInfo) -> tuple[Respond, RequestRecord] | None:
         """None when the request may pass; otherwise the AWS-shaped refusal and its log record."""
         from sigv4_proxy.signing.verify import verify
 
@@ -221,12 +221,12 @@ class VerifyingFront:
             and self.state.credentials.is_expired(result.access_key_id, now)
         ):
             response = aws_error(403, "ExpiredTokenException", EXPIRED_TOKEN_MESSAGE)
-            return response, self._record(scope, 403, "ExpiredTokenException", "expired_token")
+            return response, self._record(scope, 403, "ExpiredTokenException", "expired_token", info)
         if result.ok:
             return None
         status, headers, payload = result.to_response()
         response = Respond(status, tuple(headers), payload)
-        return response, self._record(scope, status, result.error_type or "Forbidden", result.reason)
+        return response, self._record(scope, status, result.error_type or "Forbidden", result.reason, info)
 
     async def _forward(self, scope: Scope, receive: Receive, send: Send, body: bytes, info: RequestInfo) -> None:
         action = self.state.faults.take(info)
