@@ -26,12 +26,17 @@ TEMPORARY = Credentials(TEMP_KEY, SECRET, AWKWARD_TOKEN)
 
 @contextmanager
 def frozen_botocore(now: datetime) -> Iterator[None]:
-    """botocore's SigV4QueryAuth stamps requests with `botocore.auth.get_current_datetime()` (naive UTC)."""
+    """botocore's SigV4QueryAuth stamps requests with `botocore.auth.get_current_datetime()` (naive UTC).
+
+    The pure-Python signer is forced even when awscrt is installed and botocore was imported before
+    BOTO_DISABLE_CRT was set (the CRT signer reads the clock elsewhere, so the freeze would not hold)."""
     import botocore.auth
 
     naive = now.astimezone(timezone.utc).replace(tzinfo=None)
-    assert botocore.auth.AUTH_TYPE_MAPS["v4-query"] is botocore.auth.SigV4QueryAuth, "botocore uses CRT"
-    with mock.patch.object(botocore.auth, "get_current_datetime", lambda *args, **kwargs: naive):
+    python_signers = {"v4": botocore.auth.SigV4Auth, "v4-query": botocore.auth.SigV4QueryAuth}
+    with mock.patch.dict(botocore.auth.AUTH_TYPE_MAPS, python_signers), mock.patch.object(
+        botocore.auth, "get_current_datetime", lambda *args, **kwargs: naive
+    ):
         yield
 
 
