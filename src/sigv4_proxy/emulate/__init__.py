@@ -25,6 +25,7 @@ _EXPORTS: dict[str, str] = {
     "serve_forever": "sigv4_proxy.emulate.server",
     "build_app": "sigv4_proxy.emulate.server",
     "generate_credentials": "sigv4_proxy.emulate.credentials",
+    "CredentialMint": "sigv4_proxy.emulate.mint",
     "AcceptedCredentials": "sigv4_proxy.emulate.credentials",
     "Match": "sigv4_proxy.emulate.faults",
     "Respond": "sigv4_proxy.emulate.faults",
@@ -39,6 +40,7 @@ _EXPORTS: dict[str, str] = {
 __all__ = [
     "EXPIRED_TOKEN_MESSAGE",
     "AcceptedCredentials",
+    "CredentialMint",
     "Delay",
     "Drop",
     "EmulatorConfig",
@@ -59,6 +61,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from sigv4_proxy.emulate.faults import Delay, Drop, FaultPlan, Match, Respond
     from sigv4_proxy.emulate.front import EXPIRED_TOKEN_MESSAGE
     from sigv4_proxy.emulate.log import RequestRecord
+    from sigv4_proxy.emulate.mint import CredentialMint
     from sigv4_proxy.emulate.server import EmulatorConfig, McpEmulator, build_app, serve_forever, start_mcp
     from sigv4_proxy.emulate.state import ExecutionCounter
 
