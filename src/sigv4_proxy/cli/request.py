@@ -1,0 +1,166 @@
+"""`sigv4-proxy request`: send one SigV4-signed HTTP request from the shell (what awscurl does)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+HELP = "send a signed HTTP request and stream the response to stdout (like awscurl)"
+DESCRIPTION = """\
+Send one HTTP request signed with SigV4 or SigV4a and stream the response body to stdout as it arrives
+(server-sent events included). Region and service are inferred from the URL when it names them; credentials
+come from the AWS chain (environment variables, --profile, SSO, roles, ...). On HTTP >= 400 the body is still
+printed, and the AWS error is decoded on stderr with the cause and the fix.
+"""
+EPILOG = """\
+examples:
+  sigv4-proxy request GET https://abc123.execute-api.us-east-1.amazonaws.com/prod/health
+  sigv4-proxy request POST https://abc.lambda-url.us-east-1.on.aws/mcp -i \\
+      -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \\
+      --data '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18",
+      "capabilities":{},"clientInfo":{"name":"curl","version":"1"}}}'
+  sigv4-proxy request GET https://internal.example.com/api --region eu-west-1 --service-name execute-api -v
+
+-v prints the request line, the canonical request and the string to sign on stderr (the session token
+masked, never the signature or the secret), then the response status and headers.
+Private CA? set SSL_CERT_FILE=/path/to/ca.pem or pass --cacert.
+
+exit status: 0 for HTTP < 400; 1 for HTTP >= 400 or when no response arrived (DNS, TCP, TLS, timeout);
+2 for bad usage.
+"""
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    from sigv4_proxy.cli.sign import add_signing_arguments
+
+    parser.add_argument("method", metavar="METHOD", help="HTTP method: GET, POST, PUT, DELETE, ...")
+    parser.add_argument("url", metavar="URL", help="the full https:// URL")
+    parser.add_argument(
+        "-H", "--header", dest="headers", action="append", default=[], metavar="'Name: value'",
+        help="a header to send (signed); repeatable",
+    )
+    parser.add_argument("--data", "-d", metavar="TEXT|@FILE|@-", help="the request body: text, @file, or @- for stdin")
+    add_signing_arguments(parser)
+    parser.add_argument("--unsigned-payload", action="store_true", help="sign UNSIGNED-PAYLOAD instead of the body")
+    parser.add_argument("-i", "--include", action="store_true", help="print the status line and headers first")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true",
+        help="print the canonical request and string to sign, and the response headers, on stderr",
+    )
+    parser.add_argument(
+        "--timeout", type=float, metavar="SECONDS",
+        help="give up when no data arrives for this long (default: wait; a live stream is never cut)",
+    )
+    parser.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECONDS",
+                        help="time allowed to connect, TLS included (default: 10)")
+    parser.add_argument("--cacert", metavar="FILE", help="trust this CA bundle (default: certifi, or SSL_CERT_FILE)")
+    parser.add_argument("-k", "--insecure", action="store_true", help="do not verify the server's TLS certificate")
+
+
+def _ssl_verify(args: argparse.Namespace) -> Any:
+    import ssl
+
+    from sigv4_proxy.errors import UsageError
+
+    if args.insecure:
+        return False
+    if args.cacert:
+        try:
+            return ssl.create_default_context(cafile=args.cacert)
+        except (OSError, ssl.SSLError) as exc:
+            raise UsageError(f"cannot use --cacert {args.cacert}: {exc}") from None
+    return True
+
+
+def _mask_header(name: str, value: str) -> str:
+    lowered = name.lower()
+    if lowered == "authorization":
+        return value.split(" Signature=")[0] + " Signature=****" if "Signature=" in value else "****"
+    if lowered == "x-amz-security-token":
+        return f"**** ({len(value)} chars)"
+    return value
+
+
+def _print_verbose_request(request: Any) -> None:
+    from sigv4_proxy.inspect import redact
+
+    signed = request.extensions.get("sigv4")
+    err = sys.stderr
+    err.write(f"> {request.method} {request.url}\n")
+    for name, value in request.headers.multi_items():
+        err.write(f"> {name}: {_mask_header(name, value)}\n")
+    if signed is not None:
+        err.write("* canonical request:\n")
+        err.write("".join(f"*   {line}\n" for line in (redact(signed.canonical_request) or "").split("\n")))
+        err.write("* string to sign:\n")
+        err.write("".join(f"*   {line}\n" for line in signed.string_to_sign.split("\n")))
+    err.flush()
+
+
+def _status_block(response: Any, prefix: str = "") -> bytes:
+    """The status line and headers, as curl -i prints them (or prefixed with '< ' for -v on stderr)."""
+    lines = [f"{response.http_version} {response.status_code} {response.reason_phrase}"]
+    lines += [f"{name}: {value}" for name, value in response.headers.multi_items()]
+    if prefix:
+        return "".join(f"{prefix}{line}\n" for line in lines).encode("latin-1", errors="replace")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", errors="replace")
+
+
+def run(args: argparse.Namespace) -> int:
+    import httpx
+
+    from sigv4_proxy.auth import SigV4Auth
+    from sigv4_proxy.cli.sign import parse_header_args, read_body, resolve_scope
+    from sigv4_proxy.credentials import CredentialProvider
+    from sigv4_proxy.diagnose import MAX_DIAGNOSED_BODY, SigningContext, diagnose_exception, diagnose_response
+    from sigv4_proxy.errors import UsageError
+
+    url = args.url
+    if "://" not in url:
+        raise UsageError(f"URL must start with https:// (or http://), got: {url}")
+    headers = parse_header_args(args.headers)
+    body = read_body(args.data)
+    region, service = resolve_scope(url, args.region, args.service_name)
+    provider = CredentialProvider(args.profile)
+    credentials = provider.get()  # fails here, clearly, before any network I/O
+    auth = SigV4Auth(provider, region, service, algorithm=args.sig_version, unsigned_payload=args.unsigned_payload)
+    context = SigningContext(
+        url=url, region=region, service=service, algorithm=args.sig_version,
+        access_key=credentials.masked_access_key, has_session_token=bool(credentials.session_token),
+        credential_method=provider.method, profile=args.profile,
+    )
+    timeout = httpx.Timeout(args.timeout, connect=args.connect_timeout)
+    hooks = {"request": [_print_verbose_request]} if args.verbose else {}
+    out = sys.stdout.buffer
+    kept = bytearray()  # the start of an error body, for the diagnosis
+    try:
+        with httpx.Client(timeout=timeout, verify=_ssl_verify(args), event_hooks=hooks) as client, client.stream(
+            args.method.upper(), url, headers=headers, content=body, auth=auth
+        ) as response:
+            if args.verbose:
+                sys.stderr.write(_status_block(response, prefix="< ").decode("latin-1"))
+                sys.stderr.flush()
+            if args.include:
+                out.write(_status_block(response))
+                out.flush()
+            for chunk in response.iter_bytes():
+                out.write(chunk)
+                out.flush()
+                if response.status_code >= 400 and len(kept) < MAX_DIAGNOSED_BODY:
+                    kept += chunk[: MAX_DIAGNOSED_BODY - len(kept)]
+    except httpx.HTTPError as exc:
+        print(f"ERROR: {diagnose_exception(exc, context=context).message()}", file=sys.stderr)
+        return 1
+    if response.status_code >= 400:
+        signed = response.request.extensions.get("sigv4")
+        diagnosis = diagnose_response(
+            response.status_code, list(response.headers.multi_items()), bytes(kept), context=context,
+            canonical_request=signed.canonical_request if signed is not None else None,
+        )
+        if kept and not kept.endswith(b"\n"):
+            out.write(b"\n")
+            out.flush()
+        print(f"ERROR: {diagnosis.message()}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,157 @@
+"""`sigv4-proxy request` against `emulate mcp` on loopback: signed, streamed, diagnosed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sigv4_proxy.emulate import McpEmulator
+from tests.tools.conftest import child_env
+from tests.tools.tls import TlsFront, make_pki
+
+INITIALIZE = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+    "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "test", "version": "1"}}})
+MCP_HEADERS = ["-H", "Content-Type: application/json", "-H", "Accept: application/json, text/event-stream"]
+
+
+def request(emu: McpEmulator, *argv: str, env: dict[str, str] | None = None, stdin: str | None = None,
+            ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sigv4_proxy", "request", *argv, "--region", emu.region, "--service-name", emu.service]
+        if "--service-name" not in argv else [sys.executable, "-m", "sigv4_proxy", "request", *argv],
+        env=child_env(env if env is not None else emu.env()), capture_output=True, text=True, input=stdin,
+        timeout=60, check=False,
+    )
+
+
+def sse_messages(text: str) -> list[dict[str, object]]:
+    return [json.loads(line[len("data: "):]) for line in text.splitlines() if line.startswith("data: ")]
+
+
+def test_signed_post_streams_the_answer(emu: McpEmulator) -> None:
+    result = request(emu, "POST", emu.url, *MCP_HEADERS, "--data", INITIALIZE)
+    assert (result.returncode, result.stderr) == (0, "")
+    [message] = sse_messages(result.stdout)
+    assert message["id"] == 1 and "serverInfo" in message["result"]  # type: ignore[operator]
+    assert emu.requests[-1].verdict == "ok"
+
+
+def test_include_prints_status_and_headers_first(emu: McpEmulator) -> None:
+    result = request(emu, "POST", emu.url, *MCP_HEADERS, "--data", INITIALIZE, "-i")
+    head, _, body = result.stdout.partition("\n\n")
+    assert head.splitlines()[0] == "HTTP/1.1 200 OK"
+    assert "content-type: text/event-stream" in head.splitlines()
+    assert sse_messages(body)[0]["id"] == 1
+
+
+def test_verbose_shows_canonical_request_never_secrets(emu: McpEmulator) -> None:
+    creds = emu.rotate_credentials(session_token=True, keep_old=True)
+    result = request(emu, "POST", emu.url, *MCP_HEADERS, "--data", INITIALIZE, "-v", env=emu.env(creds))
+    assert result.returncode == 0, result.stderr
+    err = result.stderr
+    assert f"> POST {emu.url}\n" in err
+    assert "* canonical request:\n*   POST\n*   /mcp\n*   \n*   accept:application/json, text/event-stream\n" in err
+    assert "* string to sign:\n*   AWS4-HMAC-SHA256\n" in err
+    assert "< HTTP/1.1 200 OK\n" in err
+    assert creds.secret_access_key not in err and creds.session_token not in err  # type: ignore[operator]
+    assert "x-amz-security-token:<session token: " in err
+    assert re.search(r"Signature=\*\*\*\*", err)
+    # The only hex digests shown are the body hash and the canonical-request hash: never the signature.
+    sts_hash = err.split("* string to sign:\n")[1].splitlines()[3].strip("* ")
+    assert set(re.findall(r"\b[0-9a-f]{64}\b", err)) == {hashlib.sha256(INITIALIZE.encode()).hexdigest(), sts_hash}
+
+
+def test_response_is_streamed_as_it_arrives(emu: McpEmulator) -> None:
+    call = json.dumps({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+        "name": "progress", "arguments": {"steps": 2, "delay_seconds": 1.0}, "_meta": {"progressToken": "p"}}})
+    argv = [sys.executable, "-m", "sigv4_proxy", "request", "POST", emu.url, *MCP_HEADERS, "--data", call,
+            "--region", emu.region, "--service-name", emu.service]
+    with subprocess.Popen(argv, env=child_env(emu.env()), stdout=subprocess.PIPE, text=True) as process:
+        assert process.stdout is not None
+        first = next(line for line in process.stdout if line.startswith("data: "))
+        still_running = process.poll() is None  # the tool is still sleeping: the event came out early
+        rest = process.stdout.read()
+    assert json.loads(first[6:])["method"] == "notifications/progress"
+    assert still_running
+    assert sse_messages(rest)[-1]["id"] == 2
+
+
+def test_http_error_exits_1_with_the_diagnosis(emu: McpEmulator) -> None:
+    result = request(emu, "POST", emu.url, *MCP_HEADERS, "--data", INITIALIZE, "--region", emu.region,
+                     "--service-name", "lambda")
+    assert result.returncode == 1
+    assert json.loads(result.stdout) == {"message": "Credential should be scoped to correct service: 'execute-api'. "}
+    assert result.stderr == (
+        "ERROR: HTTP 403 InvalidSignatureException: Credential should be scoped to correct service: 'execute-api'. "
+        "Diagnosis: signed for service 'lambda' but the server expects 'execute-api': use --service-name "
+        "execute-api\n"
+    )
+
+
+def test_data_from_file_and_stdin(emu: McpEmulator, tmp_path: Path) -> None:
+    body = tmp_path / "body.json"
+    body.write_text(INITIALIZE)
+    assert sse_messages(request(emu, "POST", emu.url, *MCP_HEADERS, "--data", f"@{body}").stdout)[0]["id"] == 1
+    assert sse_messages(request(emu, "POST", emu.url, *MCP_HEADERS, "--data", "@-", stdin=INITIALIZE).stdout)[0][
+        "id"] == 1
+
+
+def test_connection_refused(emu: McpEmulator) -> None:
+    with socket_closed_port() as port:
+        result = request(emu, "GET", f"http://127.0.0.1:{port}/mcp")
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"ERROR: connection to 127.0.0.1:{port} refused. Diagnosis: nothing is listening")
+
+
+def test_region_and_service_required_for_a_loopback_url(emu: McpEmulator) -> None:
+    result = request(emu, "GET", emu.url, "--service-name", "execute-api")
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == "ERROR: --region required: they cannot be inferred from '127.0.0.1'\n"
+
+
+def test_unknown_ca_then_cacert(emu: McpEmulator, tmp_path: Path) -> None:
+    pki = make_pki(tmp_path)
+    with TlsFront(emu.port, pki) as front:
+        url = front.url()
+        refused = request(emu, "POST", url, *MCP_HEADERS, "--data", INITIALIZE)
+        assert refused.returncode == 1
+        assert "certificate" in refused.stderr.lower() and refused.stderr.startswith("ERROR: ")
+        trusted = request(emu, "POST", url, *MCP_HEADERS, "--data", INITIALIZE, "--cacert", str(pki.ca_pem))
+        assert trusted.returncode == 0, trusted.stderr
+        assert sse_messages(trusted.stdout)[0]["id"] == 1
+        via_env = request(emu, "POST", url, *MCP_HEADERS, "--data", INITIALIZE,
+                          env={**emu.env(), "SSL_CERT_FILE": str(pki.ca_pem)})
+        assert via_env.returncode == 0, via_env.stderr
+
+
+def test_missing_credentials(emu: McpEmulator) -> None:
+    result = request(emu, "GET", emu.url, env={})
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr.startswith("ERROR: failed to load AWS credentials: ")
+
+
+class socket_closed_port:
+    """A loopback port nobody listens on (bound, then closed)."""
+
+    def __enter__(self) -> int:
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return int(sock.getsockname()[1])
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize("flag", ["--help"])
+def test_help(flag: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "sigv4_proxy", "request", flag], capture_output=True, text=True,
+                            check=False)
+    assert result.returncode == 0 and "exit status: 0 for HTTP < 400" in result.stdout
