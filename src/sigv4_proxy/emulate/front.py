@@ -56,10 +56,6 @@ class Backend(Protocol):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None: ...
 
 
-class _ConnectionDropped(Exception):
-    """Raised inside the backend's send once the front has aborted the connection."""
-
-
 def abort_connection(send: Send) -> bool:
     """Abort the TCP connection under an ASGI ``send`` (uvicorn's cycle keeps its transport there).
 
@@ -82,8 +78,10 @@ class _ResponseWriter:
         state: EmulatorState,
         on_start: Callable[[int], None],
         drop: Drop | None,
+        cancel_scope: anyio.CancelScope,
     ) -> None:
         self._send = send
+        self._cancel_scope = cancel_scope
         self._state = state
         self._on_start = on_start
         self._drop = drop
@@ -94,7 +92,7 @@ class _ResponseWriter:
 
     async def send(self, message: Message) -> None:
         if self.dropped:
-            raise _ConnectionDropped
+            await anyio.sleep_forever()  # only reached if the backend shields itself from the cancellation
         drop = self._drop
         if message["type"] == "http.response.start":
             self.started = True
@@ -121,11 +119,12 @@ class _ResponseWriter:
         await self._send(message)
 
     async def _abort(self) -> None:
+        """Reset the connection and end the backend's handling of this request the way a client that went
+        away would: by cancellation (the MCP SDK treats an exception raised from ``send`` as its own crash)."""
         self.dropped = True
         abort_connection(self._send)
-        # let the server notice the lost connection before the backend unwinds
-        await asyncio.sleep(0)
-        raise _ConnectionDropped
+        self._cancel_scope.cancel()
+        await anyio.sleep(0)  # the cancellation is delivered here
 
 
 def emulator_headers(state: EmulatorState) -> list[tuple[bytes, bytes]]:
@@ -250,14 +249,13 @@ class VerifyingFront:
             logged = True
             self.state.log.add(self._record(scope, status, "ok", "ok", info, fault))
 
-        writer = _ResponseWriter(send, self.state, on_start, action if isinstance(action, Drop) else None)
+        drop = action if isinstance(action, Drop) else None
         inner_scope = {**scope, "headers": [(k, v) for k, v in scope["headers"] if k.lower() not in SIGNING_HEADERS]}
         with anyio.CancelScope() as cancel_scope:
+            writer = _ResponseWriter(send, self.state, on_start, drop, cancel_scope)
             self._inflight.add(cancel_scope)
             try:
                 await self.backend(inner_scope, _replay(body, receive), writer.send)
-            except _ConnectionDropped:
-                pass
             finally:
                 self._inflight.discard(cancel_scope)
         if not logged:
