@@ -109,6 +109,17 @@ def test_fail_next_with_error_type_and_bodies(emulator: McpEmulator, session: Ra
     assert emulator.executions.total() == 0
 
 
+def test_deny_next_is_an_iam_denial(emulator: McpEmulator, session: RawSession) -> None:
+    emulator.deny_next()
+    response = session.call("echo", {"message": "a"})
+    assert (response.status_code, response.headers["x-amzn-ErrorType"]) == (403, "AccessDeniedException")
+    assert response.json() == {
+        "Message": "User: arn:aws:iam::123456789012:user/sigv4-proxy-emulator is not authorized to perform: "
+        "execute-api:Invoke on resource: arn:aws:execute-api:us-east-1:********9012:emulator/prod/*"
+    }
+    assert emulator.executions.total() == 0
+
+
 def test_session_not_found_next(emulator: McpEmulator, session: RawSession) -> None:
     emulator.session_not_found_next()
     response = session.call("echo", {"message": "a"})

@@ -159,6 +159,30 @@ async def test_legacy_sse_transport_end_to_end() -> None:
     assert all(record.ok for record in emulator.requests)
 
 
+async def test_legacy_sse_carries_server_to_client_requests() -> None:
+    logs: list[object] = []
+
+    async def on_log(params: types.LoggingMessageNotificationParams) -> None:
+        logs.append(params.data)
+
+    async with start_mcp(transport="sse") as emulator:
+        auth = Httpx2SigV4Auth(emulator.credentials, emulator.region, emulator.service)
+        async with Client(
+            sse_client(emulator.url, auth=auth),
+            mode="legacy",
+            elicitation_callback=elicitation,
+            sampling_callback=sampling,
+            list_roots_callback=list_roots,
+            logging_callback=on_log,
+        ) as client:
+            assert text_of(await client.call_tool("elicit", {})) == "Hello, Ada!"
+            assert text_of(await client.call_tool("sample", {})) == "sampled"
+            assert text_of(await client.call_tool("roots", {})) == "file:///work"
+            await client.call_tool("log", {"message": "x", "count": 1})
+            assert logs == ["x 1/1"]
+    assert all(record.ok for record in emulator.requests)
+
+
 async def test_legacy_sse_stream_and_posts_are_verified() -> None:
     async with start_mcp(transport="sse") as emulator:
         async with httpx2.AsyncClient() as http:

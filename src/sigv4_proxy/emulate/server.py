@@ -38,6 +38,12 @@ from sigv4_proxy.signing.model import Credentials
 DEFAULT_REGION = "us-east-1"
 DEFAULT_SERVICE = "execute-api"
 _START_TIMEOUT = 15.0
+EMULATED_PRINCIPAL = "arn:aws:iam::123456789012:user/sigv4-proxy-emulator"
+INVOKE_ACTIONS = {
+    "execute-api": "execute-api:Invoke",
+    "lambda": "lambda:InvokeFunctionUrl",
+    "bedrock-agentcore": "bedrock-agentcore:InvokeAgentRuntime",
+}
 
 
 @dataclass(frozen=True)
@@ -326,6 +332,26 @@ class McpEmulator:
         headers = [("Retry-After", f"{retry_after:g}")] if retry_after is not None else []
         rule = aws_error(429, "TooManyRequestsException", "Too Many Requests", headers)
         return self.state.faults.add(rule, times=times, match=match)
+
+    def deny_next(
+        self,
+        *,
+        times: int = 1,
+        principal: str = EMULATED_PRINCIPAL,
+        action: str | None = None,
+        resource: str | None = None,
+        match: Match | None = None,
+    ) -> FaultRule:
+        """403 ``AccessDeniedException`` as API Gateway sends when the signature is fine but IAM denies:
+        ``{"Message": "User: <principal> is not authorized to perform: <action> on resource: <resource>"}``
+        (capital ``Message``, as API Gateway writes it). The action defaults to the service's invoke action
+        (``execute-api:Invoke``, ``lambda:InvokeFunctionUrl``, ``bedrock-agentcore:InvokeAgentRuntime``)."""
+        action = action or INVOKE_ACTIONS.get(self.service, f"{self.service}:Invoke")
+        resource = resource or f"arn:aws:{self.service}:{self.region}:********9012:emulator/prod/*"
+        message = f"User: {principal} is not authorized to perform: {action} on resource: {resource}"
+        body = json.dumps({"Message": message}).encode()
+        headers = (("content-type", "application/json"), ("x-amzn-ErrorType", "AccessDeniedException"))
+        return self.state.faults.add(Respond(403, headers, body), times=times, match=match)
 
     def session_not_found_next(self, *, times: int = 1, match: Match | None = None) -> FaultRule:
         """404 with the MCP SDK's "Session not found" JSON-RPC error, as a server that forgot the session."""
