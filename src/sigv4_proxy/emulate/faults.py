@@ -14,7 +14,8 @@ Actions:
   server never sees the request. ``after_events=N`` (N >= 1): the response is cut right after its N-th
   complete SSE event (the "reset mid-stream" case). ``after_events=0`` (default): the server handles the
   request completely but its response is lost: nothing of it is sent, the connection is reset when it ends
-  (the request *was* executed; use N >= 1 for streams that never end, such as the GET stream).
+  (the request *was* executed; use N >= 1 for streams that never end, such as the GET stream). A JSON
+  response has no events to cut after: with any N it is lost whole, as with 0.
 - :class:`Delay` — wait ``seconds`` before forwarding (the server sees the request late).
 """
 

@@ -89,33 +89,44 @@ class _ResponseWriter:
         self.started = False
         self.complete = False
         self.dropped = False
+        self._lose_response = False
 
     async def send(self, message: Message) -> None:
         if self.dropped:
             await anyio.sleep_forever()  # only reached if the backend shields itself from the cancellation
-        drop = self._drop
         if message["type"] == "http.response.start":
-            self.started = True
-            self._on_start(int(message["status"]))
-            if drop is not None and drop.after_events == 0:
-                return  # the server answers in full, but the answer is lost: swallow it, reset at its end
-            headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"date"]
-            message = {**message, "headers": headers + emulator_headers(self._state)}
+            await self._start(message)
         elif message["type"] == "http.response.body":
-            last = not message.get("more_body", False)
-            if drop is not None and drop.after_events == 0:
-                if last:
-                    await self._abort()
+            await self._body(message)
+        else:
+            await self._send(message)
+
+    async def _start(self, message: Message) -> None:
+        self.started = True
+        self._on_start(int(message["status"]))
+        headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"date"]
+        if self._drop is not None:
+            content_type = next((v for k, v in headers if k.lower() == b"content-type"), b"")
+            if self._drop.after_events == 0 or not content_type.startswith(b"text/event-stream"):
+                # the whole answer is lost (a JSON answer has no events to cut after): swallow, reset at its end
+                self._lose_response = True
                 return
-            if self._events is not None and drop is not None:
-                body = message.get("body", b"")
-                cut = self._events.cut(body, drop.after_events)
-                if cut is not None:
-                    if cut:
-                        await self._send({"type": "http.response.body", "body": body[:cut], "more_body": True})
-                    await self._abort()
+        await self._send({**message, "headers": headers + emulator_headers(self._state)})
+
+    async def _body(self, message: Message) -> None:
+        last = not message.get("more_body", False)
+        if self._lose_response:
             if last:
-                self.complete = True
+                await self._abort()
+            return
+        if self._events is not None and self._drop is not None:
+            body = message.get("body", b"")
+            cut = self._events.cut(body, self._drop.after_events)
+            if cut is not None:
+                if cut:
+                    await self._send({"type": "http.response.body", "body": body[:cut], "more_body": True})
+                await self._abort()
+        self.complete = last
         await self._send(message)
 
     async def _abort(self) -> None:

@@ -364,7 +364,8 @@ class McpEmulator:
         """Abort the connection of the next ``times`` matching requests.
 
         ``forward=False``: before the server sees the request (it is never executed). ``after_events=N``: right
-        after the N-th complete SSE event of the response (a reset mid-stream). ``after_events=0`` (default):
+        after the N-th complete SSE event of the response (a reset mid-stream; a JSON response, having no
+        events, is lost whole). ``after_events=0`` (default):
         the server handles the request in full, its response is lost, the connection is reset: the request
         was executed but the client cannot know it.
         """
