@@ -1,0 +1,239 @@
+"""`sigv4-proxy doctor` against `emulate mcp` on loopback: all green, then each fault → its ✗ line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from sigv4_proxy.credentials import StaticCredentialProvider
+from sigv4_proxy.doctor import FAIL, PASS, SKIP, WARN, DoctorReport, check_clock, probe_dsql, run_doctor
+from sigv4_proxy.emulate import McpEmulator
+from sigv4_proxy.signing.model import Credentials
+from tests.tools.conftest import child_env
+from tests.tools.sts import ARN, LocalSts
+from tests.tools.tls import TlsFront, make_pki
+
+
+def doctor_args(*argv: str) -> argparse.Namespace:
+    from sigv4_proxy.cli import doctor
+
+    parser = argparse.ArgumentParser()
+    doctor.configure(parser)
+    return parser.parse_args(list(argv))
+
+
+@pytest.fixture
+def sts(emu: McpEmulator) -> Iterator[LocalSts]:
+    with LocalSts(emu.credentials) as server:
+        yield server
+
+
+def diagnose(emu: McpEmulator, sts: LocalSts, *argv: str, credentials: Credentials | None = None,
+             environ: dict[str, str] | None = None, url: str | None = None) -> DoctorReport:
+    args = doctor_args("--target-url", url or emu.url, "--region", emu.region, "--service-name", emu.service, *argv)
+    provider = StaticCredentialProvider(credentials or emu.credentials, method="env")
+    return run_doctor(args, environ or {}, provider=provider, sts_endpoint=sts.url, timeout=3)
+
+
+def statuses(report: DoctorReport) -> dict[str, str]:
+    return {check.name: check.status for check in report.checks}
+
+
+def failed(report: DoctorReport) -> list[str]:
+    return [check.name for check in report.checks if check.status == FAIL]
+
+
+def line(report: DoctorReport, name: str) -> tuple[str, str | None]:
+    check = next(c for c in report.checks if c.name == name)
+    return check.summary, check.fix
+
+
+def test_all_green(emu: McpEmulator, sts: LocalSts) -> None:
+    report = diagnose(emu, sts)
+    assert statuses(report) == {
+        "configuration": PASS, "inference": PASS, "credentials": PASS, "identity": PASS, "dns": PASS,
+        "tcp": PASS, "tls": SKIP, "clock": PASS, "probe": PASS,
+    }
+    assert report.ok
+    assert line(report, "identity") == (f"{ARN} (account 123456789012)", None)
+    assert line(report, "probe")[0].startswith("initialize answered by sigv4-proxy-emulator 1 (protocol 2025-06-18)")
+    assert line(report, "credentials")[0] == f"{emu.credentials.masked_access_key}: long-term key from environment " \
+        "variables (AWS_ACCESS_KEY_ID), no expiry"
+    assert sts.calls == 1
+
+
+def test_wrong_service(emu: McpEmulator, sts: LocalSts) -> None:
+    report = diagnose(emu, sts, "--service-name", "lambda")
+    assert failed(report) == ["probe"]
+    assert line(report, "probe") == (
+        "initialize: HTTP 403 InvalidSignatureException: Credential should be scoped to correct service: "
+        "'execute-api'.",
+        "signed for service 'lambda' but the server expects 'execute-api': use --service-name execute-api",
+    )
+
+
+def test_wrong_region(emu: McpEmulator, sts: LocalSts) -> None:
+    report = diagnose(emu, sts, "--region", "eu-west-1")
+    assert failed(report) == ["probe"]
+    summary, fix = line(report, "probe")
+    assert summary == ("initialize: HTTP 403 InvalidSignatureException: Credential should be scoped to a valid "
+                       "region, not 'eu-west-1'.")
+    assert fix is not None and "eu-west-1" in fix
+
+
+def test_expired_credentials(emu: McpEmulator, sts: LocalSts) -> None:
+    expiring = emu.rotate_credentials(session_token=True, expires_in=3600, keep_old=True)
+    emu.expire_credentials(expiring.access_key_id)
+    report = diagnose(emu, sts, credentials=expiring)
+    assert "probe" in failed(report)
+    summary, fix = line(report, "probe")
+    assert summary == ("initialize: HTTP 403 ExpiredTokenException: The security token included in the request "
+                       "is expired.")
+    assert fix is not None
+
+
+def test_credentials_expired_locally(emu: McpEmulator, sts: LocalSts) -> None:
+    stale = Credentials(emu.credentials.access_key_id, emu.credentials.secret_access_key, "token",
+                        expiry=datetime.now(timezone.utc) - timedelta(minutes=3))
+    report = diagnose(emu, sts, credentials=stale)
+    summary, fix = line(report, "credentials")
+    assert summary.startswith(f"{stale.masked_access_key}: temporary key with session token from environment "
+                              "variables (AWS_ACCESS_KEY_ID), expired 3 min ")
+    assert fix == "export fresh AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN (or use a profile)"
+
+
+def test_skewed_clock(emu: McpEmulator, sts: LocalSts) -> None:
+    emu.clock_offset = 600
+    report = diagnose(emu, sts)
+    assert failed(report) == ["clock", "probe"]
+    summary, fix = line(report, "clock")
+    assert summary.startswith("the local clock is ") and " behind the target's (Date: " in summary
+    assert fix is not None and fix.startswith("AWS rejects signatures more than 5 minutes off: sync the clock")
+    assert line(report, "probe")[0].startswith("initialize: HTTP 403 InvalidSignatureException: Signature expired: ")
+
+
+def test_server_down(emu: McpEmulator, sts: LocalSts) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    report = diagnose(emu, sts, url=f"http://127.0.0.1:{port}/mcp")
+    assert failed(report) == ["tcp"]
+    assert line(report, "tcp") == (
+        f"connection to 127.0.0.1:{port} refused: nothing is listening",
+        "check that the server is running and the target URL's port; on AWS check security groups and network ACLs",
+    )
+    assert statuses(report)["probe"] == SKIP and not report.ok
+
+
+def test_tls_with_an_unknown_ca(emu: McpEmulator, sts: LocalSts, tmp_path: Path) -> None:
+    pki = make_pki(tmp_path)
+    with TlsFront(emu.port, pki) as front:
+        url = front.url(host="localhost")
+        report = diagnose(emu, sts, url=url)
+        assert failed(report) == ["tls"]
+        summary, fix = line(report, "tls")
+        assert summary == (f"certificate of localhost:{front.port} not accepted: unable to get local issuer "
+                           "certificate")
+        assert fix is not None and "point SSL_CERT_FILE at a CA bundle that includes it" in fix
+        trusted = diagnose(emu, sts, url=url, environ={"SSL_CERT_FILE": str(pki.ca_pem)})
+        assert trusted.ok, trusted.render()
+        assert line(trusted, "tls")[0].startswith("TLSv1.3, certificate CN=localhost (SNI localhost) issued by "
+                                                  "CN=sigv4-proxy test CA")
+        assert statuses(trusted)["probe"] == PASS
+
+
+def test_sts_unreachable_is_a_skip(emu: McpEmulator, sts: LocalSts) -> None:
+    args = doctor_args("--target-url", emu.url, "--region", emu.region, "--service-name", emu.service)
+    report = run_doctor(args, {}, provider=StaticCredentialProvider(emu.credentials), sts_endpoint="http://127.0.0.1:9/",
+                        timeout=2)
+    assert line(report, "identity") == (
+        "skipped: STS at 127.0.0.1 is unreachable (Connection refused); the other checks do not need it", None)
+    assert report.ok
+
+
+def test_sts_rejects_unknown_credentials(emu: McpEmulator, sts: LocalSts) -> None:
+    stranger = Credentials("AKIAUNKNOWNKEY000000", "secret")
+    report = diagnose(emu, sts, credentials=stranger)
+    assert failed(report) == ["identity", "probe"]
+    assert line(report, "identity")[0].startswith("HTTP 403 InvalidClientTokenId: The security token included in "
+                                                  "the request is invalid")
+
+
+def test_configuration_errors_are_the_proxys(emu: McpEmulator) -> None:
+    result = subprocess.run([sys.executable, "-m", "sigv4_proxy", "doctor", "--sig-version", "v5"],
+                            env=child_env(emu.env() | {"MCP_TARGET_URL": "ftp://x"}), capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert result.returncode == 1
+    lines = [line.rstrip() for line in result.stdout.splitlines()]
+    assert lines[1:5] == [
+        "✗ configuration    target URL must use http or https scheme, got: ftp",
+        "                   fix: use https://HOST/PATH (http:// only for loopback or with --allow-http)",
+        "✗ configuration    signature version must be 'v4' or 'v4a', got: v5",
+        "                   fix: use --sig-version v4 (the default) or v4a",
+    ]
+    assert "- DNS              skipped: fix the configuration first" in lines
+
+
+def test_inference_disagreeing_with_the_host() -> None:
+    from sigv4_proxy.doctor import check_configuration, check_inference
+
+    args = doctor_args("--target-url", "https://abc123.execute-api.us-east-1.amazonaws.com/prod/mcp",
+                       "--service-name", "lambda", "--region", "us-west-2")
+    [check], config = check_configuration(args, {})
+    assert check.status == WARN  # the proxy's own warnings
+    inference = check_inference(config)
+    assert inference.status == FAIL
+    assert inference.fix == (
+        "host abc123.execute-api.us-east-1.amazonaws.com is a 'execute-api' endpoint, but the service name is "
+        "'lambda': use --service-name execute-api; host abc123.execute-api.us-east-1.amazonaws.com is in "
+        "us-east-1, but the region is us-west-2: use --region us-east-1"
+    )
+
+
+@pytest.mark.parametrize(
+    ("offset", "status"),
+    [(0, PASS), (2, PASS), (-30, PASS), (90, WARN), (-90, WARN), (301, FAIL), (-3600, FAIL)],
+)
+def test_clock_table(offset: int, status: str) -> None:
+    from email.utils import format_datetime
+
+    local = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
+    date = format_datetime(local + timedelta(seconds=offset), usegmt=True)
+    assert check_clock(date, local, local).status == status
+    assert check_clock(None, local, local).status == SKIP
+
+
+def test_dsql_probe_without_psycopg() -> None:
+    pytest.importorskip("sigv4_proxy")
+    try:
+        import psycopg  # type: ignore[import-not-found]  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("psycopg is installed")
+    config = argparse.Namespace(target_url="https://abc.dsql.us-east-1.on.aws", region="us-east-1")
+    result = probe_dsql(config, Credentials("AKIAEXAMPLE", "s"), "admin", 1)
+    assert (result.check.status, result.check.summary) == (
+        SKIP, "skipped: install psycopg (pip install 'psycopg[binary]') to try a PostgreSQL connection with a token")
+
+
+def test_cli_json_and_exit_codes(emu: McpEmulator, sts: LocalSts) -> None:
+    argv = [sys.executable, "-m", "sigv4_proxy", "doctor", "--json", "--sts-endpoint", sts.url]
+    green = subprocess.run(argv, env=child_env(emu.env()), capture_output=True, text=True, timeout=60, check=False)
+    document = json.loads(green.stdout)
+    assert (green.returncode, document["ok"]) == (0, True), green.stdout
+    assert [c["check"] for c in document["checks"]] == [
+        "configuration", "inference", "credentials", "identity", "dns", "tcp", "tls", "clock", "probe"]
+    red = subprocess.run([*argv, "--service-name", "lambda"], env=child_env(emu.env()), capture_output=True,
+                         text=True, timeout=60, check=False)
+    assert red.returncode == 1 and json.loads(red.stdout)["ok"] is False
+    assert emu.credentials.secret_access_key not in green.stdout + red.stdout
