@@ -35,7 +35,7 @@ import random
 import signal
 import time
 import zlib
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -328,8 +328,8 @@ class HttpListener:
         await listener.aclose()
 
     `provider` is the process's credential provider; `client` (optional) a signing ``httpx.AsyncClient``;
-    `clock` the :class:`SkewedClock` the client signs with (corrected on clock-skew answers); `random` the
-    jitter source.
+    `clock` the :class:`SkewedClock` the client signs with (corrected on clock-skew answers); `random_source`
+    the jitter source; `sleep` waits between attempts (tests record the delays instead of waiting).
     """
 
     def __init__(
@@ -341,6 +341,7 @@ class HttpListener:
         clock: SkewedClock | None = None,
         client: httpx.AsyncClient | None = None,
         random_source: Callable[[], float] = random.random,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.config = config
         self.provider = provider
@@ -349,6 +350,7 @@ class HttpListener:
         self._own_client = client is None
         self.client = client or _build_client(config, provider, self.clock)
         self._random = random_source
+        self._sleep = sleep
         self._server: asyncio.base_events.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._active_requests = 0
@@ -573,7 +575,7 @@ class HttpListener:
                 )
                 return
             if decision.delay:
-                await asyncio.sleep(decision.delay)
+                await self._sleep(decision.delay)
 
     async def _send_upstream(
         self, method: str, url: str, headers: list[tuple[str, str]], body: bytes
@@ -746,7 +748,7 @@ class HttpListener:
         ]
         if close:
             headers.append(("connection", "close"))
-        await connection.send(h11.Response(status_code=status, headers=headers))
+        await connection.send(h11.Response(status_code=status, headers=headers, reason=_reason(status)))
         if not head_only:
             await connection.send(h11.Data(data=payload))
         await connection.send(h11.EndOfMessage())
@@ -793,6 +795,15 @@ def _build_client(config: ProxyConfig, provider: Any, clock: SkewedClock) -> htt
     from sigv4_proxy.mcp.runner import build_client
 
     return build_client(config, provider, clock=clock)
+
+
+def _reason(status: int) -> bytes:
+    from http import HTTPStatus
+
+    try:
+        return HTTPStatus(status).phrase.encode("ascii")
+    except ValueError:
+        return b""
 
 
 def _display_url(url: str) -> str:
@@ -848,8 +859,8 @@ async def _serve(config: ProxyConfig, provider: Any, options: ListenerOptions) -
 
         await listener.aclose(grace=0)
         raise Sigv4ProxyError(
-            f"cannot listen on {options.host}:{options.port}: {exc.strerror or exc} (is another process using the "
-            "port? choose another with --listen, or port 0 for a free one)"
+            f"cannot listen on {options.host}:{options.port}: {os.strerror(exc.errno) if exc.errno else exc} (is "
+            "another process using the port? choose another with --listen, or port 0 for a free one)"
         ) from None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

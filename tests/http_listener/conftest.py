@@ -1,0 +1,99 @@
+"""Fixtures: one `emulate mcp` endpoint per module (reset between tests) and a listener per test in front of it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from sigv4_proxy.clock import SkewedClock
+from sigv4_proxy.config import ProxyConfig
+from sigv4_proxy.credentials import StaticCredentialProvider
+from sigv4_proxy.emulate import McpEmulator, start_mcp
+from sigv4_proxy.http_listener import HttpListener, ListenerOptions
+from sigv4_proxy.retry import RetryPolicy
+
+# Small backoff so retry tests stay fast; Retry-After values are recorded, not slept (see `delays`).
+FAST_POLICY = RetryPolicy(
+    retries=2, base_delay=0.01, max_delay=0.05, cold_start_base_delay=0.02, cold_start_max_delay=0.1
+)
+
+
+@pytest.fixture(scope="module")
+def shared_emulator() -> Iterator[McpEmulator]:
+    with start_mcp() as running:
+        yield running
+
+
+@pytest.fixture
+def emulator(shared_emulator: McpEmulator) -> Iterator[McpEmulator]:
+    original = shared_emulator.credentials
+    shared_emulator.log.clear()
+    yield shared_emulator
+    shared_emulator.clear_faults()
+    shared_emulator.executions.clear()
+    shared_emulator.accept_only(original)
+    shared_emulator.clock_offset = 0
+
+
+def proxy_config(emulator: McpEmulator, **changes: Any) -> ProxyConfig:
+    base = ProxyConfig(target_url=emulator.url, service=emulator.service, region=emulator.region)
+    return replace(base, **changes)
+
+
+class Delays:
+    """Records the waits the retry policy asked for, and yields to the loop instead of sleeping."""
+
+    def __init__(self) -> None:
+        self.values: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        import asyncio
+
+        self.values.append(round(seconds, 3))
+        await asyncio.sleep(0)
+
+
+@pytest.fixture
+def delays() -> Delays:
+    return Delays()
+
+
+StartListener = Callable[..., Awaitable[HttpListener]]
+
+
+@asynccontextmanager
+async def running_listener(
+    config: ProxyConfig,
+    provider: Any,
+    *,
+    policy: RetryPolicy = FAST_POLICY,
+    clock: SkewedClock | None = None,
+    sleep: Callable[[float], Awaitable[None]] | None = None,
+    **options: Any,
+) -> AsyncIterator[HttpListener]:
+    extra = {"sleep": sleep} if sleep is not None else {}
+    listener = HttpListener(
+        config,
+        provider,
+        ListenerOptions(host="127.0.0.1", port=0, policy=policy, **options),
+        clock=clock,
+        random_source=lambda: 0.5,
+        **extra,
+    )
+    await listener.start()
+    try:
+        yield listener
+    finally:
+        await listener.aclose(grace=1)
+
+
+@pytest.fixture
+async def listener(emulator: McpEmulator, delays: Delays) -> AsyncIterator[HttpListener]:
+    """A listener in front of the emulator, signing with the emulator's credentials."""
+    provider = StaticCredentialProvider(emulator.credentials)
+    async with running_listener(proxy_config(emulator), provider, sleep=delays) as running:
+        yield running
