@@ -24,6 +24,7 @@ including ``/runtimes/<url-encoded ARN>/invocations``)
 ``<cluster-id>.dsql[-<suffix>].<r>.on.aws``                 ``dsql``
 ``<svc>.<r>.api.aws``                                       ``<svc>``
 ``<svc>.<r>.amazonaws.com`` / ``.amazonaws.com.cn``         ``<svc>``
+``<instance>.<hash>.<r>.rds.amazonaws.com``                 ``rds``
 ``<svc>.amazonaws.com`` (global endpoint)                   ``<svc>`` (no region)
 a custom domain, an IP address, ``localhost``               nothing
 ==========================================================  =====================
@@ -86,7 +87,7 @@ def is_region(label: str) -> bool:
 
 def is_loopback(url_or_host: str) -> bool:
     """True for ``localhost`` (and ``*.localhost``) and every loopback IP address (127.0.0.0/8, ::1)."""
-    host = host_of(url_or_host)
+    host = url_or_host.strip().lower() if is_ip(url_or_host.strip()) else host_of(url_or_host)
     if host == "localhost" or host.endswith(".localhost"):
         return True
     try:
@@ -115,6 +116,10 @@ def infer(url_or_host: str) -> Endpoint:
         global_endpoint = suffix in _GLOBAL_SUFFIXES and len(prefix) == 1
         return Endpoint(_signing_name(prefix[0]) if global_endpoint else None, None)
     region = prefix[region_index]
+    # RDS puts the service after the region: <instance>.<hash>.<region>.rds.amazonaws.com
+    after_region = [label for label in prefix[region_index + 1 :] if label not in _NEUTRAL_LABELS]
+    if after_region:
+        return Endpoint(_signing_name(after_region[-1]), region)
     service_labels = [label for label in prefix[:region_index] if label not in _NEUTRAL_LABELS]
     if not service_labels:
         return Endpoint(None, region)

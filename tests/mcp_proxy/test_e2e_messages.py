@@ -116,12 +116,14 @@ async def test_every_message_type(emulators: dict[str, Any], server: str, sig: s
         tools = {tool.name for tool in (await client.list_tools()).tools}
         assert {"echo", "add", "progress", "elicit", "sample", "roots", "log", "large", "fail"} <= tools
 
-        assert text_of(await client.call_tool("echo", {"message": "héllo ✓ \"quoted\"\nline"})) == (
-            "héllo ✓ \"quoted\"\nline"
+        assert text_of(await client.call_tool("echo", {"message": 'héllo ✓ "quoted"\nline'})) == (
+            'héllo ✓ "quoted"\nline'
         )
         assert text_of(await client.call_tool("add", {"a": 2, "b": 40.5})) == "42.5"
 
-        result = await client.call_tool("progress", {"steps": 3, "delay_seconds": 0.01}, progress_callback=callbacks.on_progress)
+        result = await client.call_tool(
+            "progress", {"steps": 3, "delay_seconds": 0.01}, progress_callback=callbacks.on_progress
+        )
         assert text_of(result) == "done after 3 steps"
         if sse_responses:
             assert callbacks.progress == [(1, 3, "step 1 of 3"), (2, 3, "step 2 of 3"), (3, 3, "step 3 of 3")]
@@ -186,6 +188,8 @@ async def test_standalone_stream_carries_server_notifications(emulators: dict[st
 
 async def test_standalone_stream_405_stops_quietly(emulators: dict[str, Any]) -> None:
     stderr: list[str] = []
-    async with proxied_client(emulators["stateless-sse"], "--sse", "--log-level", "debug", stderr_sink=stderr) as client:
+    async with proxied_client(
+        emulators["stateless-sse"], "--sse", "--log-level", "debug", stderr_sink=stderr
+    ) as client:
         assert text_of(await client.call_tool("echo", {"message": "still fine"})) == "still fine"
     assert "WARNING" not in stderr[0]

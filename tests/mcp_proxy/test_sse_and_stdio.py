@@ -135,7 +135,10 @@ def test_2026_envelope_mirrors_method_name_and_params() -> None:
                         "type": "object",
                         "properties": {
                             "region": {"type": "string", "x-mcp-header": "Region"},
-                            "opts": {"type": "object", "properties": {"dry": {"type": "boolean", "x-mcp-header": "Dry"}}},
+                            "opts": {
+                                "type": "object",
+                                "properties": {"dry": {"type": "boolean", "x-mcp-header": "Dry"}},
+                            },
                             "count": {"type": "number", "x-mcp-header": "Count"},  # numbers may not be mirrored
                         },
                     },
@@ -151,7 +154,9 @@ def test_2026_envelope_mirrors_method_name_and_params() -> None:
         "method": "tools/call",
         "params": {"name": "deploy", "arguments": {"region": "eu-west-1", "opts": {"dry": True}}, "_meta": meta},
     }
-    headers = routing_headers(peek(json.dumps(message).encode()), session_id=None, negotiated_version=None, tool_headers=maps)
+    headers = routing_headers(
+        peek(json.dumps(message).encode()), session_id=None, negotiated_version=None, tool_headers=maps
+    )
     assert headers == {
         "MCP-Protocol-Version": "2026-07-28",
         "Mcp-Method": "tools/call",
@@ -178,7 +183,14 @@ def test_redaction_of_signatures_tokens_secrets_and_keys() -> None:
         "?X-Amz-Signature=" + "cd34" * 16 + "&X-Amz-Security-Token=FwoGZXIvYXdzEJr%2Ftoken secret "
         "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY aws_secret_access_key = abcdefghijklmnop"
     )
-    for secret in ("ab12ab12", "cd34cd34", "IQoJb3JpZ2luX2VjEL", "FwoGZXIvYXdzEJr", "wJalrXUtnFEMI", "abcdefghijklmnop"):
+    for secret in (
+        "ab12ab12",
+        "cd34cd34",
+        "IQoJb3JpZ2luX2VjEL",
+        "FwoGZXIvYXdzEJr",
+        "wJalrXUtnFEMI",
+        "abcdefghijklmnop",
+    ):
         assert secret not in text
     assert "AKIAIOSFODNN7EXAMPLE" not in text and "AKIA****MPLE" in text
     assert "Credential=AKIA****MPLE/20250101/us-east-1/execute-api/aws4_request" in text

@@ -274,8 +274,10 @@ class Bridge:
                 return
             await self.fail(message, self._http_failure(message, result))
             return
-        reason = result.problem or "the server's answer ended without the response"
-        await self.fail(message, Failure(f"upstream error: {reason}", {"kind": "unexpected_response"}))
+        from sigv4_proxy.mcp.transport import PROBLEM_STREAM_ENDED
+
+        reason = result.problem or PROBLEM_STREAM_ENDED
+        await self.fail(message, Failure(reason, {"kind": "unexpected_response", "status": result.status}))
 
     async def _forward_jsonrpc_error(self, message: Envelope, result: PostResult) -> bool:
         """A JSON-RPC error in an HTTP error body (a spec-correct server does that) goes to the client as is."""

@@ -158,7 +158,10 @@ def _object_members(buf: bytes | bytearray, pos: int, stop: int) -> tuple[dict[s
 
 
 def prefix_members(buf: bytes | bytearray) -> dict[str, tuple[int, int]]:
-    """The top-level members that are complete in a truncated object (the start of an over-size line)."""
+    """The top-level members of a truncated object (the start of an over-size line).
+
+    A member whose value runs past the end of ``buf`` is included with an end of -1.
+    """
     members: dict[str, tuple[int, int]] = {}
     stop = len(buf)
     pos = _skip_ws(buf, 0, stop)
@@ -173,6 +176,7 @@ def prefix_members(buf: bytes | bytearray) -> dict[str, tuple[int, int]]:
             if pos >= stop or buf[pos] != 0x3A:
                 break
             value_start = _skip_ws(buf, pos + 1, stop)
+            members[name] = (value_start, -1)
             value_end = _value_end(buf, value_start, stop)
             if value_end >= stop:
                 break  # the value may continue past the prefix
@@ -192,12 +196,13 @@ def truncated_kind(prefix: bytes | bytearray) -> tuple[str | None, Any]:
     A message whose ``method`` lies beyond the prefix but whose ``id`` does not is taken for a request
     unless ``result`` / ``error`` show it is a response: answering it is what keeps the client from waiting.
     """
-    members = prefix_members(prefix)
+    started = prefix_members(prefix)
+    members = {name: span for name, span in started.items() if span[1] >= 0}
     has_id = "id" in members
     message_id = _decode_id(prefix, members) if has_id else None
-    if "result" in members or "error" in members:
+    if "result" in started or "error" in started:
         return "response", message_id
-    if "method" in members:
+    if "method" in started:
         return ("request" if has_id else "notification"), message_id
     if has_id and message_id is not None:
         return "request", message_id

@@ -40,6 +40,32 @@ log = get_logger("mcp")
 ACCEPT_BOTH = "application/json, text/event-stream"
 MAX_ERROR_BODY = 64 * 1024
 
+# What the client is told when HTTP succeeded but the answer is unusable: the cause, then the fix.
+PROBLEM_ACCEPTED = (
+    "HTTP 202 Accepted for a request, so no response will follow. Diagnosis: the server treated the request "
+    "as a notification; check that the target URL is an MCP Streamable HTTP endpoint"
+)
+PROBLEM_REDIRECT = (
+    "HTTP {status} redirect to {location}. Diagnosis: signed requests are not redirected (the signature covers "
+    "the host and path); use the final URL as --target-url"
+)
+PROBLEM_EMPTY = (
+    "HTTP {status} with an empty body instead of a JSON-RPC response. Diagnosis: the server or a gateway in front "
+    "of it lost the response (a function that returned nothing, an integration timeout); check the server's logs"
+)
+PROBLEM_CONTENT_TYPE = (
+    "HTTP {status} with content type {content_type} instead of JSON or an event stream. Diagnosis: the target URL "
+    "probably points at something other than the MCP endpoint (a web page, a login page); check --target-url"
+)
+PROBLEM_NOT_JSONRPC = (
+    "HTTP {status} with a body ({content_type}) that is not a JSON-RPC message. Diagnosis: the target URL probably "
+    "points at something other than the MCP endpoint; check --target-url"
+)
+PROBLEM_STREAM_ENDED = (
+    "the server's event stream ended without the response. Diagnosis: the server closed the stream early (crash, "
+    "restart, or a gateway's time limit); the request may have been executed, so it was not resent"
+)
+
 # deliver(message bytes, its envelope, the client message whose POST carried it (None: standalone stream))
 Deliver = Callable[[bytes | bytearray, Envelope, Envelope | None], Awaitable[None]]
 
@@ -140,20 +166,21 @@ class StreamableHttpTransport:
         if status == 202 or not awaited:
             # Notifications and responses are acknowledged with 202; a body, if any, carries nothing for us.
             if awaited:
-                result.problem = "the server answered the request with 202 Accepted, so no response will follow"
+                result.problem = PROBLEM_ACCEPTED
             return
         if status >= 300:
-            location = response.headers.get("location", "")
-            result.problem = f"the server redirected the request (HTTP {status} to {location or '?'}), which MCP "
-            result.problem += "clients do not follow; use the final URL as --target-url"
+            location = response.headers.get("location", "?")
+            result.problem = PROBLEM_REDIRECT.format(status=status, location=location)
             return
-        if result.content_type == "application/json":
-            await self._read_json(message, response, result, awaited)
-        elif result.content_type == "text/event-stream":
+        if result.content_type == "text/event-stream":
             await self._read_stream(message, response, result, awaited)
+        elif result.content_type in ("application/json", ""):
+            await self._read_json(message, response, result, awaited)
         else:
-            shown = result.content_type or "no content type"
-            result.problem = f"the server answered HTTP {status} with {shown}, not JSON or an event stream"
+            body = await _read_limited(response, 1)
+            result.problem = (PROBLEM_CONTENT_TYPE if body else PROBLEM_EMPTY).format(
+                status=status, content_type=result.content_type
+            )
 
     async def _read_json(
         self, message: Envelope, response: httpx.Response, result: PostResult, awaited: set[str]
@@ -162,12 +189,13 @@ class StreamableHttpTransport:
         async for chunk in response.aiter_bytes():
             body += chunk
         if not body.strip():
-            result.problem = f"the server answered HTTP {response.status_code} with an empty body instead of a response"
+            result.problem = PROBLEM_EMPTY.format(status=response.status_code)
             return
         try:
             envelope = jsonrpc.peek(body)
         except ValueError:
-            result.problem = "the server answered with a body that is not a JSON-RPC message"
+            content_type = result.content_type or "no content type"
+            result.problem = PROBLEM_NOT_JSONRPC.format(status=response.status_code, content_type=content_type)
             return
         await self._deliver(body, envelope, message, awaited)
 
@@ -183,7 +211,7 @@ class StreamableHttpTransport:
         for event in parser.close():
             await self._on_event(event.event, event.data, event.has_data, message, awaited)
         if awaited:
-            result.problem = "the server's event stream ended without the response"
+            result.problem = PROBLEM_STREAM_ENDED
 
     async def _on_event(
         self, kind: str, data: bytearray, has_data: bool, message: Envelope | None, awaited: set[str]
