@@ -6,6 +6,7 @@ Pure functions over strings and bytes: no clock, no environment, no I/O.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from urllib.parse import unquote_to_bytes
@@ -19,6 +20,7 @@ _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01
 _ENCODE = [chr(b) if b in _UNRESERVED else f"%{b:02X}" for b in range(256)]
 _ENCODE_PATH = list(_ENCODE)
 _ENCODE_PATH[ord("/")] = "/"
+_ALL_UNRESERVED = re.compile(r"[A-Za-z0-9\-_.~]*").fullmatch
 
 # Services whose canonical URI is the path as sent, encoded once and never normalised (S3's rule).
 _SINGLE_ENCODE_SERVICES = frozenset({"s3", "s3-object-lambda", "s3-outposts", "s3express"})
@@ -26,15 +28,22 @@ _SINGLE_ENCODE_SERVICES = frozenset({"s3", "s3-object-lambda", "s3-outposts", "s
 
 def uri_encode(data: str | bytes, *, keep_slash: bool = False) -> str:
     """Percent-encode every byte except the unreserved set (RFC 3986), upper-case hex, `%20` never `+`."""
-    raw = data.encode("utf-8") if isinstance(data, str) else data
-    if all(b in _UNRESERVED for b in raw):  # fast path: most names and values need no escaping
-        return raw.decode("ascii")
+    if isinstance(data, str):
+        if _ALL_UNRESERVED(data):  # fast path: most names and values need no escaping
+            return data
+        raw = data.encode("utf-8")
+    else:
+        raw = data
     table = _ENCODE_PATH if keep_slash else _ENCODE
     return "".join([table[b] for b in raw])
 
 
 def normalize_path(path: str) -> str:
-    """Remove `.` and `..` segments and empty segments (`//`), keeping a trailing slash (RFC 3986 §5.2.4)."""
+    """Remove `.` and `..` segments and empty segments (`//`); keep a trailing slash the path ends with.
+
+    A path ending in a dot segment loses it without gaining a slash (`/a/b/..` -> `/a`), as AWS's own
+    signers (aws-c-auth, botocore) and hence its servers compute it, although RFC 3986 would keep `/a/`.
+    """
     segments: list[str] = []
     for segment in path.split("/"):
         if segment in ("", "."):
@@ -45,7 +54,7 @@ def normalize_path(path: str) -> str:
             continue
         segments.append(segment)
     normalized = "/" + "/".join(segments)
-    if path.endswith(("/", "/.", "/..")) and normalized != "/":
+    if path.endswith("/") and normalized != "/":
         normalized += "/"
     return normalized
 
@@ -162,8 +171,9 @@ def canonical_request(
 
 @lru_cache(maxsize=256)
 def host_header(scheme: str, netloc: str) -> str:
-    """The Host header for a URL: userinfo dropped, default ports omitted (as HTTP clients send it)."""
-    host = netloc.rpartition("@")[2]
+    """The Host header for a URL: userinfo dropped, default ports omitted, lower-cased (as httpx and botocore
+    send it; host names are case-insensitive, and the signed value must equal the one sent)."""
+    host = netloc.rpartition("@")[2].lower()
     default = {"https": ":443", "http": ":80"}.get(scheme.lower())
     if default and host.endswith(default):
         host = host[: -len(default)]
