@@ -502,3 +502,40 @@ async def test_encoded_path_is_signed_as_sent(listener: HttpListener, emulator: 
     record = emulator.requests[-1]
     assert record.path == f"/mcp/runtimes/{unquote(arn)}/invocations"  # the emulator logs the decoded path
     assert record.ok  # ... and verified the signature over the encoded one
+
+
+async def raw_exchange(listener: HttpListener, payload: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", listener.port)
+    writer.write(payload)
+    await writer.drain()
+    data = await asyncio.wait_for(reader.read(-1), 10)  # until the listener closes the connection
+    writer.close()
+    return data
+
+
+async def test_pipelined_requests_and_http_10(listener: HttpListener) -> None:
+    pipelined = (
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    answer = await raw_exchange(listener, pipelined)
+    assert answer.count(b"HTTP/1.1 200 OK\r\n") == 3
+    assert answer.count(b'"status": "ok"') == 2
+    old = await raw_exchange(listener, b"GET /healthz HTTP/1.0\r\n\r\n")
+    assert old.startswith(b"HTTP/1.1 200 OK\r\n") and old.endswith(b"}\n")
+
+
+async def test_malformed_request_gets_400(listener: HttpListener) -> None:
+    answer = await raw_exchange(listener, b"NOT HTTP AT ALL\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    assert b"malformed HTTP request" in answer
+
+
+async def test_client_hanging_up_cancels_the_upstream_stream(listener: HttpListener) -> None:
+    async with httpx.AsyncClient(timeout=10) as http:
+        headers = await handshake(http, f"{listener.url}/")
+        async with http.stream("GET", f"{listener.url}/", headers={**headers, "accept": "text/event-stream"}) as stream:
+            assert stream.status_code == 200
+            await wait_until(lambda: listener._active_requests == 1)
+    await wait_until(lambda: listener._active_requests == 0)
