@@ -145,7 +145,7 @@ def check_inference(config: Any) -> Check:
                f"region {region_text} ({sources.get('region', 'default')})")
     problems = []
     if implied.service and implied.service != config.service:
-        problems.append(f"host {config.host} is a '{implied.service}' endpoint, but the service name is "
+        problems.append(f"host {config.host} is an endpoint of service '{implied.service}', but the service name is "
                         f"'{config.service}': use --service-name {implied.service}")
     if implied.region and config.region and implied.region != config.region and config.sig_version == "v4":
         problems.append(f"host {config.host} is in {implied.region}, but the region is {config.region}: "

@@ -162,7 +162,7 @@ RULES: dict[str, Rule] = {
     ),
     "host_service": Rule(
         ERROR,
-        "the credential scope names service '{service}', but host '{hostname}' is a '{expected}' endpoint",
+        "the credential scope names service '{service}', but host '{hostname}' is an endpoint of service '{expected}'",
         "sign with service '{expected}' (--service-name {expected})",
     ),
     "wrong_action": Rule(

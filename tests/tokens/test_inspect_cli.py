@@ -155,7 +155,7 @@ def test_authorization_header(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 1
     assert (
         "✗ error: the credential scope names service 'lambda', but host "
-        "'abc123.execute-api.us-east-1.amazonaws.com' is a 'execute-api' endpoint"
+        "'abc123.execute-api.us-east-1.amazonaws.com' is an endpoint of service 'execute-api'"
     ) in out
     code, out, _ = run_cli(capsys, *argv[:-2], "--data", "{ }", *AT, "--verify")
     assert code == 1 and "✗ verify: the signature does not match" in out

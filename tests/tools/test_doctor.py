@@ -193,8 +193,8 @@ def test_inference_disagreeing_with_the_host() -> None:
     inference = check_inference(config)
     assert inference.status == FAIL
     assert inference.fix == (
-        "host abc123.execute-api.us-east-1.amazonaws.com is a 'execute-api' endpoint, but the service name is "
-        "'lambda': use --service-name execute-api; host abc123.execute-api.us-east-1.amazonaws.com is in "
+        "host abc123.execute-api.us-east-1.amazonaws.com is an endpoint of service 'execute-api', but the service "
+        "name is 'lambda': use --service-name execute-api; host abc123.execute-api.us-east-1.amazonaws.com is in "
         "us-east-1, but the region is us-west-2: use --region us-east-1"
     )
 
