@@ -31,7 +31,6 @@ Region = str | Sequence[str]
 
 # Headers that signing sets itself: a caller's copy is replaced, never signed twice.
 _AUTH_HEADERS = frozenset({"authorization", "x-amz-date", "x-amz-security-token", "x-amz-region-set"})
-_AUTH_AND_SHA_HEADERS = _AUTH_HEADERS | {"x-amz-content-sha256"}
 # Query parameters that presigning sets itself.
 _AUTH_PARAMS = frozenset(
     {
@@ -141,6 +140,50 @@ def _split_url(url: str) -> tuple[str, str, str, str]:
     return parts.scheme, parts.netloc, parts.path or "/", parts.query
 
 
+_NOTHING: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class _HeaderPlan:
+    """The part of a canonical header block that depends only on the caller's headers (cached)."""
+
+    given: list[tuple[str, str]]  # headers to send, Host first when it was derived from the URL
+    signed_headers: str
+    block_format: str  # the canonical block, with `{0}`, `{1}`... for the signed added headers' values
+    signed_added: tuple[str, ...]  # which added headers fill those slots, in order
+
+
+@lru_cache(maxsize=512)
+def _header_plan(
+    items: tuple[tuple[str, str], ...], added_names: tuple[str, ...], skip: frozenset[str], host: str
+) -> _HeaderPlan:
+    """Requests to one endpoint repeat their headers; only X-Amz-Date and friends change per request, so
+    grouping, folding and sorting the caller's headers is done once per header set."""
+    replaced = _AUTH_HEADERS | {name.lower() for name in added_names}
+    given = [(str(name), str(value)) for name, value in items if str(name).lower() not in replaced]
+    if not any(name.lower() == "host" for name, _ in given):
+        given.insert(0, ("Host", host))
+    lines: dict[str, str] = {}
+    for lower, values in _group(given, skip).items():
+        canonical_value = ",".join([canonical.canonical_header_value(v) for v in values])
+        lines[lower] = f"{lower}:{canonical_value}".replace("{", "{{").replace("}", "}}")
+    slots = [name for name in added_names if name.lower() not in skip]
+    for index, name in enumerate(slots):
+        lines[name.lower()] = f"{name.lower()}:{{{index}}}"
+    names = sorted(lines)
+    block = "".join(f"{lines[name]}\n" for name in names)
+    return _HeaderPlan(given, ";".join(names), block, tuple(slots))
+
+
+def _group(headers: list[tuple[str, str]], skip: frozenset[str]) -> dict[str, list[str]]:
+    grouped: dict[str, list[str]] = {}
+    for name, value in headers:
+        lower = name.lower()
+        if lower not in skip:
+            grouped.setdefault(lower, []).append(value)
+    return grouped
+
+
 @lru_cache(maxsize=1024)
 def _canonical_query(query: str) -> str:
     return canonical.canonical_query(canonical.parse_query(query))
@@ -182,29 +225,6 @@ def sign(
     scope = make_scope(algorithm, region, service, now)
     data = body if type(body) is bytes else _body_bytes(body)
     body_hash = _payload_hash(data, payload_hash, unsigned_payload)
-    replaced = _AUTH_AND_SHA_HEADERS if content_sha256_header else _AUTH_HEADERS
-    skip = {name.lower() for name in unsigned_headers} if unsigned_headers else set()
-    if omit_session_token:
-        skip.add("x-amz-security-token")
-
-    # One pass over the caller's headers: keep what is sent, group what is signed by lower-case name.
-    given: list[tuple[str, str]] = []
-    signed_values: dict[str, list[str]] = {}
-    has_host = False
-    for name, value in headers.items() if isinstance(headers, Mapping) else headers or ():
-        lower = name.lower()
-        if lower in replaced:
-            continue
-        given.append((name, value))
-        has_host = has_host or lower == "host"
-        if lower not in skip:
-            signed_values.setdefault(lower, []).append(value)
-    if not has_host:
-        host = canonical.host_header(scheme, netloc)
-        given.insert(0, ("Host", host))
-        if "host" not in skip:
-            signed_values["host"] = [host]
-
     added: dict[str, str] = {}
     if credentials.session_token:
         added["X-Amz-Security-Token"] = credentials.session_token
@@ -213,12 +233,14 @@ def sign(
         added["X-Amz-Region-Set"] = scope.region_set
     if content_sha256_header:
         added["x-amz-content-sha256"] = body_hash
-    for name, value in added.items():
-        lower = name.lower()
-        if lower not in skip:
-            signed_values.setdefault(lower, []).append(value)
-
-    header_block, signed_headers = canonical.canonical_header_block(signed_values)
+    skip = frozenset({name.lower() for name in unsigned_headers}) if unsigned_headers else _NOTHING
+    if omit_session_token:
+        skip = skip | {"x-amz-security-token"}
+    items = tuple(headers.items()) if isinstance(headers, Mapping) else tuple(headers or ())
+    plan = _header_plan(items, tuple(added), skip, canonical.host_header(scheme, netloc))
+    header_block = plan.block_format.format(*[" ".join(added[name].split()) for name in plan.signed_added])
+    signed_headers = plan.signed_headers
+    given = plan.given
     uri = _uri(path, service, normalize_path, double_encode)
     creq = f"{method.upper()}\n{uri}\n{_canonical_query(query)}\n{header_block}\n{signed_headers}\n{body_hash}"
     sts = scope.string_to_sign(creq)
@@ -299,7 +321,7 @@ def presign(
     signature = scope.sign(credentials, sts)
 
     final_params = [*params, *token, *region_set, ("X-Amz-Signature", signature)]
-    encoded = "&".join(f"{canonical.uri_encode(k)}={canonical.uri_encode(v)}" for k, v in final_params)
+    encoded = "&".join([f"{canonical.encode_component(k)}={canonical.encode_component(v)}" for k, v in final_params])
     new_query = f"{kept_query}&{encoded}" if kept_query else encoded
     fragment_free = url.split("#", 1)[0]
     base = fragment_free.split("?", 1)[0]

@@ -101,7 +101,9 @@ def _decode(text: str) -> str:
     return unquote_to_bytes(text).decode("utf-8", errors="surrogateescape")
 
 
-def _encode_component(text: str) -> str:
+@lru_cache(maxsize=4096)
+def encode_component(text: str) -> str:
+    """Cached: presigned URLs repeat their names, credential and token on every call."""
     try:
         return uri_encode(text)
     except UnicodeEncodeError:  # invalid UTF-8 escapes survive as the exact original bytes
@@ -110,7 +112,7 @@ def _encode_component(text: str) -> str:
 
 def canonical_query(pairs: Iterable[tuple[str, str]]) -> str:
     """Encode each name and value, sort by encoded name then encoded value, join with `&`."""
-    encoded = sorted((_encode_component(name), _encode_component(value)) for name, value in pairs)
+    encoded = sorted((encode_component(name), encode_component(value)) for name, value in pairs)
     return "&".join(f"{name}={value}" for name, value in encoded)
 
 
