@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -294,8 +294,14 @@ class Finding:
 def finding(code: str, **params: Any) -> Finding:
     """Render rule `code` of :data:`RULES` with `params`."""
     rule = RULES[code]
+    params = {key: _clip(value) if isinstance(value, str) else value for key, value in params.items()}
     severity = rule.severity.format(**params)
     return Finding(code, severity, rule.message.format(**params), rule.fix.format(**params) if rule.fix else None)
+
+
+def _clip(text: str, limit: int = 100) -> str:
+    """Values echoed from a token stay short: a mangled one can be arbitrarily long."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 # --------------------------------------------------------------------------------------------- the checks
@@ -588,11 +594,12 @@ class Report:
         return not self.errors
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        document = {
             "ok": self.ok,
             "fields": self.token.display_fields(self.now),
             "findings": [f.to_dict() for f in self.findings],
         }
+        return scrub_tree(document, secrets_of(self.token))  # type: ignore[no-any-return]
 
 
 def inspect_token(token: ParsedToken, *, now: datetime, user: str | None = None) -> Report:
@@ -628,12 +635,13 @@ class Comparison:
     order_differs: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        document = {
             "same_signature": self.same_signature,
             "differences": [d.to_dict() for d in self.diffs],
             "parameter_order_differs": self.order_differs,
             "explanation": self.explanation,
         }
+        return scrub_tree(document, secrets_of(self.left, self.right))  # type: ignore[no-any-return]
 
 
 def _token_digest(value: str | None) -> str | None:
@@ -695,7 +703,8 @@ def _other_param_diffs(left: ParsedToken, right: ParsedToken) -> Iterator[FieldD
     a, b = extra(left), extra(right)
     for name in sorted(set(a) | set(b)):
         if a.get(name) != b.get(name):
-            yield FieldDiff(f"parameter {name}", a.get(name), b.get(name), True)
+            shown = _token_digest if is_sensitive(name) else (lambda value: value)
+            yield FieldDiff(f"parameter {name}", shown(a.get(name)), shown(b.get(name)), True)
 
 
 def _encoding_diffs(left: ParsedToken, right: ParsedToken) -> Iterator[FieldDiff]:
@@ -705,8 +714,9 @@ def _encoding_diffs(left: ParsedToken, right: ParsedToken) -> Iterator[FieldDiff
     for param in left.params:
         other = raw_b.get(param.name)
         if other is not None and other != param.raw_value and QueryParam("", other).value == param.value:
-            shown_left = param.raw_value if param.name != "X-Amz-Security-Token" else "(token, encoded one way)"
-            shown_right = other if param.name != "X-Amz-Security-Token" else "(token, encoded another way)"
+            secret = is_sensitive(param.name)
+            shown_left = "(encoded one way)" if secret else param.raw_value
+            shown_right = "(encoded another way)" if secret else other
             yield FieldDiff(f"encoding of {param.name}", shown_left, shown_right, False)
 
 
@@ -911,6 +921,7 @@ class Verification:
     their_string_to_sign: str | None = None
     hypothesis: str | None = None
     fix: str | None = None
+    secrets: frozenset[str] = field(default=frozenset(), repr=False, compare=False)  # scrubbed from output
 
     def first_difference(self) -> tuple[int | None, int | None]:
         """(line index in the canonical requests, line index in the strings to sign) of the first difference."""
@@ -921,18 +932,19 @@ class Verification:
 
     def to_dict(self) -> dict[str, Any]:
         creq_line, sts_line = self.first_difference()
-        return {
+        document = {
             "ok": self.ok,
             "reason": self.reason,
             "message": self.message,
             "hypothesis": self.hypothesis,
             "fix": self.fix,
-            "expected_canonical_request": redact(self.expected_canonical_request),
+            "expected_canonical_request": self.expected_canonical_request,
             "expected_string_to_sign": self.expected_string_to_sign,
-            "their_canonical_request": redact(self.their_canonical_request),
+            "their_canonical_request": self.their_canonical_request,
             "their_string_to_sign": self.their_string_to_sign,
             "first_differing_line": {"canonical_request": creq_line, "string_to_sign": sts_line},
         }
+        return scrub_tree(document, self.secrets)  # type: ignore[no-any-return]
 
 
 def first_differing_line(a: str | None, b: str | None) -> int | None:
@@ -946,13 +958,23 @@ def first_differing_line(a: str | None, b: str | None) -> int | None:
     return min(len(left), len(right))
 
 
-_TOKEN_IN_QUERY = re.compile(r"(X-Amz-Security-Token=)([^&\n]*)")
-_TOKEN_HEADER = re.compile(r"(?im)^(x-amz-security-token:)(.*)$")
+# Any parameter or header that carries a session token or a signature, however (mis)spelled.
+_TOKEN_IN_QUERY = re.compile(r"(?i)(security-?token=)([^&\s'\"|]*)")
+_TOKEN_HEADER = re.compile(r"(?im)^([^:\n]*security-?token:)(.*)$")
+_SIGNATURE_IN_QUERY = re.compile(r"(?i)(signature=)([0-9a-f]{16,})")
+_CREDENTIAL_KEY = re.compile(r"(?i)((?:^|(?<=[&?\n]))[^&=\n]*credential=)([A-Z0-9]{12,})(?=%2F|/|&|$)")
+
+
+def is_sensitive(name: str) -> bool:
+    """Parameter names whose values are never shown: session tokens and signatures, however spelled."""
+    lowered = name.lower().replace("_", "-")
+    return "security-token" in lowered or "securitytoken" in lowered or "signature" in lowered
 
 
 def redact(text: str | None) -> str | None:
-    """Replace the session token in a canonical request by its length and a short hash: different encodings
-    of the same token still show as different, the token itself never shows."""
+    """Make a canonical request safe to print: the session token becomes its length and a short hash (two
+    encodings of the same token still show as different), a signature-looking value is masked, and the access
+    key in X-Amz-Credential is shown as AKIA****MPLE."""
     if text is None:
         return None
 
@@ -961,7 +983,45 @@ def redact(text: str | None) -> str | None:
         digest = hashlib.sha256(value.encode()).hexdigest()[:8]
         return f"{match.group(1)}<session token: {len(value)} chars, sha256 {digest}>"
 
-    return _TOKEN_HEADER.sub(describe, _TOKEN_IN_QUERY.sub(describe, text))
+    text = _TOKEN_HEADER.sub(describe, _TOKEN_IN_QUERY.sub(describe, text))
+    text = _SIGNATURE_IN_QUERY.sub(lambda m: f"{m.group(1)}{mask_signature(m.group(2))}", text)
+    return _CREDENTIAL_KEY.sub(lambda m: f"{m.group(1)}{mask_key(m.group(2))}", text)
+
+
+def secrets_of(*tokens: ParsedToken) -> set[str]:
+    """The secret values a token carries, raw and decoded: its session token, its signature, and any value of
+    a parameter named like one."""
+    found: set[str] = set()
+    for token in tokens:
+        for value in (token.session_token, token.signature):
+            if value:
+                found.add(value)
+        for param in token.params:
+            if is_sensitive(param.name):
+                found.update({param.raw_value, param.value})
+    return {value for value in found if len(value) >= 8}
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    """Everything printed goes through here: pattern redaction, then the known secret values themselves
+    (a mangled token can put them anywhere, e.g. inside another parameter's value)."""
+    text = redact(text) or ""
+    for secret in sorted(secrets, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, "****")
+    return text
+
+
+def scrub_tree(value: Any, secrets: Iterable[str]) -> Any:
+    """:func:`scrub` every string of a JSON-ready structure."""
+    secrets = list(secrets)
+    if isinstance(value, str):
+        return scrub(value, secrets)
+    if isinstance(value, dict):
+        return {key: scrub_tree(item, secrets) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [scrub_tree(item, secrets) for item in value]
+    return value
 
 
 def verify_token(
@@ -974,6 +1034,28 @@ def verify_token(
     body: bytes = b"",
 ) -> Verification:
     """Recompute the signature of `token` with `credentials` (a :class:`~sigv4_proxy.Credentials` whose access
+    key is the token's); see :func:`_verify_token`. The result knows the token's secrets, to keep them out of
+    everything it prints."""
+    from dataclasses import replace
+
+    result = _verify_token(token, credentials, their_canonical_request=their_canonical_request, method=method,
+                           headers=headers, body=body)
+    secrets = secrets_of(token) | {credentials.secret_access_key}
+    if credentials.session_token:
+        secrets.add(credentials.session_token)
+    return replace(result, secrets=frozenset(s for s in secrets if len(s) >= 8))
+
+
+def _verify_token(
+    token: ParsedToken,
+    credentials: Any,
+    *,
+    their_canonical_request: str | None,
+    method: str,
+    headers: Sequence[tuple[str, str]],
+    body: bytes,
+) -> Verification:
+    """Recompute the signature of `token` with `credentials` (a :class:`~sigv4_proxy.Credentials` whose access
     key is the token's). Time is not judged here (the checks do that): the token is verified as of its own
     X-Amz-Date. On a mismatch, try :data:`HYPOTHESES`; `their_canonical_request` (from the signer's debug
     output) is compared line by line instead when given."""
@@ -983,6 +1065,11 @@ def verify_token(
     signed_at = token.signed_at
     if signed_at is None:
         return Verification(False, "cannot verify: X-Amz-Date is missing or malformed", "malformed")
+    if token.algorithm == V4 and not _SIGNATURE.match((token.signature or "").lower()):
+        return Verification(False, "cannot verify: the signature is not 64 hexadecimal characters", "malformed")
+    if not (token.session_token or "").isascii() or not (credentials.session_token or "").isascii():
+        return Verification(False, "cannot verify: the session token has non-ASCII characters (a copy or encoding "
+                            "mistake: real session tokens are base64)", "token")
     # Without a session token of their own, the credentials are checked only for the signature (the token's
     # session token is signed as part of the query either way).
     creds = Credentials(credentials.access_key_id, credentials.secret_access_key, credentials.session_token)
@@ -1183,7 +1270,7 @@ def render_report(report: Report) -> str:
             lines.append(f"    fix: {item.fix}")
     if report.findings and report.ok:
         lines.append("✓ no errors found")
-    return "\n".join(lines)
+    return scrub("\n".join(lines), secrets_of(report.token))
 
 
 def render_comparison(comparison: Comparison) -> str:
@@ -1202,10 +1289,14 @@ def render_comparison(comparison: Comparison) -> str:
         lines.append("  * = signed: a difference here changes the signature")
     lines.append("")
     lines.append(comparison.explanation)
-    return "\n".join(lines)
+    return scrub("\n".join(lines), secrets_of(comparison.left, comparison.right))
 
 
 def render_verification(verification: Verification) -> str:
+    return scrub(_render_verification(verification), verification.secrets)
+
+
+def _render_verification(verification: Verification) -> str:
     mark = "✓" if verification.ok else "✗"
     lines = [f"{mark} verify: {verification.message}"]
     if verification.fix:
