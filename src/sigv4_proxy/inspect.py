@@ -1067,7 +1067,8 @@ def _verify_token(
         return Verification(False, "cannot verify: X-Amz-Date is missing or malformed", "malformed")
     if token.algorithm == V4 and not _SIGNATURE.match((token.signature or "").lower()):
         return Verification(False, "cannot verify: the signature is not 64 hexadecimal characters", "malformed")
-    if not (token.session_token or "").isascii() or not (credentials.session_token or "").isascii():
+    # The token is compared with the caller's session token only when the caller has one.
+    if credentials.session_token and not (credentials.session_token + (token.session_token or "")).isascii():
         return Verification(False, "cannot verify: the session token has non-ASCII characters (a copy or encoding "
                             "mistake: real session tokens are base64)", "token")
     # Without a session token of their own, the credentials are checked only for the signature (the token's
