@@ -33,6 +33,7 @@ import json
 import os
 import random
 import signal
+import sys
 import time
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
@@ -42,6 +43,11 @@ from urllib.parse import urlsplit
 
 import h11
 import httpx
+
+try:  # httpcore imports sniffio inside a function on every request: record its absence once
+    import sniffio  # noqa: F401
+except ImportError:  # each failing attempt would search sys.path again (~0.1 ms, ~10 per request)
+    sys.modules.setdefault("sniffio", None)  # type: ignore[assignment]
 
 from sigv4_proxy import diagnose, retry
 from sigv4_proxy.clock import SkewedClock, utc_now
@@ -69,6 +75,11 @@ DEFAULT_CONNECT_TIMEOUT = 30.0
 MAX_HEADER_BYTES = 64 * 1024
 READ_CHUNK = 64 * 1024
 SHUTDOWN_GRACE = 5.0
+# A client that hangs up mid-response (the MCP SDK closes a POST's stream once its answer arrived) leaves the
+# upstream response running: it is drained, up to this long and this much, so its connection can be reused —
+# to AWS that saves a TLS handshake. An endless event stream is cut when the time is up.
+HANGUP_DRAIN_SECONDS = 2.0
+HANGUP_DRAIN_BYTES = 1024 * 1024
 
 # Client request headers forwarded to the target (and signed). Everything else is dropped: cookies, the
 # client's own Authorization (the signature takes its place), Host (the target's), hop-by-hop headers,
@@ -278,6 +289,7 @@ class _Connection:
         self.reader = reader
         self.writer = writer
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
+        self.gone = False  # the client closed its side: nothing more is written
         peer = writer.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
 
@@ -293,7 +305,7 @@ class _Connection:
 
     async def send(self, event: Any) -> None:
         data = self.h11.send(event)
-        if data:
+        if data and not self.gone:
             try:
                 self.writer.write(data)
                 await self.writer.drain()
@@ -331,6 +343,8 @@ class HttpListener:
     `clock` the :class:`SkewedClock` the client signs with (corrected on clock-skew answers); `random_source`
     the jitter source; `sleep` waits between attempts (tests record the delays instead of waiting).
     """
+
+    hangup_drain_seconds = HANGUP_DRAIN_SECONDS
 
     def __init__(
         self,
@@ -492,31 +506,43 @@ class HttpListener:
         self._active_requests += 1
         self._idle.clear()
         started = time.monotonic()
-        work = asyncio.ensure_future(self._proxy(connection, incoming, started))
-        watcher = asyncio.ensure_future(connection.wait_for_disconnect())
+        # The request runs in this task. A watcher notices the client hanging up: the upstream response is then
+        # drained for a moment (see HANGUP_DRAIN_SECONDS) and cut if it does not end.
+        current = asyncio.current_task()
+        assert current is not None
+        cut = False
+
+        async def watch() -> None:
+            nonlocal cut
+            await connection.wait_for_disconnect()
+            connection.gone = True
+            await asyncio.sleep(self.hangup_drain_seconds)
+            cut = True
+            current.cancel()
+
+        watcher = asyncio.ensure_future(watch())
         try:
-            done, _ = await asyncio.wait({work, watcher}, return_when=asyncio.FIRST_COMPLETED)
-            if work not in done:  # the client hung up: stop the upstream request too
-                work.cancel()
-                with contextlib.suppress(BaseException):
-                    await work
-                log.info(
-                    "%s %s: client closed the connection after %.1f ms",
+            await self._proxy(connection, incoming, started)
+        except asyncio.CancelledError:
+            if not cut:
+                raise  # shutting down
+            raise _ClientGone() from None
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher  # the next request reads from the same stream: the watcher must be gone first
+            self._active_requests -= 1
+            if not self._active_requests:
+                self._idle.set()
+            if connection.gone:
+                log.debug(
+                    "%s %s: the client closed the connection after %.1f ms",
                     incoming.method,
                     incoming.target,
                     (time.monotonic() - started) * 1000,
                 )
-                raise _ClientGone()
-            work.result()
-        finally:
-            for task in (work, watcher):
-                if not task.done():
-                    task.cancel()
-            with contextlib.suppress(BaseException):
-                await watcher
-            self._active_requests -= 1
-            if not self._active_requests:
-                self._idle.set()
+        if connection.gone:
+            raise _ClientGone()
 
     async def _proxy(self, connection: _Connection, incoming: _Incoming, started: float) -> None:
         headers, dropped = forward_request_headers(incoming.headers, self.options.pass_headers)
@@ -574,6 +600,8 @@ class HttpListener:
                     connection, incoming, failure, retry.Decision(retry.GIVE_UP), state, None, b"", None, started
                 )
                 return
+            if connection.gone:
+                raise _ClientGone()  # nobody is waiting for a retry
             if decision.delay:
                 await self._sleep(decision.delay)
 
@@ -627,6 +655,8 @@ class HttpListener:
             )
             async for chunk in response.aiter_raw():
                 sent += len(chunk)
+                if connection.gone and sent > HANGUP_DRAIN_BYTES:
+                    raise _ClientGone()  # too much left to drain: cut the upstream connection instead
                 await connection.send(h11.Data(data=chunk))
             await connection.send(h11.EndOfMessage())
         except (httpx.HTTPError, OSError) as exc:

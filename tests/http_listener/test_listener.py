@@ -533,6 +533,7 @@ async def test_malformed_request_gets_400(listener: HttpListener) -> None:
 
 
 async def test_client_hanging_up_cancels_the_upstream_stream(listener: HttpListener) -> None:
+    listener.hangup_drain_seconds = 0.05  # an idle event stream never ends: cut it after this
     async with httpx.AsyncClient(timeout=10) as http:
         headers = await handshake(http, f"{listener.url}/")
         async with http.stream("GET", f"{listener.url}/", headers={**headers, "accept": "text/event-stream"}) as stream:
