@@ -156,7 +156,7 @@ class Bridge:
                 await self._reject_oversize(item)
                 continue
             assert isinstance(item, Line)
-            if not item.data.strip():
+            if not item.data or item.data.isspace():  # (no strip(): it would copy a 20 MB line)
                 continue
             verdict = jsonrpc.classify_line(item.data)
             if isinstance(verdict, Rejection):

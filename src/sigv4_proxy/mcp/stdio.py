@@ -107,6 +107,16 @@ class LineSplitter:
                 return
 
 
+def _pollable(mode: int, stream: BinaryIO) -> bool:
+    """Pipes, sockets and terminals work with the event loop; files and /dev/null do not (epoll: EPERM)."""
+    if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+        return True
+    try:
+        return stat.S_ISCHR(mode) and os.isatty(stream.fileno())
+    except (OSError, ValueError):
+        return False
+
+
 def _strip_cr(line: bytearray) -> bytearray:
     if line.endswith(b"\r"):
         del line[-1:]
@@ -132,7 +142,7 @@ class StdinReader:
         except (OSError, ValueError):
             self._eof = True
             return
-        if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode):
+        if _pollable(mode, self._stream):
             reader = asyncio.StreamReader(limit=READ_CHUNK * 4)
             try:
                 self._transport, _ = await loop.connect_read_pipe(
@@ -205,7 +215,7 @@ class StdoutWriter:
             mode = os.fstat(self._stream.fileno()).st_mode
         except (OSError, ValueError):
             return
-        if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode):
+        if _pollable(mode, self._stream):
             try:
                 transport, protocol = await loop.connect_write_pipe(
                     asyncio.streams.FlowControlMixin, self._stream

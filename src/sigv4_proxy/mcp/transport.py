@@ -188,7 +188,7 @@ class StreamableHttpTransport:
         body = bytearray()
         async for chunk in response.aiter_bytes():
             body += chunk
-        if not body.strip():
+        if not body or body.isspace():
             result.problem = PROBLEM_EMPTY.format(status=response.status_code)
             return
         try:
@@ -216,7 +216,7 @@ class StreamableHttpTransport:
     async def _on_event(
         self, kind: str, data: bytearray, has_data: bool, message: Envelope | None, awaited: set[str]
     ) -> None:
-        if not has_data or not data.strip():
+        if not has_data or not data or data.isspace():  # isspace() does not copy
             return  # a priming event (id only) or a keep-alive
         if kind != "message":
             log.debug("ignoring server-sent event of type %r", kind)
