@@ -27,6 +27,7 @@ def verify_raw(case: Case, raw: bytes):
         now=case.now,
         region=case.context["region"],
         service=case.context["service"],
+        accept_unsigned_session_token=case.context.get("omit_session_token", False),
     )
 
 
@@ -78,5 +79,30 @@ def test_our_presigned_url_verifies(case: Case) -> None:
         request.body,
         credentials_for=lookup(case),
         now=case.now,
+        accept_unsigned_session_token=case.context.get("omit_session_token", False),
     )
     assert result.ok is expect_ok(case), result.message
+
+
+def test_token_added_after_signing_is_rejected_unless_accepted() -> None:
+    case = next(c for c in QUERY_CASES if c.id == "v4/post-sts-header-after")
+    signed = presign_case(case)
+    target = signed.url.split(case.request.header("host") or "", 1)[1]
+    args = (case.request.method, target, case.request.headers, b"")
+    strict = verify(*args, credentials_for=lookup(case), now=case.now)
+    assert (strict.ok, strict.reason) == (False, "signature")
+    assert verify(*args, credentials_for=lookup(case), now=case.now, accept_unsigned_session_token=True).ok
+
+
+@pytest.mark.parametrize("field", ["signature", "token"])
+def test_non_ascii_signature_or_token_is_rejected_not_raised(field: str) -> None:
+    case = next(c for c in QUERY_CASES if c.id == "v4/get-vanilla-with-session-token")
+    url = presign_case(case).url
+    if field == "signature":
+        url = url.replace("X-Amz-Signature=", "X-Amz-Signature=%C3%A9")
+    else:
+        url = url.replace("X-Amz-Security-Token=", "X-Amz-Security-Token=%C3%A9")
+    target = url.split(case.request.header("host") or "", 1)[1]
+    result = verify("GET", target, case.request.headers, b"", credentials_for=lookup(case), now=case.now)
+    assert (result.ok, result.status) == (False, 403)
+    assert result.reason == field

@@ -308,45 +308,101 @@ def presign(
         raise SigningError(
             f"expires_in must be between 1 and {MAX_PRESIGN_EXPIRES} seconds (7 days), got: {expires_in}"
         )
-    scheme, netloc, path, query = _split_url(url)
     scope = make_scope(algorithm, region, service, now)
     body_hash = _payload_hash(_body_bytes(body), payload_hash, unsigned_payload)
-    given = _with_host(canonical.header_items(headers), scheme, netloc)
-    signed_names = {name.lower() for name, _ in given}
-    header_block, signed_headers = canonical.canonical_headers(given, signed_names)
-
-    kept_query = "&".join(p for p in query.split("&") if p and p.partition("=")[0] not in _AUTH_PARAMS)
-    params: list[tuple[str, str]] = [
-        ("X-Amz-Algorithm", scope.algorithm),
-        ("X-Amz-Credential", f"{credentials.access_key_id}/{scope.credential_scope}"),
-        ("X-Amz-Date", scope.amz_date),
-        ("X-Amz-SignedHeaders", signed_headers),
-        ("X-Amz-Expires", str(expires_in)),
-    ]
-    token = [("X-Amz-Security-Token", credentials.session_token)] if credentials.session_token else []
-    region_set = [("X-Amz-Region-Set", scope.region_set)] if scope.region_set is not None else []
-    signed_params = params + ([] if omit_session_token else token) + region_set
-    canonical_query = canonical.canonical_query([*canonical.parse_query(kept_query), *signed_params])
-    uri = _uri(path, service, normalize_path, double_encode)
-    creq = canonical.canonical_request(method.upper(), uri, canonical_query, header_block, signed_headers, body_hash)
+    items = tuple(headers.items()) if isinstance(headers, Mapping) else tuple(headers or ())
+    token = credentials.session_token
+    plan = _presign_plan(
+        method.upper(),
+        url,
+        items,
+        scope.algorithm,
+        scope.region_set,
+        service,
+        expires_in,
+        bool(token),
+        omit_session_token,
+        normalize_path,
+        double_encode,
+        body_hash,
+    )
+    encode = canonical.encode_component
+    slots = {
+        "cred": encode(f"{credentials.access_key_id}/{scope.credential_scope}"),
+        "date": scope.amz_date,
+        "token": encode(token) if token else "",
+    }
+    creq = plan.canonical_request_format.format_map(slots)
     sts = scope.string_to_sign(creq)
     signature = scope.sign(credentials, sts)
-
-    final_params = [*params, *token, *region_set, ("X-Amz-Signature", signature)]
-    encoded = "&".join([f"{canonical.encode_component(k)}={canonical.encode_component(v)}" for k, v in final_params])
-    new_query = f"{kept_query}&{encoded}" if kept_query else encoded
-    fragment_free = url.split("#", 1)[0]
-    base = fragment_free.split("?", 1)[0]
-    return PresignedURL(
-        method=method.upper(),
-        url=f"{base}?{new_query}",
-        headers=given,
-        canonical_request=creq,
-        string_to_sign=sts,
-        signature=signature,
-        algorithm=scope.algorithm,
-        credential_scope=scope.credential_scope,
-        signed_headers=signed_headers,
-        amz_date=scope.amz_date,
-        expires_in=expires_in,
+    return PresignedURL(  # positional: keyword passing costs measurably on this hot path
+        plan.method,
+        plan.url_format.format_map({**slots, "signature": signature}),
+        list(plan.given),
+        creq,
+        sts,
+        signature,
+        scope.algorithm,
+        scope.credential_scope,
+        plan.signed_headers,
+        scope.amz_date,
+        expires_in,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _PresignPlan:
+    """Everything in a presigned URL that does not change from one signing to the next (cached): only the
+    credential (key and day), the date, the session token and the signature fill slots."""
+
+    method: str
+    given: list[tuple[str, str]]
+    signed_headers: str
+    canonical_request_format: str  # slots {cred} {date} {token}
+    url_format: str  # slots {cred} {date} {token} {signature}
+
+
+def _braces(text: str) -> str:
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+@lru_cache(maxsize=256)
+def _presign_plan(
+    method: str,
+    url: str,
+    items: tuple[tuple[str, str], ...],
+    algorithm: str,
+    region_set: str | None,
+    service: str,
+    expires_in: int,
+    has_token: bool,
+    omit_session_token: bool,
+    normalize_path: bool | None,
+    double_encode: bool | None,
+    body_hash: str,
+) -> _PresignPlan:
+    scheme, netloc, path, query = _split_url(url)
+    given = _with_host(canonical.header_items(items), scheme, netloc)
+    header_block, signed_headers = canonical.canonical_headers(given, {name.lower() for name, _ in given})
+    kept_query = "&".join(p for p in query.split("&") if p and p.partition("=")[0] not in _AUTH_PARAMS)
+    encode = canonical.encode_component
+    # (name, value) with values already encoded; a slot is a format field filled per signing
+    params: list[tuple[str, str]] = [
+        ("X-Amz-Algorithm", _braces(algorithm)),
+        ("X-Amz-Credential", "{cred}"),
+        ("X-Amz-Date", "{date}"),
+        ("X-Amz-SignedHeaders", _braces(encode(signed_headers))),
+        ("X-Amz-Expires", str(expires_in)),
+    ]
+    token = [("X-Amz-Security-Token", "{token}")] if has_token else []
+    region = [("X-Amz-Region-Set", _braces(encode(region_set)))] if region_set is not None else []
+    kept = [(_braces(encode(k)), _braces(encode(v))) for k, v in canonical.parse_query(kept_query)]
+    # Slot names are unique and never among the kept parameters, so sorting by name places every slot.
+    signed = sorted([*kept, *params, *([] if omit_session_token else token), *region])
+    canonical_query = "&".join(f"{k}={v}" for k, v in signed)
+    uri = _braces(_uri(path, service, normalize_path, double_encode))
+    creq_format = f"{method}\n{uri}\n{canonical_query}\n{_braces(header_block)}\n{_braces(signed_headers)}\n{body_hash}"
+    final = "&".join(f"{k}={v}" for k, v in [*params, *token, *region, ("X-Amz-Signature", "{signature}")])
+    base = url.split("#", 1)[0].split("?", 1)[0]
+    new_query = f"{_braces(kept_query)}&{final}" if kept_query else final
+    return _PresignPlan(method, given, signed_headers, creq_format, f"{_braces(base)}?{new_query}")

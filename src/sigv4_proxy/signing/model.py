@@ -63,7 +63,7 @@ class SignedRequest:
     amz_date: str
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class PresignedURL:
     """The result of :func:`sigv4_proxy.presign`: `url` carries the signature in its query string."""
 

@@ -90,9 +90,12 @@ def verify(
     region: str | None = None,
     service: str | None = None,
     max_skew_seconds: int = 300,
+    accept_unsigned_session_token: bool = False,
 ) -> VerifyResult:
     """Verify a received request. `target` is the path and query as received; `region`/`service` are what
-    this endpoint expects (None: accept any). Returns a :class:`VerifyResult`; never raises on bad input."""
+    this endpoint expects (None: accept any). `accept_unsigned_session_token` also accepts presigned URLs
+    whose session token was added after signing (AWS IoT's form). Returns a :class:`VerifyResult`; never
+    raises on bad input."""
     items = canonical.header_items(headers)
     # Not urlsplit: a target such as "//example//" is a path, not a network location.
     path, _, raw_query = target.partition("#")[0].partition("?")
@@ -101,7 +104,9 @@ def verify(
     try:
         parsed = _parse(items, query)
         credentials = _check_claims(parsed, credentials_for, now, region, service, max_skew_seconds)
-        return _check_signature(parsed, credentials, method, path or "/", query, items, body or b"")
+        return _check_signature(
+            parsed, credentials, method, path or "/", query, items, body or b"", accept_unsigned_session_token
+        )
     except _Reject as rejection:
         return _result_from(rejection, parsed)
 
@@ -275,7 +280,7 @@ def _check_claims(
             raise _Reject(
                 "ExpiredTokenException", "The security token included in the request is expired", "expired_token"
             )
-        if not parsed.session_token or not hmac.compare_digest(parsed.session_token, credentials.session_token):
+        if not parsed.session_token or not _same(parsed.session_token, credentials.session_token):
             raise _Reject(
                 "UnrecognizedClientException", "The security token included in the request is invalid.", "token"
             )
@@ -398,13 +403,15 @@ def _check_signature(
     query: list[tuple[str, str]],
     items: list[tuple[str, str]],
     body: bytes,
+    accept_unsigned_session_token: bool,
 ) -> VerifyResult:
     """Recompute the signature from what was received; on a mismatch say what the server expected."""
     payload_hash = _payload_hash(parsed, items, body)
     signed_query = [(k, v) for k, v in query if k != "X-Amz-Signature"] if parsed.presigned else query
     result = _compare(parsed, credentials, method, path, signed_query, items, payload_hash)
-    if not result.ok and parsed.presigned and parsed.session_token:
-        # Some services (IoT over WebSocket) add the token to a presigned URL after signing: accept that form.
+    if not result.ok and parsed.presigned and parsed.session_token and accept_unsigned_session_token:
+        # Some services (IoT over WebSocket) add the token to a presigned URL after signing; most (DSQL, RDS)
+        # reject that form, so it is accepted only when asked for.
         without_token = [(k, v) for k, v in signed_query if k != "X-Amz-Security-Token"]
         retry = _compare(parsed, credentials, method, path, without_token, items, payload_hash)
         if retry.ok:
@@ -429,7 +436,7 @@ def _compare(
         scope = v4.credential_scope(parsed.scope_date, parsed.region, parsed.service)
         sts = v4.string_to_sign(V4, parsed.amz_date, scope, creq)
         expected = v4.sign_string(credentials.secret_access_key, parsed.amz_date, parsed.region, parsed.service, sts)
-        good = hmac.compare_digest(expected, parsed.signature.lower())
+        good = _same(expected, parsed.signature.lower())
     else:
         scope = v4a.credential_scope(parsed.scope_date, parsed.service)
         sts = v4.string_to_sign(V4A, parsed.amz_date, scope, creq)
@@ -443,6 +450,12 @@ def _compare(
         f"The String-to-Sign should have been\n'{sts}'\n"
     )
     return _result_from(_Reject("InvalidSignatureException", message, "signature"), parsed, **extra)
+
+
+def _same(received: str, expected: str) -> bool:
+    """Constant-time comparison that also takes the non-ASCII text a client may send (compare_digest on str
+    accepts ASCII only and would raise instead of rejecting)."""
+    return hmac.compare_digest(received.encode("utf-8", "surrogateescape"), expected.encode("utf-8", "surrogateescape"))
 
 
 def _redact(text: str) -> str:
