@@ -155,3 +155,33 @@ def test_proxy_path_never_imports_the_mcp_sdk_or_botocore() -> None:
     assert "sigv4_proxy.mcp.bridge" in imported and "httpx" in imported
     assert not {name for name in imported if name == "mcp" or name.startswith(("mcp.", "mcp_types"))}
     assert not {name for name in imported if name.startswith(("botocore", "pydantic", "anyio.to_thread"))}
+
+
+def test_stdin_and_stdout_may_be_files_and_lines_are_held_until_initialize_answers(tmp_path: Any) -> None:
+    """`sigv4-proxy < messages.jsonl > answers.jsonl`: everything is read at once, yet the call waits for the
+    session that initialize establishes, and every answer is written before the exit."""
+    messages = tmp_path / "in.jsonl"
+    answers = tmp_path / "out.jsonl"
+    messages.write_text(
+        json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}})
+        + "\n" + json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        + "\n" + json.dumps(call(2, "echo", {"message": "from a file"})) + "\n"
+    )  # fmt: skip
+    with start_mcp() as emulator, messages.open("rb") as stdin, answers.open("wb") as stdout:
+        result = subprocess.run(
+            PROXY, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, env=proxy_env(emulator), timeout=60
+        )
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in answers.read_text().splitlines()]
+    assert [line["id"] for line in lines] == [1, 2]
+    assert lines[1]["result"]["content"][0]["text"] == "from a file"
+
+
+def test_stdin_from_dev_null_exits_cleanly() -> None:
+    with start_mcp() as emulator:
+        result = subprocess.run(
+            PROXY, stdin=subprocess.DEVNULL, capture_output=True, env=proxy_env(emulator), timeout=60
+        )
+    assert result.returncode == 0 and result.stdout == b""
+    assert b"shutting down (stdin closed)" in result.stderr

@@ -32,7 +32,7 @@ from sigv4_proxy.mcp.jsonrpc import INVALID_REQUEST, UPSTREAM_ERROR, Envelope, R
 from sigv4_proxy.mcp.routing import ToolHeaderMaps
 from sigv4_proxy.mcp.session import PendingRequests, SessionState
 from sigv4_proxy.mcp.stdio import Line, Oversize, StdinReader, StdoutWriter
-from sigv4_proxy.mcp.transport import PostResult, StreamableHttpTransport
+from sigv4_proxy.mcp.transport import PostResult, StreamableHttpTransport, Transport
 
 if TYPE_CHECKING:
     import httpx
@@ -77,27 +77,34 @@ class Bridge:
         stdin: StdinReader,
         stdout: StdoutWriter,
         signing_context: Callable[[], SigningContext],
+        credentials: Any = None,
         grace_seconds: float = SHUTDOWN_GRACE_SECONDS,
     ) -> None:
         self.config = config
+        self.client = client
         self.stdin = stdin
         self.stdout = stdout
         self.signing_context = signing_context
+        self.credentials = credentials  # the process's one provider (the signer holds the same one)
         self.grace_seconds = grace_seconds
         self.session = SessionState()
         self.pending = PendingRequests()
         self.tool_headers = ToolHeaderMaps()
-        self.transport = StreamableHttpTransport(
-            client,
-            config.target_url,
-            session=self.session,
-            deliver=self.deliver,
-            extra_headers=config.headers,
-            tool_headers=self.tool_headers,
-        )
+        self.transport: Transport = self.build_transport()
         self._tasks: set[asyncio.Task[None]] = set()
         self._listener: asyncio.Task[None] | None = None
         self.stopping = asyncio.Event()
+
+    def build_transport(self) -> Transport:
+        """The upstream transport (the place to choose another one, e.g. legacy HTTP+SSE)."""
+        return StreamableHttpTransport(
+            self.client,
+            self.config.target_url,
+            session=self.session,
+            deliver=self.deliver,
+            extra_headers=self.config.headers,
+            tool_headers=self.tool_headers,
+        )
 
     # -- lifecycle ----------------------------------------------------------------------------------------
 
@@ -241,26 +248,32 @@ class Bridge:
 
         The single place where an attempt's outcome becomes the client's answer. Every request the message
         carries ends up answered exactly once: by the server (through :meth:`deliver`) or here, with an
-        error that says what went wrong and how to fix it.
+        error that says what went wrong and how to fix it. Recovery (retries with backoff, a new session
+        after a 404, refreshed credentials after ExpiredToken, a corrected clock after a skew error) wraps
+        :meth:`attempt` here: the :class:`PostResult` carries what those decisions need (status, headers,
+        error, how many messages were already delivered).
         """
         is_initialize = message.kind == "request" and message.method == "initialize"
         try:
             if not is_initialize:
                 await self.session.wait_ready()
-            try:
-                result = await self.transport.post(message)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                await self.fail(message, self._exception_failure(exc))
-                return
+            result = await self.attempt(message)
             if result.ok:
                 self._after_success(message)
-                return
-            await self._settle_failed(message, result)
+            else:
+                await self.settle_failure(message, result)
         finally:
             if is_initialize:
                 self.session.end_initialize()
+
+    async def attempt(self, message: Envelope) -> PostResult:
+        """One POST of ``message``. Failures of any kind come back in the result, never as exceptions."""
+        try:
+            return await self.transport.post(message)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # credentials that cannot be refreshed, a request that cannot be signed, ...
+            return PostResult(error=exc)
 
     def _after_success(self, message: Envelope) -> None:
         if message.kind == "request" and message.method == "initialize":
@@ -268,7 +281,12 @@ class Bridge:
         if message.method == "notifications/initialized" and self.config.sse:
             self.start_listener()
 
-    async def _settle_failed(self, message: Envelope, result: PostResult) -> None:
+    async def settle_failure(self, message: Envelope, result: PostResult) -> None:
+        """Tell the client (requests) or the log (notifications, responses) why ``message`` failed."""
+        if result.error is not None:
+            await self.fail(message, self._exception_failure(result.error))
+            return
+        assert result.status is not None
         if result.status >= 400:
             if await self._forward_jsonrpc_error(message, result):
                 return
@@ -304,6 +322,7 @@ class Bridge:
         return not any(request.key in self.pending for request in requests)
 
     def _http_failure(self, message: Envelope, result: PostResult) -> Failure:
+        assert result.status is not None
         if result.status == 404 and self.session.session_id and message.method != "initialize":
             return Failure(
                 f"HTTP 404: the server no longer knows MCP session {self.session.session_id} (it restarted or "
@@ -381,7 +400,7 @@ class Bridge:
             return
         if result.status == 405:
             log.debug("the server offers no standalone event stream (HTTP 405)")
-        elif result.status >= 400:
+        elif result.status is not None and result.status >= 400:
             log.warning("standalone event stream refused: %s", self._http_failure(_LISTEN, result).message)
         elif result.problem:
             log.warning("standalone event stream: %s", result.problem)

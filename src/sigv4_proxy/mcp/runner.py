@@ -177,6 +177,7 @@ async def _serve(config: ProxyConfig, provider: SecretRegisteringProvider) -> in
         stdin=StdinReader(config.max_message_bytes),
         stdout=StdoutWriter(),
         signing_context=signing_context_factory(config, provider),
+        credentials=provider,
     )
     _install_signal_handlers(bridge)
     log.info(READY_LINE)

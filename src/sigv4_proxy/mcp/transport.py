@@ -5,23 +5,24 @@ HTTP uses:
 
 * :meth:`~StreamableHttpTransport.post` sends one client message (the exact bytes read from stdin) and
   hands every message of the answer — one JSON body, or the events of an SSE stream as they arrive — to
-  the bridge's ``deliver`` callback. It reports what happened in a :class:`PostResult` and raises httpx /
-  OS errors for failures without an HTTP answer; it never retries and never decides what the client is
-  told (the bridge's ``send`` does, in one place);
+  the bridge's ``deliver`` callback. It reports what happened, network failures included, in a
+  :class:`PostResult`; it never retries and never decides what the client is told (the bridge's ``send``
+  does, in one place);
 * :meth:`~StreamableHttpTransport.listen` holds the standalone GET stream (``--sse``) for
   server-initiated messages;
 * :meth:`~StreamableHttpTransport.terminate` ends the session with DELETE at shutdown.
 
-Another transport (the 2024-11-05 HTTP+SSE one) fits behind the same three methods.
+Another transport (the 2024-11-05 HTTP+SSE one) fits behind the same three methods (:class:`Transport`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sigv4_proxy.logging import get_logger
 from sigv4_proxy.mcp import jsonrpc
@@ -33,7 +34,7 @@ from sigv4_proxy.mcp.sse import SSEParser
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["Deliver", "PostResult", "StreamableHttpTransport"]
+__all__ = ["Deliver", "PostResult", "StreamableHttpTransport", "Transport"]
 
 log = get_logger("mcp")
 
@@ -72,18 +73,44 @@ Deliver = Callable[[bytes | bytearray, Envelope, Envelope | None], Awaitable[Non
 
 @dataclass
 class PostResult:
-    """What one POST produced. ``problem`` is set when the answer was unusable although HTTP succeeded."""
+    """What one POST produced, everything a retry policy needs to decide.
 
-    status: int
+    ``status`` is None when no HTTP answer arrived (``error`` says why). ``problem`` is set when HTTP succeeded
+    but the answer was unusable. ``delivered`` counts the messages already handed to the client from this
+    answer: once it is above zero the server has certainly started executing the request.
+    """
+
+    status: int | None = None
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes = b""  # the first MAX_ERROR_BODY bytes of an error (status >= 400) body
     problem: str | None = None
+    error: BaseException | None = None
     unanswered: set[str] = field(default_factory=set)  # keys of requests the answer did not answer
     content_type: str = ""
+    delivered: int = 0
+    received_at: float | None = None  # time.time() when the response headers arrived (clock-skew correction)
 
     @property
     def ok(self) -> bool:
-        return self.status < 400 and self.problem is None and not self.unanswered
+        return (
+            self.error is None
+            and self.status is not None
+            and self.status < 400
+            and self.problem is None
+            and not self.unanswered
+        )
+
+
+class Transport(Protocol):
+    """What the bridge needs from an upstream transport (Streamable HTTP here; legacy HTTP+SSE fits too)."""
+
+    name: str
+
+    async def post(self, message: Envelope, *, deliver: Deliver | None = None) -> PostResult: ...
+
+    async def listen(self) -> PostResult: ...
+
+    async def terminate(self, timeout: float = 2.0) -> None: ...
 
 
 class StreamableHttpTransport:
@@ -124,40 +151,45 @@ class StreamableHttpTransport:
         )
         return headers
 
-    async def post(self, message: Envelope) -> PostResult:
-        """POST ``message`` and deliver its answer. Raises httpx.HTTPError / OSError when there is no answer."""
+    async def post(self, message: Envelope, *, deliver: Deliver | None = None) -> PostResult:
+        """POST ``message`` and hand every message of the answer to ``deliver`` (default: the bridge's).
+
+        Never raises for network failures: they come back in ``result.error``, with ``delivered`` telling how
+        far the answer got. Cancellation (the client cancelled, or shutdown) propagates.
+        """
         awaited = {request.key for request in message.requests()}
         body = message.raw if isinstance(message.raw, bytes) else bytes(message.raw)
         request = self.client.build_request("POST", self.url, content=body, headers=self.post_headers(message))
+        result = PostResult()
+        counted = _Counting(deliver or self.deliver, result)
         started = time.monotonic()
-        response = await self.client.send(request, stream=True)
         try:
-            result = PostResult(
-                status=response.status_code,
-                headers=list(response.headers.multi_items()),
-                content_type=_media_type(response.headers.get("content-type", "")),
-            )
-            if message.method == "initialize" and response.status_code < 300:
-                session_id = response.headers.get(MCP_SESSION_ID)
-                if session_id:
-                    self.session.session_id = session_id
-            await self._read_answer(message, response, result, awaited)
-        finally:
-            await response.aclose()
+            async with _closing(await self.client.send(request, stream=True)) as response:
+                result.received_at = time.time()
+                result.status = response.status_code
+                result.headers = list(response.headers.multi_items())
+                result.content_type = _media_type(response.headers.get("content-type", ""))
+                if message.method == "initialize" and response.status_code < 300:
+                    session_id = response.headers.get(MCP_SESSION_ID)
+                    if session_id:
+                        self.session.session_id = session_id
+                await self._read_answer(message, response, result, awaited, counted)
+        except (OSError, _httpx_error()) as exc:
+            result.error = exc
         result.unanswered = awaited
         if log.isEnabledFor(10):
+            outcome = f"{result.status} {result.content_type or '-'}" if result.status else type(result.error).__name__
             log.debug(
-                "POST %s -> %s %s in %.1f ms%s",
+                "POST %s -> %s in %.1f ms%s",
                 _describe(message),
-                result.status,
-                result.content_type or "-",
+                outcome,
                 (time.monotonic() - started) * 1000,
-                f" ({result.problem})" if result.problem else "",
+                f" ({result.problem.split('. Diagnosis')[0]})" if result.problem else "",
             )
         return result
 
     async def _read_answer(
-        self, message: Envelope, response: httpx.Response, result: PostResult, awaited: set[str]
+        self, message: Envelope, response: httpx.Response, result: PostResult, awaited: set[str], deliver: Deliver
     ) -> None:
         status = response.status_code
         if status >= 400:
@@ -173,9 +205,9 @@ class StreamableHttpTransport:
             result.problem = PROBLEM_REDIRECT.format(status=status, location=location)
             return
         if result.content_type == "text/event-stream":
-            await self._read_stream(message, response, result, awaited)
+            await self._read_stream(message, response, result, awaited, deliver)
         elif result.content_type in ("application/json", ""):
-            await self._read_json(message, response, result, awaited)
+            await self._read_json(message, response, result, awaited, deliver)
         else:
             body = await _read_limited(response, 1)
             result.problem = (PROBLEM_CONTENT_TYPE if body else PROBLEM_EMPTY).format(
@@ -183,7 +215,7 @@ class StreamableHttpTransport:
             )
 
     async def _read_json(
-        self, message: Envelope, response: httpx.Response, result: PostResult, awaited: set[str]
+        self, message: Envelope, response: httpx.Response, result: PostResult, awaited: set[str], deliver: Deliver
     ) -> None:
         body = bytearray()
         async for chunk in response.aiter_bytes():
@@ -197,24 +229,30 @@ class StreamableHttpTransport:
             content_type = result.content_type or "no content type"
             result.problem = PROBLEM_NOT_JSONRPC.format(status=response.status_code, content_type=content_type)
             return
-        await self._deliver(body, envelope, message, awaited)
+        await self._deliver(body, envelope, message, awaited, deliver)
 
     async def _read_stream(
-        self, message: Envelope, response: httpx.Response, result: PostResult, awaited: set[str]
+        self, message: Envelope, response: httpx.Response, result: PostResult, awaited: set[str], deliver: Deliver
     ) -> None:
         parser = SSEParser()
         async for chunk in response.aiter_bytes():
             for event in parser.feed(chunk):
-                await self._on_event(event.event, event.data, event.has_data, message, awaited)
+                await self._on_event(event.event, event.data, event.has_data, message, awaited, deliver)
             if not awaited:
                 return  # every request of this POST is answered: the stream has nothing more for us
         for event in parser.close():
-            await self._on_event(event.event, event.data, event.has_data, message, awaited)
+            await self._on_event(event.event, event.data, event.has_data, message, awaited, deliver)
         if awaited:
             result.problem = PROBLEM_STREAM_ENDED
 
     async def _on_event(
-        self, kind: str, data: bytearray, has_data: bool, message: Envelope | None, awaited: set[str]
+        self,
+        kind: str,
+        data: bytearray,
+        has_data: bool,
+        message: Envelope | None,
+        awaited: set[str],
+        deliver: Deliver,
     ) -> None:
         if not has_data or not data or data.isspace():  # isspace() does not copy
             return  # a priming event (id only) or a keep-alive
@@ -226,10 +264,15 @@ class StreamableHttpTransport:
         except ValueError:
             log.warning("dropped a server-sent event that is not a JSON-RPC message (%d bytes)", len(data))
             return
-        await self._deliver(data, envelope, message, awaited)
+        await self._deliver(data, envelope, message, awaited, deliver)
 
     async def _deliver(
-        self, data: bytes | bytearray, envelope: Envelope, message: Envelope | None, awaited: set[str]
+        self,
+        data: bytes | bytearray,
+        envelope: Envelope,
+        message: Envelope | None,
+        awaited: set[str],
+        deliver: Deliver,
     ) -> None:
         if envelope.kind == "response" and envelope.id is None and envelope.is_error and len(awaited) == 1:
             # An error about the request that could not name it (e.g. the server could not parse it): it
@@ -241,7 +284,7 @@ class StreamableHttpTransport:
                 envelope = jsonrpc.peek(data)
         for answered in _response_keys(envelope):
             awaited.discard(answered)
-        await self.deliver(data, envelope, message)
+        await deliver(data, envelope, message)
 
     # -- standalone GET stream ------------------------------------------------------------------------------
 
@@ -281,7 +324,7 @@ class StreamableHttpTransport:
                 for event in parser.feed(chunk):
                     if event.id is not None:
                         self.last_event_id = event.id
-                    await self._on_event(event.event, event.data, event.has_data, None, set())
+                    await self._on_event(event.event, event.data, event.has_data, None, set(), self.deliver)
             return result
 
     # -- DELETE -----------------------------------------------------------------------------------------------
@@ -305,6 +348,32 @@ class StreamableHttpTransport:
             log.debug("DELETE of session answered %s (no session to end)", response.status_code)
         else:
             log.warning("ending session %s failed: HTTP %s", self.session.session_id, response.status_code)
+
+
+class _Counting:
+    """A deliver callback that counts what it passed on into ``result.delivered``."""
+
+    def __init__(self, deliver: Deliver, result: PostResult) -> None:
+        self._deliver = deliver
+        self._result = result
+
+    async def __call__(self, data: bytes | bytearray, envelope: Envelope, via: Envelope | None) -> None:
+        self._result.delivered += 1
+        await self._deliver(data, envelope, via)
+
+
+@contextlib.asynccontextmanager
+async def _closing(response: httpx.Response) -> AsyncIterator[httpx.Response]:
+    try:
+        yield response
+    finally:
+        await response.aclose()
+
+
+def _httpx_error() -> type[Exception]:
+    import httpx
+
+    return httpx.HTTPError
 
 
 def _media_type(content_type: str) -> str:
