@@ -174,3 +174,41 @@ async def test_many_sequential_and_parallel_echoes_keep_their_ids(emulator: Any,
             answers[response["id"]] = response["result"]["content"][0]["text"]
         assert answers == {f"e{index}": f"m{index}" for index in range(count)}
         assert await proxy.close() == 0
+
+
+MODERN_META = {
+    "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+    "io.modelcontextprotocol/clientCapabilities": {},
+}
+
+
+async def test_cancellation_is_forwarded_on_the_handshake_wire_and_nothing_answers_the_cancelled_call(
+    emulator: Any,
+) -> None:
+    async with raw_proxy(emulator) as proxy:
+        await proxy.initialize()
+        since = len(emulator.requests)
+        await proxy.send(call(7, "sleep", {"seconds": 2}))
+        await asyncio.sleep(0.2)  # the call must be running on the server before it is cancelled
+        await proxy.send({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 7}})
+        # the next line on stdout answers the next request: no error was made up for the cancelled one
+        assert (await proxy.request(call(8, "echo", {"message": "next"})))["id"] == 8
+        assert await proxy.close() == 0
+    assert "notifications/cancelled" in [record.rpc for record in emulator.requests[since:]]
+    assert "tools/call id=7 failed" not in proxy.stderr
+
+
+async def test_cancellation_on_the_2026_wire_closes_the_request_stream() -> None:
+    async with start_mcp() as emulator, raw_proxy(emulator) as proxy:
+        request = call(1, "sleep", {"seconds": 30}, _meta=MODERN_META)
+        await proxy.send(request)
+        for _ in range(500):  # wait until the server runs the tool (not a timing assertion)
+            if emulator.executions.total():
+                break
+            await asyncio.sleep(0.01)
+        await proxy.send({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 1}})
+        echo = call(2, "echo", {"message": "after"}, _meta=MODERN_META)
+        assert (await proxy.request(echo))["result"]["content"][0]["text"] == "after"
+        assert await proxy.close() == 0  # exits at once: the cancelled call no longer holds shutdown
+        assert "notifications/cancelled" not in [record.rpc for record in emulator.requests]
+    assert "shutting down (stdin closed): 0 message(s) in flight" in proxy.stderr
