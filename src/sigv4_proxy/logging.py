@@ -144,9 +144,11 @@ def setup_logging(level: str = "info", fmt: str = "text", stream: TextIO | None 
     that at debug level httpx's request lines (method, URL, status; never headers) are included.
     """
     logger = logging.getLogger(LOGGER_NAME)
-    for handler in list(logger.handlers):
-        if getattr(handler, "_sigv4_proxy", False):
-            logger.removeHandler(handler)
+    httpx_logger = logging.getLogger("httpx")
+    for owner in (logger, httpx_logger):
+        for handler in list(owner.handlers):
+            if getattr(handler, "_sigv4_proxy", False):
+                owner.removeHandler(handler)
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler._sigv4_proxy = True  # type: ignore[attr-defined]
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
@@ -154,9 +156,7 @@ def setup_logging(level: str = "info", fmt: str = "text", stream: TextIO | None 
     numeric = LEVELS[LEVEL_ALIASES.get(level, level)]
     logger.setLevel(numeric)
     logger.propagate = False
-    httpx_logger = logging.getLogger("httpx")
     if numeric <= logging.DEBUG:
         httpx_logger.addHandler(handler)
         httpx_logger.setLevel(logging.INFO)
-        httpx_logger.propagate = False
     return logger

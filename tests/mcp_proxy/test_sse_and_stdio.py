@@ -206,4 +206,5 @@ def test_json_log_lines_are_redacted_and_carry_fields() -> None:
     setup_logging("info", "text", stream)
     get_logger().debug("hidden")
     assert "hidden" not in stream.getvalue()
+    assert not logging.getLogger("httpx").handlers  # debug's httpx handler is gone again
     logging.getLogger("sigv4_proxy").handlers.clear()
