@@ -212,3 +212,18 @@ async def test_cancellation_on_the_2026_wire_closes_the_request_stream() -> None
         assert await proxy.close() == 0  # exits at once: the cancelled call no longer holds shutdown
         assert "notifications/cancelled" not in [record.rpc for record in emulator.requests]
     assert "shutting down (stdin closed): 0 message(s) in flight" in proxy.stderr
+
+
+async def test_a_batch_is_forwarded_as_is_and_each_request_in_it_is_answered(emulator: Any) -> None:
+    """The SDK server refuses batches (removed in 2025-06-18) with a 400: each request still gets its answer."""
+    async with raw_proxy(emulator) as proxy:
+        await proxy.initialize("2025-03-26")
+        notification = {"jsonrpc": "2.0", "method": "notifications/x"}
+        await proxy.send(
+            json.dumps([call(2, "echo", {"message": "a"}), notification, call(3, "echo", {"message": "b"})])
+        )
+        answers = [await proxy.receive(), await proxy.receive()]
+        assert sorted(answer["id"] for answer in answers) == [2, 3]
+        assert all(answer["error"]["message"].startswith("HTTP 400") for answer in answers)
+        await assert_still_serving(proxy)
+        assert await proxy.close() == 0
