@@ -368,6 +368,7 @@ class HttpListener:
         self._server: asyncio.base_events.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._active_requests = 0
+        self._event_streams: set[asyncio.Task[Any]] = set()  # GETs: cut at once on shutdown, they never end
         self._idle = asyncio.Event()
         self._idle.set()
         self.url = ""
@@ -396,9 +397,12 @@ class HttpListener:
         await stop.wait()
 
     async def aclose(self, grace: float = SHUTDOWN_GRACE) -> None:
-        """Stop accepting, give requests in flight `grace` seconds, cut the rest (open streams), close."""
+        """Stop accepting, cut GET requests (event streams never end), give other requests in flight `grace`
+        seconds, cut what is left, close."""
         if self._server is not None:
             self._server.close()
+        for stream in list(self._event_streams):
+            stream.cancel()
         if self._active_requests:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._idle.wait(), grace)
@@ -521,6 +525,8 @@ class HttpListener:
             current.cancel()
 
         watcher = asyncio.ensure_future(watch())
+        if incoming.method == "GET":
+            self._event_streams.add(current)
         try:
             await self._proxy(connection, incoming, started)
         except asyncio.CancelledError:
@@ -528,6 +534,7 @@ class HttpListener:
                 raise  # shutting down
             raise _ClientGone() from None
         finally:
+            self._event_streams.discard(current)
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher  # the next request reads from the same stream: the watcher must be gone first

@@ -540,3 +540,20 @@ async def test_client_hanging_up_cancels_the_upstream_stream(listener: HttpListe
             assert stream.status_code == 200
             await wait_until(lambda: listener._active_requests == 1)
     await wait_until(lambda: listener._active_requests == 0)
+
+
+async def test_shutdown_cuts_event_streams_and_lets_requests_finish(emulator: McpEmulator) -> None:
+    provider = StaticCredentialProvider(emulator.credentials)
+    async with running_listener(proxy_config(emulator), provider) as listener, httpx.AsyncClient(timeout=10) as http:
+        headers = await handshake(http, f"{listener.url}/")
+        async with http.stream("GET", f"{listener.url}/", headers={**headers, "accept": "text/event-stream"}) as stream:
+            await wait_until(lambda: listener._active_requests == 1)
+            slow = asyncio.ensure_future(
+                http.post(f"{listener.url}/", json=call(20, "sleep", seconds=0.3), headers=headers)
+            )
+            await wait_until(lambda: listener._active_requests == 2)
+            await listener.aclose(grace=5)
+            assert tool_text(await slow) == "slept 0.3s"
+            with pytest.raises(httpx.HTTPError):
+                async for _ in stream.aiter_raw():
+                    pass
