@@ -92,24 +92,6 @@ class Emulator:
         }
 
 
-# Real endpoints disable Nagle's algorithm (TCP_NODELAY). asyncio does that only for sockets created with
-# proto=IPPROTO_TCP, and `emulate mcp` binds its socket without it: a response head and body written separately
-# then wait for the client's delayed ACK (~40 ms per request on a reused connection). Accepted sockets inherit
-# TCP_NODELAY from the listening socket, so setting it there makes the emulator behave like a real endpoint.
-_EMULATOR_WITH_NODELAY = """
-import socket, sys
-import sigv4_proxy.emulate.server as server
-_bind = server.bind_socket
-def bind_socket(host, port):
-    sock = _bind(host, port)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return sock
-server.bind_socket = bind_socket
-from sigv4_proxy.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
-
-
 @contextlib.contextmanager
 def emulator_process() -> Generator[Emulator, None, None]:
     """`sigv4-proxy emulate mcp` in its own process, so the server never competes with the client for the GIL."""
@@ -117,8 +99,8 @@ def emulator_process() -> Generator[Emulator, None, None]:
     process = subprocess.Popen(
         [
             PYTHON,
-            "-c",
-            _EMULATOR_WITH_NODELAY,
+            "-m",
+            "sigv4_proxy",
             "emulate",
             "mcp",
             "--listen",
