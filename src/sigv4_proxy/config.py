@@ -294,8 +294,10 @@ def load_proxy_config(args: argparse.Namespace, environ: Mapping[str, str]) -> P
 
     raw_sig_version = get.get("sig_version", "--sig-version", "AWS_SIG_VERSION") or "v4"
     sig_version = raw_sig_version.lower()
-    if sig_version not in SIG_VERSIONS:
-        problems.append(f"signature version must be 'v4' or 'v4a', got: {raw_sig_version}")
+    # Reported after region and service: the published order is URL, scheme, region, service, version.
+    sig_version_problem = (
+        None if sig_version in SIG_VERSIONS else f"signature version must be 'v4' or 'v4a', got: {raw_sig_version}"
+    )
 
     region = get.get("region", "--region", "AWS_REGION", "AWS_DEFAULT_REGION")
     if region is None and implied.region is not None:
@@ -323,6 +325,8 @@ def load_proxy_config(args: argparse.Namespace, environ: Mapping[str, str]) -> P
         problems.append("service name is required (set AWS_SERVICE_NAME or --service-name)")
         if host:
             problems.append("  " + _inference_hint("service name", host, implied))
+    if sig_version_problem:
+        problems.append(sig_version_problem)
 
     timeout = _timeout(get, problems)
     headers = _headers(get, problems)

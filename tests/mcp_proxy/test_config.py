@@ -104,9 +104,9 @@ def test_cli_prints_error_lines_exactly_and_exits_1() -> None:
     assert result.stdout == ""
     assert result.stderr.splitlines() == [
         "ERROR: configuration error: target URL must use http or https scheme, got: ftp",
-        "signature version must be 'v4' or 'v4a', got: v5",
         "region is required (set AWS_REGION or --region)",
         "service name is required (set AWS_SERVICE_NAME or --service-name)",
+        "signature version must be 'v4' or 'v4a', got: v5",
     ]
 
 
