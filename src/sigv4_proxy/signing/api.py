@@ -6,7 +6,6 @@ core below never reads the clock or the environment.
 
 from __future__ import annotations
 
-import hmac
 import time
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,16 +27,6 @@ from sigv4_proxy.signing.model import (
 )
 
 Region = str | Sequence[str]
-
-try:  # the C one-shot HMAC behind hmac.digest(), without the Python wrapper's dispatch (hot path)
-    from _hashlib import hmac_digest as _c_hmac_digest
-
-    def _hmac_sha256(key: bytes, message: bytes) -> bytes:
-        return _c_hmac_digest(key, message, "sha256")
-except ImportError:  # pragma: no cover - interpreters without OpenSSL's _hashlib
-
-    def _hmac_sha256(key: bytes, message: bytes) -> bytes:
-        return hmac.digest(key, message, "sha256")
 
 
 # Headers that signing sets itself: a caller's copy is replaced, never signed twice.
@@ -72,8 +61,7 @@ class Scope:
         if self.algorithm == V4A:
             return v4a.sign_string(credentials.access_key_id, credentials.secret_access_key, string_to_sign)
         assert self.region is not None
-        key = v4.signing_key(credentials.secret_access_key, self.amz_date[:8], self.region, self.service)
-        return _hmac_sha256(key, string_to_sign.encode("utf-8")).hex()
+        return v4.sign_string(credentials.secret_access_key, self.amz_date, self.region, self.service, string_to_sign)
 
     def string_to_sign(self, canonical_request: str) -> str:
         return v4.string_to_sign(self.algorithm, self.amz_date, self.credential_scope, canonical_request)
@@ -155,35 +143,56 @@ _NOTHING: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
-class _HeaderPlan:
-    """The part of a canonical header block that depends only on the caller's headers (cached)."""
+class _SignPlan:
+    """The part of a canonical request that depends only on the method, URL and the caller's headers."""
 
+    method: str
     given: list[tuple[str, str]]  # headers to send, Host first when it was derived from the URL
     signed_headers: str
-    block_format: str  # the canonical block, with `{0}`, `{1}`... for the signed added headers' values
-    signed_added: tuple[str, ...]  # which added headers fill those slots, in order
+    canonical_request_parts: tuple[str, ...]  # up to the payload hash, split where added headers' values go
+    signed_added: tuple[str, ...]  # which added headers' values go between those parts, in order
 
 
 @lru_cache(maxsize=512)
-def _header_plan(
-    items: tuple[tuple[str, str], ...], added_names: tuple[str, ...], skip: frozenset[str], scheme: str, netloc: str
-) -> _HeaderPlan:
-    """Requests to one endpoint repeat their headers; only X-Amz-Date and friends change per request, so
-    grouping, folding and sorting the caller's headers is done once per header set."""
+def _sign_plan(
+    method: str,
+    url: str,
+    items: tuple[tuple[str, str], ...],
+    added_names: tuple[str, ...],
+    skip: frozenset[str],
+    service: str,
+    normalize_path: bool | None,
+    double_encode: bool | None,
+) -> _SignPlan:
+    """Requests to one endpoint repeat their method, URL and headers; only X-Amz-Date and friends change per
+    request, so canonicalising, grouping, folding and sorting is done once per request shape."""
+    scheme, netloc, path, query = _split_url(url)
     replaced = _AUTH_HEADERS | {name.lower() for name in added_names}
     given = [(str(name), str(value)) for name, value in items if str(name).lower() not in replaced]
     if not any(name.lower() == "host" for name, _ in given):
         given.insert(0, ("Host", canonical.host_header(scheme, netloc)))
-    lines: dict[str, str] = {}
+    lines: dict[str, str | None] = {}  # None: an added header, whose value is filled in per request
     for lower, values in _group(given, skip).items():
-        canonical_value = ",".join([canonical.canonical_header_value(v) for v in values])
-        lines[lower] = f"{lower}:{canonical_value}".replace("{", "{{").replace("}", "}}")
+        lines[lower] = ",".join([canonical.canonical_header_value(v) for v in values])
     slots = [name for name in added_names if name.lower() not in skip]
-    for index, name in enumerate(slots):
-        lines[name.lower()] = f"{name.lower()}:{{{index}}}"
+    slot_of = {name.lower(): name for name in slots}
+    for lower in slot_of:
+        lines[lower] = None
     names = sorted(lines)
-    block = "".join(f"{lines[name]}\n" for name in names)
-    return _HeaderPlan(given, ";".join(names), block, tuple(slots))
+    signed_headers = ";".join(names)
+    method = method.upper()
+    parts = [f"{method}\n{_uri(path, service, normalize_path, double_encode)}\n{_canonical_query(query)}\n"]
+    order = []
+    for name in names:
+        value = lines[name]
+        if value is None:
+            parts[-1] += f"{name}:"
+            order.append(slot_of[name])
+            parts.append("\n")
+        else:
+            parts[-1] += f"{name}:{value}\n"
+    parts[-1] += f"\n{signed_headers}\n"
+    return _SignPlan(method, given, signed_headers, tuple(parts), tuple(order))
 
 
 def _group(headers: list[tuple[str, str]], skip: frozenset[str]) -> dict[str, list[str]]:
@@ -232,7 +241,6 @@ def sign(
     `content_sha256_header` adds and signs `x-amz-content-sha256`. `omit_session_token` adds the session
     token after signing (some services want it unsigned). `now` defaults to the current time.
     """
-    scheme, netloc, path, query = _split_url(url)
     scope = make_scope(algorithm, region, service, now)
     data = body if type(body) is bytes else _body_bytes(body)
     body_hash = _payload_hash(data, payload_hash, unsigned_payload)
@@ -248,13 +256,19 @@ def sign(
     if omit_session_token:
         skip = skip | {"x-amz-security-token"}
     items = tuple(headers.items()) if isinstance(headers, Mapping) else tuple(headers or ())
-    plan = _header_plan(items, tuple(added), skip, scheme, netloc)
-    header_block = plan.block_format.format(*[" ".join(added[name].split()) for name in plan.signed_added])
+    plan = _sign_plan(method, url, items, tuple(added), skip, service, normalize_path, double_encode)
+    parts = plan.canonical_request_parts
+    if len(parts) == 2:  # the usual case: X-Amz-Date is the only value that changes
+        name = plan.signed_added[0]
+        creq = f"{parts[0]}{' '.join(added[name].split())}{parts[1]}{body_hash}"
+    else:
+        pieces = [parts[0]]
+        for name, part in zip(plan.signed_added, parts[1:], strict=True):
+            pieces += [" ".join(added[name].split()), part]
+        creq = "".join(pieces) + body_hash
     signed_headers = plan.signed_headers
     given = plan.given
-    uri = _uri(path, service, normalize_path, double_encode)
-    method = method.upper()
-    creq = f"{method}\n{uri}\n{_canonical_query(query)}\n{header_block}\n{signed_headers}\n{body_hash}"
+    method = plan.method
     sts = scope.string_to_sign(creq)
     signature = scope.sign(credentials, sts)
     authorization = (
