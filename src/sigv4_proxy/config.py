@@ -21,6 +21,7 @@ import argparse
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 from sigv4_proxy import endpoints
@@ -38,7 +39,10 @@ __all__ = [
 ]
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+DEFAULT_RETRIES = 2  # the same as sigv4_proxy.retry.DEFAULT_RETRIES (not imported: start-up cost)
+MAX_RETRIES = 20
 SIG_VERSIONS = ("v4", "v4a")
+TRANSPORTS = ("auto", "streamable-http", "sse")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
 
@@ -75,6 +79,10 @@ class ProxyConfig:
     log_format: str = "text"
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     allow_http: bool = False
+    # The stdio bridge's own settings (add_proxy_arguments(..., bridge=True)); other doors keep the defaults.
+    transport: str = "auto"
+    retries: int = DEFAULT_RETRIES
+    warm: bool = False
     sources: Mapping[str, str] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
 
@@ -96,8 +104,12 @@ class ProxyConfig:
 _UNSET = None
 
 
-def add_proxy_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    """Add the proxy's flags (the published set) to ``parser``. Every default is None: see load_proxy_config."""
+def add_proxy_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, *, bridge: bool = False) -> None:
+    """Add the proxy's flags (the published set) to ``parser``. Every default is None: see load_proxy_config.
+
+    ``bridge=True`` adds the stdio bridge's own flags too (``--transport``, ``--retries``, ``--warm``); the other
+    commands sharing these flags (``http``, ``doctor``) leave them out.
+    """
     group = parser.add_argument_group("proxy options") if isinstance(parser, argparse.ArgumentParser) else parser
     add = group.add_argument
     add("--target-url", metavar="URL", help="the IAM-protected MCP endpoint, http(s) (env MCP_TARGET_URL; required)")
@@ -162,6 +174,35 @@ def add_proxy_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGrou
         default=_UNSET,
         help="allow a plain-http target URL on a non-loopback host: signed requests travel unencrypted "
         "(env MCP_ALLOW_HTTP; default off)",
+    )
+    if bridge:
+        _add_bridge_arguments(add)
+
+
+def _add_bridge_arguments(add: Any) -> None:
+    add(
+        "--transport",
+        metavar="{auto,streamable-http,sse}",
+        help="upstream MCP transport: streamable-http (2025-03-26 and later), sse (the legacy 2024-11-05 "
+        "HTTP+SSE transport: GET the event stream, POST to its endpoint), or auto: Streamable HTTP, falling "
+        "back to sse when the server answers the first initialize POST with 400, 404 or 405 "
+        "(env MCP_TRANSPORT; default auto)",
+    )
+    add(
+        "--retries",
+        metavar="N",
+        help="extra attempts for connection failures, 429, 502, 503, 504 and 424 (cold start), with "
+        "exponential backoff and jitter, honouring Retry-After; a request the server may have started "
+        f"executing is never resent; 0-{MAX_RETRIES} (env MCP_RETRIES; default {DEFAULT_RETRIES})",
+    )
+    add(
+        "--warm",
+        action=argparse.BooleanOptionalAction,
+        default=_UNSET,
+        help="answer initialize at once from the last successful answer cached for this target URL (in the "
+        "user cache directory) while the real initialize completes; for backends whose cold start exceeds "
+        "the client's initialize time limit. The client may see capabilities that are out of date until its "
+        "next start (env MCP_WARM_START; default off)",
     )
 
 
@@ -337,6 +378,7 @@ def load_proxy_config(args: argparse.Namespace, environ: Mapping[str, str]) -> P
     max_message_bytes = _max_message_bytes(get, problems)
     sse = _bool_setting(get, "sse", "--sse", "MCP_ENABLE_SSE", problems)
     profile = get.get("profile", "--profile", "AWS_PROFILE")
+    transport, retries, warm = _bridge_settings(get, args, problems)
 
     if problems:
         raise ConfigError(problems)
@@ -355,6 +397,9 @@ def load_proxy_config(args: argparse.Namespace, environ: Mapping[str, str]) -> P
         log_format=log_format,
         max_message_bytes=max_message_bytes,
         allow_http=allow_http,
+        transport=transport,
+        retries=retries,
+        warm=warm,
         sources=dict(get.sources),
         warnings=tuple(warnings),
     )
@@ -466,3 +511,23 @@ def _max_message_bytes(get: _Resolver, problems: list[str]) -> int:
     except ValueError:
         problems.append(f"max message bytes must be a positive size like 67108864 or 64MiB, got: {raw}")
         return DEFAULT_MAX_MESSAGE_BYTES
+
+
+def _bridge_settings(get: _Resolver, args: argparse.Namespace, problems: list[str]) -> tuple[str, int, bool]:
+    """``--transport``, ``--retries``, ``--warm``: read only when the parser has them (the stdio bridge's)."""
+    if not hasattr(args, "transport"):
+        return "auto", DEFAULT_RETRIES, False
+    raw_transport = get.get("transport", "--transport", "MCP_TRANSPORT") or "auto"
+    transport = raw_transport.lower()
+    if transport not in TRANSPORTS:
+        problems.append(f"transport must be 'auto', 'streamable-http' or 'sse', got: {raw_transport}")
+        transport = "auto"
+    raw_retries = get.get("retries", "--retries", "MCP_RETRIES")
+    retries = DEFAULT_RETRIES
+    if raw_retries is not None:
+        if raw_retries.isdigit() and int(raw_retries) <= MAX_RETRIES:
+            retries = int(raw_retries)
+        else:
+            problems.append(f"retries must be a whole number from 0 to {MAX_RETRIES}, got: {raw_retries}")
+    warm = _bool_setting(get, "warm", "--warm", "MCP_WARM_START", problems)
+    return transport, retries, warm

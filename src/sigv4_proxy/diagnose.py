@@ -21,7 +21,7 @@ import html
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -113,6 +113,8 @@ _RECOVERY = {EXPIRED_TOKEN: RECOVERY_REFRESH_CREDENTIALS, CLOCK_SKEW: RECOVERY_C
 # Only this much of an error body is read for diagnosis; error bodies are small, HTML pages are not.
 MAX_DIAGNOSED_BODY = 64 * 1024
 _MAX_MESSAGE_CHARS = 600
+# The hints of transient failures say what a retrying caller did; Diagnosis.with_attempts makes it exact.
+_RETRY_CLAIM = _lazy_re(r"retried with (a longer )?backoff")
 
 
 @dataclass(frozen=True)
@@ -169,6 +171,16 @@ class Diagnosis:
     def recovery(self) -> str | None:
         """``refresh_credentials`` or ``correct_clock`` when one re-signed retry after that may succeed."""
         return _RECOVERY.get(self.kind)
+
+    def with_attempts(self, attempts: int) -> Diagnosis:
+        """This diagnosis with its "retried with backoff" claim made true for a caller that tried `attempts`
+        times: "tried 3 times with backoff", or "not retried". Unchanged (the same object) when the hint makes
+        no such claim."""
+        match = _RETRY_CLAIM.search(self.hint) if self.hint else None
+        if match is None or self.hint is None:
+            return self
+        said = "not retried" if attempts <= 1 else f"tried {attempts} times with {match.group(1) or ''}backoff"
+        return replace(self, hint=self.hint[: match.start()] + said + self.hint[match.end() :])
 
     def message(self) -> str:
         """One line: HTTP status, AWS error type, AWS message, then our diagnosis with the fix."""

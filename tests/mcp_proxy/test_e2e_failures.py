@@ -67,12 +67,13 @@ async def test_connection_refused(emulator: Any) -> None:
         async with raw_proxy(emulator, "--target-url", f"http://127.0.0.1:{port}/mcp") as proxy:
             error = error_of(await proxy.request(initialize_message(1)))
             assert error["message"].startswith(f"connection to 127.0.0.1:{port} refused. Diagnosis: ")
-            assert error["data"] == {"kind": "connection_refused", "retryable": True}
+            assert error["message"].endswith("(gave up after 3 attempts)")  # --retries defaults to 2
+            assert error["data"] == {"kind": "connection_refused", "retryable": True, "attempts": 3}
             assert await proxy.close() == 0
 
 
 async def test_status_failures_empty_200_and_202(emulator: Any) -> None:
-    async with raw_proxy(emulator) as proxy:
+    async with raw_proxy(emulator, "--retries", "0") as proxy:  # (retries: tests/mcp_resilience)
         await proxy.initialize()
         emulator.fail_next(502, match=Match(tool="echo"))
         error = error_of(await proxy.request(call(2, "echo", {"message": "x"})))
@@ -124,18 +125,20 @@ async def test_jsonrpc_error_in_an_http_error_body_is_forwarded_under_the_reques
         assert await proxy.close() == 0
 
 
-async def test_forgotten_session(emulator: Any) -> None:
+async def test_session_forgotten_again_after_reinitializing(emulator: Any) -> None:
+    """One 404 is recovered from (tests/mcp_resilience); a second one right after re-initializing is reported."""
     async with raw_proxy(emulator) as proxy:
         await proxy.initialize()
-        emulator.session_not_found_next(match=Match(tool="echo"))
+        emulator.session_not_found_next(times=2, match=Match(tool="echo"))
         error = error_of(await proxy.request(call(9, "echo", {"message": "x"})))
         assert error["message"].startswith("HTTP 404: the server no longer knows MCP session ")
+        assert "re-initializing did not help" in error["message"]
         assert error["data"]["kind"] == "session_expired"
         assert await proxy.close() == 0
 
 
 async def test_failed_notification_is_logged_never_answered(emulator: Any) -> None:
-    async with raw_proxy(emulator) as proxy:
+    async with raw_proxy(emulator, "--retries", "0") as proxy:
         await proxy.request(initialize_message(1))
         emulator.fail_next(503, match=Match(rpc_method="notifications/initialized"))
         await proxy.send({"jsonrpc": "2.0", "method": "notifications/initialized"})

@@ -12,8 +12,12 @@ Flow for each stdin line::
   one task per message, so a slow call never blocks a ping or a cancellation. Notifications and responses
   are given a moment to go out before the next line is read, to keep their order (``initialized`` before
   the next request) without letting a stuck one stall the client.
-* :meth:`Bridge.send` is the one place where an attempt's outcome becomes what the client sees. Retries,
-  session recovery, credential refresh and clock-skew correction belong there, around ``transport.post``.
+* :meth:`Bridge.send` is the one place where an attempt's outcome becomes what the client sees. Around
+  ``transport.post`` (:meth:`Bridge.forward`) it recovers what can be recovered: a forgotten session
+  (re-initialize privately, resend once), an expired token (refresh, re-sign, resend once), a wrong local
+  clock (adopt the server's time, resend once), and transient failures (the retry policy of
+  :mod:`sigv4_proxy.retry`: backoff with jitter, ``Retry-After``, never resending what the server may have
+  started executing). What cannot be recovered becomes one JSON-RPC error (:mod:`sigv4_proxy.diagnose`).
 * :meth:`Bridge.deliver` is the one place where upstream messages reach stdout: it resolves the ledger so a
   request answered once is never answered again, and it learns what routing needs from the answers
   (protocol version from ``initialize``, ``x-mcp-header`` annotations from ``tools/list``).
@@ -23,7 +27,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+import random as _random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from sigv4_proxy.logging import get_logger
@@ -31,16 +38,19 @@ from sigv4_proxy.mcp import jsonrpc
 from sigv4_proxy.mcp.jsonrpc import INVALID_REQUEST, UPSTREAM_ERROR, Envelope, Rejection
 from sigv4_proxy.mcp.routing import ToolHeaderMaps
 from sigv4_proxy.mcp.session import PendingRequests, SessionState
+from sigv4_proxy.mcp.standalone import StandaloneStream
 from sigv4_proxy.mcp.stdio import Line, Oversize, StdinReader, StdoutWriter
 from sigv4_proxy.mcp.transport import PostResult, StreamableHttpTransport, Transport
 
 if TYPE_CHECKING:
     import httpx
 
+    from sigv4_proxy.clock import SkewedClock
     from sigv4_proxy.config import ProxyConfig
     from sigv4_proxy.diagnose import Diagnosis, SigningContext
+    from sigv4_proxy.retry import RetryPolicy, RetryState
 
-__all__ = ["Bridge", "Failure"]
+__all__ = ["Bridge", "Failure", "Settled"]
 
 log = get_logger("mcp")
 
@@ -57,13 +67,39 @@ class Failure:
         self.data = data
 
     @classmethod
-    def from_diagnosis(cls, diagnosis: Diagnosis) -> Failure:
+    def from_diagnosis(cls, diagnosis: Diagnosis, attempts: int = 1, reason: str = "") -> Failure:
+        """The client's error for a final failure after `attempts` attempts, `reason` being the retry policy's
+        last word ("the server asked to retry after 5 min, ...")."""
+        adjusted = diagnosis.with_attempts(attempts)
+        message = adjusted.message()
+        if reason.startswith("gave up after"):
+            # the hint now says how often it was tried; otherwise the count is news
+            reason = "" if adjusted is not diagnosis else reason
+            reason = "--retries is 0" if attempts == 1 and reason else reason
+        if reason and "not resent" in reason and "not resent" in message:
+            reason = ""
+        if reason:
+            message += f" ({reason})"
         data: dict[str, Any] = {"kind": diagnosis.kind, "retryable": diagnosis.retryable}
         if diagnosis.status is not None:
             data["status"] = diagnosis.status
         if diagnosis.error_type:
             data["errorType"] = diagnosis.error_type
-        return cls(diagnosis.message(), data)
+        if attempts > 1:
+            data["attempts"] = attempts
+        return cls(message, data)
+
+
+@dataclass
+class Settled:
+    """How forwarding one message ended: ``failure`` is None when it went through."""
+
+    result: PostResult
+    failure: Failure | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
 
 
 class Bridge:
@@ -79,7 +115,16 @@ class Bridge:
         signing_context: Callable[[], SigningContext],
         credentials: Any = None,
         grace_seconds: float = SHUTDOWN_GRACE_SECONDS,
+        clock: SkewedClock | None = None,
+        policy: RetryPolicy | None = None,
+        random: Callable[[], float] = _random.random,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        warm_cache: Any = None,
     ) -> None:
+        """`clock` is the clock the client signs with (corrected on clock-skew answers); `policy` the retry
+        policy (default: ``--retries``); `random` the jitter source and `sleep` the wait between attempts
+        (tests make both deterministic); `warm_cache` a :class:`~sigv4_proxy.mcp.warm.WarmCache` for
+        ``--warm``."""
         self.config = config
         self.client = client
         self.stdin = stdin
@@ -90,14 +135,20 @@ class Bridge:
         self.session = SessionState()
         self.pending = PendingRequests()
         self.tool_headers = ToolHeaderMaps()
+        self.clock = clock
+        self._policy = policy
+        self.random = random
+        self.sleep = sleep
+        self.warm_cache = warm_cache
         self.transport: Transport = self.build_transport()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._listener: asyncio.Task[None] | None = None
+        self.listener = StandaloneStream(self, sleep)
+        self._recovering = asyncio.Lock()
         self.stopping = asyncio.Event()
 
     def build_transport(self) -> Transport:
-        """The upstream transport (the place to choose another one, e.g. legacy HTTP+SSE)."""
-        return StreamableHttpTransport(
+        """The upstream transport ``--transport`` asks for: Streamable HTTP, legacy HTTP+SSE, or ``auto``."""
+        streamable = StreamableHttpTransport(
             self.client,
             self.config.target_url,
             session=self.session,
@@ -105,6 +156,29 @@ class Bridge:
             extra_headers=self.config.headers,
             tool_headers=self.tool_headers,
         )
+        if self.config.transport == "streamable-http":
+            return streamable
+        from sigv4_proxy.mcp.legacy import AutoTransport, LegacySseTransport
+
+        def legacy() -> LegacySseTransport:
+            return LegacySseTransport(
+                self.client,
+                self.config.target_url,
+                session=self.session,
+                deliver=self.deliver,
+                extra_headers=self.config.headers,
+                timeout=self.config.timeout,
+            )
+
+        return legacy() if self.config.transport == "sse" else AutoTransport(streamable, legacy)
+
+    @property
+    def policy(self) -> RetryPolicy:
+        if self._policy is None:  # imported on the first failure: the happy path never needs it
+            from sigv4_proxy.retry import RetryPolicy
+
+            self._policy = RetryPolicy(retries=self.config.retries)
+        return self._policy
 
     # -- lifecycle ----------------------------------------------------------------------------------------
 
@@ -148,10 +222,7 @@ class Bridge:
             if self.pending.resolve(pending.key) is not None and not pending.cancelled:
                 text = "the proxy shut down before the server answered this request"
                 await self.stdout.write_message(jsonrpc.error_line(pending.id, UPSTREAM_ERROR, text))
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._listener
+        await self.listener.stop()
         await self.transport.terminate()
         await self.stdout.close()
 
@@ -246,60 +317,264 @@ class Bridge:
     async def send(self, message: Envelope) -> None:
         """Forward one client message and settle what the client is owed for it.
 
-        The single place where an attempt's outcome becomes the client's answer. Every request the message
-        carries ends up answered exactly once: by the server (through :meth:`deliver`) or here, with an
-        error that says what went wrong and how to fix it. Recovery (retries with backoff, a new session
-        after a 404, refreshed credentials after ExpiredToken, a corrected clock after a skew error) wraps
-        :meth:`attempt` here: the :class:`PostResult` carries what those decisions need (status, headers,
-        error, how many messages were already delivered).
+        The single place where the outcome becomes the client's answer: every request the message carries
+        ends up answered exactly once, by the server (through :meth:`deliver`) or here, with an error that
+        says what went wrong and how to fix it.
         """
         is_initialize = message.kind == "request" and message.method == "initialize"
         try:
             if not is_initialize:
                 await self.session.wait_ready()
-            result = await self.attempt(message)
-            if result.ok:
+                if self.session.needs_initialize:
+                    failure = await self.recover_session(self.session.epoch, "the warm start's initialize failed")
+                    if failure is not None:
+                        await self.fail(message, failure)
+                        return
+            if is_initialize and self.warm_cache is not None:
+                await self.warm_initialize(message)
+                return
+            settled = await self.forward(message)
+            if settled.ok:
                 self._after_success(message)
             else:
-                await self.settle_failure(message, result)
+                await self.report(message, settled)
         finally:
             if is_initialize:
                 self.session.end_initialize()
 
-    async def attempt(self, message: Envelope) -> PostResult:
+    async def attempt(self, message: Envelope, deliver: Any = None) -> PostResult:
         """One POST of ``message``. Failures of any kind come back in the result, never as exceptions."""
         try:
-            return await self.transport.post(message)
+            return await self.transport.post(message, deliver=deliver)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # credentials that cannot be refreshed, a request that cannot be signed, ...
             return PostResult(error=exc)
 
-    def _after_success(self, message: Envelope) -> None:
-        if message.kind == "request" and message.method == "initialize":
-            log.info("MCP session established (%s)", self.session.describe())
-        if message.method == "notifications/initialized" and self.config.sse:
-            self.start_listener()
+    async def forward(self, message: Envelope, *, deliver: Any = None, recover: bool = True) -> Settled:
+        """Send ``message`` until it goes through or cannot: one session recovery, the retry policy's retries,
+        one credential refresh, one clock correction. ``deliver`` replaces the bridge's for the answer (a
+        private re-initialize keeps its answer from the client)."""
+        state: RetryState | None = None
+        recovered = False
+        while True:
+            epoch = self.session.epoch
+            result = await self.attempt(message, deliver)
+            if result.ok:
+                return Settled(result)
+            if result.session_lost and recover and not recovered and self.session.initialize_message is not None:
+                recovered = True
+                failure = await self.recover_session(epoch, _lost_reason(result))
+                if failure is not None:
+                    return Settled(result, failure)
+                if message.kind == "response":
+                    log.info("%s not resent: the request it answers died with the old session", _describe(message))
+                    return Settled(result)
+                log.info("resending %s in the new session", _describe(message))
+                continue
+            if state is None:
+                from sigv4_proxy.retry import RetryState
 
-    async def settle_failure(self, message: Envelope, result: PostResult) -> None:
-        """Tell the client (requests) or the log (notifications, responses) why ``message`` failed."""
+                state = RetryState()
+            failure = await self._before_retry(message, result, state)
+            if failure is not None:
+                return Settled(result, failure)
+
+    async def _before_retry(self, message: Envelope, result: PostResult, state: RetryState) -> Failure | None:
+        """Decide about a failed attempt; recover and wait before the retry, or return the final failure."""
+        from sigv4_proxy import retry
+
+        if result.error is None and (result.status is None or result.status < 400):
+            return self._problem_failure(result)
+        if result.session_lost:
+            return self._session_failure(result)
+        diagnosis = self._diagnose(result)
+        unharmed = result.delivered == 0
+        outcome = retry.Outcome.from_diagnosis(
+            diagnosis,
+            headers=result.headers,
+            # an answer that started (status, or messages delivered) proves the whole request arrived
+            request_sent=True if (result.status is not None or result.delivered) else None,
+            # a request whose answer already reached the client is never resent: the client would see it twice
+            replay_safe=unharmed and retry.mcp_replay_safe([r.method or "" for r in message.requests()] or None),
+        )
+        decision = self.policy.decide(state, outcome, random=self.random, now=datetime.now(timezone.utc))
+        if not decision.retry:
+            return Failure.from_diagnosis(diagnosis, state.attempts, decision.reason)
+        log.warning("%s: %s — %s", _describe(message), diagnosis.message(), decision.reason)
+        if decision.action in (retry.REFRESH_CREDENTIALS, retry.CORRECT_CLOCK):
+            return await self.recover_signing(diagnosis, result)
+        if decision.delay:
+            await self.sleep(decision.delay)
+        return None
+
+    def _diagnose(self, result: PostResult) -> Diagnosis:
+        from sigv4_proxy.diagnose import diagnose_exception, diagnose_response
+
         if result.error is not None:
-            await self.fail(message, self._exception_failure(result.error))
-            return
+            return diagnose_exception(result.error, context=self.signing_context())
         assert result.status is not None
-        if result.status >= 400:
-            if await self._forward_jsonrpc_error(message, result):
-                return
-            await self.fail(message, self._http_failure(message, result))
-            return
+        return diagnose_response(result.status, result.headers, result.body, context=self.signing_context())
+
+    async def recover_signing(self, diagnosis: Diagnosis, result: PostResult) -> Failure | None:
+        """Before the one re-signed retry: refresh the credentials (expired token) or adopt the server's clock
+        (skew). A failure when the credentials cannot be refreshed (an SSO session that ended: the message
+        names the login command; the next request tries again, so the proxy keeps working after the login)."""
+        from sigv4_proxy.diagnose import RECOVERY_CORRECT_CLOCK, RECOVERY_REFRESH_CREDENTIALS, header_value, redact
+
+        if diagnosis.recovery == RECOVERY_REFRESH_CREDENTIALS:
+            if self.credentials is None:
+                return Failure.from_diagnosis(diagnosis)
+            try:
+                refreshed = await asyncio.to_thread(self.credentials.force_refresh)  # SSO/STS I/O: off the loop
+            except Exception as exc:
+                failure = Failure.from_diagnosis(diagnosis)
+                failure.message += f" Refreshing the credentials failed: {redact(str(exc))}"
+                return failure
+            log.info(
+                "credentials refreshed after the server said the token expired (now %s)", refreshed.masked_access_key
+            )
+        elif diagnosis.recovery == RECOVERY_CORRECT_CLOCK and self.clock is not None:
+            received = datetime.fromtimestamp(result.received_at, timezone.utc) if result.received_at else None
+            date = header_value(result.headers, "date")
+            if self.clock.correct(date, received, aws_message=diagnosis.aws_message) is None:
+                log.warning("clock skew reported, but the response tells no server time: retrying unchanged")
+            else:
+                log.warning("clock skew: %s", self.clock.describe())
+        return None
+
+    def _problem_failure(self, result: PostResult) -> Failure:
         from sigv4_proxy.mcp.transport import PROBLEM_STREAM_ENDED
 
         reason = result.problem or PROBLEM_STREAM_ENDED
-        await self.fail(message, Failure(reason, {"kind": "unexpected_response", "status": result.status}))
+        data: dict[str, Any] = {"kind": "unexpected_response"}
+        if result.status is not None:
+            data["status"] = result.status
+        return Failure(reason, data)
+
+    def _session_failure(self, result: PostResult) -> Failure:
+        session = f"MCP session {self.session.session_id}" if self.session.session_id else "the MCP session"
+        status = f"HTTP {result.status}: " if result.status is not None else ""
+        return Failure(
+            f"{status}the server no longer knows {session} (it restarted or expired the session), and "
+            "re-initializing did not help. Diagnosis: check the server's logs; restarting the MCP client's "
+            "connection starts afresh",
+            {"kind": "session_expired", "retryable": False, **({"status": result.status} if result.status else {})},
+        )
+
+    # -- session recovery and warm start ----------------------------------------------------------------------
+
+    async def recover_session(self, epoch: int, reason: str) -> Failure | None:
+        """The server forgot the session of ``epoch``: establish a new one with the client's own ``initialize``
+        and ``notifications/initialized``, unseen by the client. None when the session is usable again (also
+        when another request already re-established it)."""
+        async with self._recovering:
+            if self.session.epoch != epoch:
+                return None
+            old = self.session.session_id
+            self.session.hold()
+            try:
+                log.warning(
+                    "%s (%s): re-initializing with the client's original parameters",
+                    f"the server no longer knows MCP session {old}" if old else "no MCP session",
+                    reason,
+                )
+                failure = await self._reinitialize()
+            finally:
+                self.session.end_initialize()
+            if failure is not None:
+                log.warning("re-initializing failed: %s", failure.message)
+                return Failure(
+                    "the server forgot the MCP session and establishing a new one failed: " + failure.message,
+                    failure.data,
+                )
+            log.info("MCP session re-established (%s)", self.session.describe())
+            if self.config.sse:
+                await self.listener.restart()
+            return None
+
+    async def _reinitialize(self) -> Failure | None:
+        assert self.session.initialize_message is not None
+        initialize = jsonrpc.peek(self.session.initialize_message)
+        answer = _Capture(self)
+        self.session.session_id = None
+        settled = await self.forward(initialize, deliver=answer, recover=False)
+        if not settled.ok:
+            assert settled.failure is not None
+            return settled.failure
+        failure = answer.failure()
+        if failure is not None:
+            return failure
+        self._learn_initialize(answer.envelope)
+        self.session.epoch += 1
+        self.session.needs_initialize = False
+        initialized = jsonrpc.peek(self.session.initialized_notification or INITIALIZED)
+        settled = await self.forward(initialized, recover=False)
+        return settled.failure
+
+    async def warm_initialize(self, message: Envelope) -> None:
+        """``--warm``: answer from the cache at once, complete the real initialize behind it, refresh the cache.
+
+        Later messages wait at the session gate until the real answer is in. If the real initialize fails,
+        the client (already told it succeeded) learns of it from its next request, which re-runs it first.
+        """
+        from sigv4_proxy.mcp.warm import requested_version
+
+        cache = self.warm_cache
+        version = requested_version(message.raw)
+        entry = cache.load(version)
+        if entry is None:
+            log.info("warm start: no cached initialize answer for this target yet; this one will be cached")
+            answer = _Capture(self, forward_to_client=True)
+            settled = await self.forward(message, deliver=answer)
+            if not settled.ok:
+                await self.report(message, settled)
+                return
+            self._after_success(message)
+            if answer.failure() is None:
+                cache.save(version, answer.envelope.result())
+            return
+        line = entry.answer(message.id)
+        await self.deliver(line, jsonrpc.peek(line), message)
+        log.info("warm start: answered initialize from the answer cached %s; completing the real one", entry.saved)
+        answer = _Capture(self)
+        settled = await self.forward(message, deliver=answer)
+        failure = settled.failure or answer.failure()
+        if failure is not None:
+            self.session.needs_initialize = True
+            log.warning("warm start: the real initialize failed (the next request tries again): %s", failure.message)
+            return
+        self._learn_initialize(answer.envelope)
+        fresh = answer.envelope.result()
+        if isinstance(fresh, dict) and fresh != _json(entry.result):
+            log.warning(
+                "warm start: the server's initialize answer differs from the cached one the client got (e.g. "
+                "new capabilities or version); the client sees the new one after its next start"
+            )
+        cache.save(version, fresh)
+        self._after_success(message)
+
+    def _learn_initialize(self, envelope: Envelope | None) -> None:
+        if envelope is not None:
+            self._observe("initialize", envelope)
+
+    def _after_success(self, message: Envelope) -> None:
+        if message.kind == "request" and message.method == "initialize":
+            self.session.epoch += 1
+            log.info("MCP session established (%s, %s transport)", self.session.describe(), self.transport.name)
+        if message.method == "notifications/initialized" and self.config.sse:
+            self.listener.start()
+
+    async def report(self, message: Envelope, settled: Settled) -> None:
+        """Tell the client (requests) or the log (notifications, responses) why ``message`` failed for good."""
+        if await self._forward_jsonrpc_error(message, settled.result):
+            return
+        assert settled.failure is not None
+        await self.fail(message, settled.failure)
 
     async def _forward_jsonrpc_error(self, message: Envelope, result: PostResult) -> bool:
         """A JSON-RPC error in an HTTP error body (a spec-correct server does that) goes to the client as is."""
-        if not message.requests() or not result.body or (result.status == 404 and self.session.session_id):
+        if not message.requests() or not result.body or result.session_lost or result.error is not None:
             return False
         try:
             envelope = jsonrpc.peek(result.body)
@@ -320,24 +595,6 @@ class Bridge:
         log.debug("forwarding the server's JSON-RPC error (HTTP %s) for id=%s", result.status, envelope.key)
         await self.deliver(data, envelope, message)
         return not any(request.key in self.pending for request in requests)
-
-    def _http_failure(self, message: Envelope, result: PostResult) -> Failure:
-        assert result.status is not None
-        if result.status == 404 and self.session.session_id and message.method != "initialize":
-            return Failure(
-                f"HTTP 404: the server no longer knows MCP session {self.session.session_id} (it restarted or "
-                "expired the session). Diagnosis: restart the MCP client's connection to start a new session.",
-                {"kind": "session_expired", "status": 404, "retryable": False},
-            )
-        from sigv4_proxy.diagnose import diagnose_response
-
-        diagnosis = diagnose_response(result.status, result.headers, result.body, context=self.signing_context())
-        return Failure.from_diagnosis(diagnosis)
-
-    def _exception_failure(self, exc: BaseException) -> Failure:
-        from sigv4_proxy.diagnose import diagnose_exception
-
-        return Failure.from_diagnosis(diagnose_exception(exc, context=self.signing_context()))
 
     async def fail(self, message: Envelope, failure: Failure) -> None:
         """Answer every still-unanswered request in ``message`` with ``failure``; log the rest."""
@@ -381,34 +638,50 @@ class Bridge:
         elif method == "tools/list" and b"x-mcp-header" in envelope.raw:
             self.tool_headers.learn(envelope.result())
 
-    # -- standalone stream --------------------------------------------------------------------------------
 
-    def start_listener(self) -> None:
-        if self._listener is None or self._listener.done():
-            self._listener = asyncio.create_task(self._listen(), name="standalone-stream")
-
-    async def _listen(self) -> None:
-        if not self.session.session_id:
-            log.debug("no session id: the standalone event stream is not opened")
-            return
-        try:
-            result = await self.transport.listen()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.warning("standalone event stream failed: %s", self._exception_failure(exc).message)
-            return
-        if result.status == 405:
-            log.debug("the server offers no standalone event stream (HTTP 405)")
-        elif result.status is not None and result.status >= 400:
-            log.warning("standalone event stream refused: %s", self._http_failure(_LISTEN, result).message)
-        elif result.problem:
-            log.warning("standalone event stream: %s", result.problem)
-        else:
-            log.info("standalone event stream closed by the server")
+INITIALIZED = b'{"jsonrpc":"2.0","method":"notifications/initialized"}'
 
 
-_LISTEN = Envelope(raw=b"", kind="notification", method="GET")
+class _Capture:
+    """A private ``deliver`` for an initialize the bridge sends itself: keeps the answer from the client (or,
+    with ``forward_to_client``, passes it on too), passes every other message on."""
+
+    def __init__(self, bridge: Bridge, *, forward_to_client: bool = False) -> None:
+        self.bridge = bridge
+        self.forward_to_client = forward_to_client
+        self.envelope: Envelope | None = None
+
+    async def __call__(self, data: bytes | bytearray, envelope: Envelope, via: Envelope | None) -> None:
+        if envelope.kind == "response" and self.envelope is None:
+            self.envelope = jsonrpc.peek(bytes(data))
+            if not self.forward_to_client:
+                return
+        await self.bridge.deliver(data, envelope, via)
+
+    def failure(self) -> Failure | None:
+        envelope = self.envelope
+        if envelope is None:
+            return Failure("the server did not answer initialize", {"kind": "unexpected_response"})
+        if envelope.is_error:
+            try:
+                error = _json(envelope.raw).get("error", {})
+            except (ValueError, AttributeError):
+                error = {}
+            text = error.get("message") if isinstance(error, dict) else None
+            return Failure(f"the server refused initialize: {text or 'JSON-RPC error'}", {"kind": "initialize_refused"})
+        return None
+
+
+def _json(data: bytes | bytearray) -> Any:
+    import json
+
+    return json.loads(bytes(data))
+
+
+def _lost_reason(result: PostResult) -> str:
+    if result.status is not None:
+        return f"HTTP {result.status}"
+    return result.problem or "its event stream ended"
 
 
 def _response_keys(envelope: Envelope) -> list[str]:

@@ -30,6 +30,8 @@ __all__ = ["build_client", "credential_provider", "run_proxy"]
 log = get_logger("mcp")
 
 READY_LINE = "Proxy is ready to accept MCP protocol messages"
+# A fixed jitter in [0, 1] instead of random ones: reproducible backoff for tests and benchmarks.
+JITTER_ENV = "SIGV4_PROXY_RETRY_JITTER"
 DEFAULT_CONNECT_TIMEOUT = 30.0
 MAX_CONNECTIONS = 512
 
@@ -140,6 +142,10 @@ def log_startup(config: ProxyConfig, credentials: Credentials, method: str | Non
     log.info("Signing: %s, service %s (%s)", signing, config.service, config.sources.get("service_name"))
     log.info("Credentials: %s", describe_credentials(credentials, method))
     options = [f"timeout {config.timeout:g}s" if config.timeout else "no timeout"]
+    options.append(f"transport {config.transport}")
+    options.append(f"{config.retries} retr{'y' if config.retries == 1 else 'ies'}")
+    if config.warm:
+        options.append("warm start")
     if config.sse:
         options.append("standalone event stream on")
     if config.headers:
@@ -163,14 +169,36 @@ def run_proxy(config: ProxyConfig, environ: Mapping[str, str] | None = None) -> 
     provider = SecretRegisteringProvider(credential_provider(config, env))
     credentials = provider.get()  # fail fast, with the published message, before the client sends anything
     log_startup(config, credentials, provider.method)
-    return asyncio.run(_serve(config, provider))
+    return asyncio.run(_serve(config, provider, env))
 
 
-async def _serve(config: ProxyConfig, provider: SecretRegisteringProvider) -> int:
+def jitter_source(environ: Mapping[str, str]) -> Any:
+    """``random.random``, or a constant from ``SIGV4_PROXY_RETRY_JITTER`` (reproducible backoff)."""
+    import random
+
+    raw = environ.get(JITTER_ENV, "").strip()
+    if not raw:
+        return random.random
+    try:
+        fixed = min(1.0, max(0.0, float(raw)))
+    except ValueError:
+        log.warning("%s must be a number from 0 to 1, got %r: using random jitter", JITTER_ENV, raw)
+        return random.random
+    return lambda: fixed
+
+
+async def _serve(config: ProxyConfig, provider: SecretRegisteringProvider, environ: Mapping[str, str]) -> int:
+    from sigv4_proxy.clock import SkewedClock
     from sigv4_proxy.mcp.bridge import Bridge
     from sigv4_proxy.mcp.stdio import StdinReader, StdoutWriter
 
-    client = build_client(config, provider)
+    clock = SkewedClock()
+    client = build_client(config, provider, clock=clock)
+    warm_cache = None
+    if config.warm:
+        from sigv4_proxy.mcp.warm import WarmCache, user_cache_dir
+
+        warm_cache = WarmCache(user_cache_dir(environ), config.target_url)
     bridge = Bridge(
         config,
         client,
@@ -178,6 +206,9 @@ async def _serve(config: ProxyConfig, provider: SecretRegisteringProvider) -> in
         stdout=StdoutWriter(),
         signing_context=signing_context_factory(config, provider),
         credentials=provider,
+        clock=clock,
+        random=jitter_source(environ),
+        warm_cache=warm_cache,
     )
     _install_signal_handlers(bridge)
     log.info(READY_LINE)

@@ -22,7 +22,13 @@ __all__ = ["Pending", "PendingRequests", "SessionState"]
 
 
 class SessionState:
-    """Session id, negotiated protocol version, and the initialize gate."""
+    """Session id, negotiated protocol version, and the initialize gate.
+
+    ``epoch`` counts the sessions established so far (the client's own ``initialize`` and every re-initialize
+    after the server forgot a session): a request that failed in epoch N needs a new session only if the
+    epoch is still N. ``needs_initialize`` is set when the real ``initialize`` behind a warm start failed:
+    the next request re-runs it first.
+    """
 
     def __init__(self) -> None:
         self.session_id: str | None = None
@@ -30,6 +36,8 @@ class SessionState:
         self.initialize_message: bytes | None = None  # the client's own initialize request, verbatim
         self.initialized_notification: bytes | None = None
         self.modern = False  # the last request used the 2026 per-request envelope
+        self.epoch = 0
+        self.needs_initialize = False
         self._initializing = 0
         self._ready = asyncio.Event()
         self._ready.set()
@@ -39,6 +47,11 @@ class SessionState:
         self.initialize_message = bytes(message.raw)
         self.session_id = None
         self.protocol_version = None
+        self._initializing += 1
+        self._ready.clear()
+
+    def hold(self) -> None:
+        """Hold every message that waits on the gate (a re-initialize is running); :meth:`end_initialize` ends it."""
         self._initializing += 1
         self._ready.clear()
 

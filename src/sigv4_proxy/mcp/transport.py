@@ -77,7 +77,9 @@ class PostResult:
 
     ``status`` is None when no HTTP answer arrived (``error`` says why). ``problem`` is set when HTTP succeeded
     but the answer was unusable. ``delivered`` counts the messages already handed to the client from this
-    answer: once it is above zero the server has certainly started executing the request.
+    answer: once it is above zero the server has certainly started executing the request. ``session_lost``
+    says the server no longer knows the session the message was sent in (a 404 for a request carrying a
+    session id; a legacy event stream that ended): nothing was executed, and a new session can be set up.
     """
 
     status: int | None = None
@@ -89,6 +91,7 @@ class PostResult:
     content_type: str = ""
     delivered: int = 0
     received_at: float | None = None  # time.time() when the response headers arrived (clock-skew correction)
+    session_lost: bool = False
 
     @property
     def ok(self) -> bool:
@@ -102,9 +105,11 @@ class PostResult:
 
 
 class Transport(Protocol):
-    """What the bridge needs from an upstream transport (Streamable HTTP here; legacy HTTP+SSE fits too)."""
+    """What the bridge needs from an upstream transport: Streamable HTTP (here), the legacy HTTP+SSE one
+    (:mod:`~sigv4_proxy.mcp.legacy`), or the ``auto`` choice between them."""
 
     name: str
+    standalone_stream: bool  # whether listen() means anything (legacy SSE has only the one stream)
 
     async def post(self, message: Envelope, *, deliver: Deliver | None = None) -> PostResult: ...
 
@@ -117,6 +122,7 @@ class StreamableHttpTransport:
     """Client side of MCP Streamable HTTP (2025-03-26 and later, incl. the 2026 per-request envelope)."""
 
     name = "streamable-http"
+    standalone_stream = True
 
     def __init__(
         self,
@@ -135,6 +141,7 @@ class StreamableHttpTransport:
         self.extra_headers = list(extra_headers)
         self.tool_headers = tool_headers if tool_headers is not None else ToolHeaderMaps()
         self.last_event_id: str | None = None  # of the standalone stream
+        self.retry_ms: int | None = None  # the standalone stream's reconnection time, as the server set it
 
     # -- POST -------------------------------------------------------------------------------------------------
 
@@ -163,10 +170,12 @@ class StreamableHttpTransport:
         result = PostResult()
         counted = _Counting(deliver or self.deliver, result)
         started = time.monotonic()
+        sent_in_session = MCP_SESSION_ID in request.headers
         try:
             async with _closing(await self.client.send(request, stream=True)) as response:
                 result.received_at = time.time()
                 result.status = response.status_code
+                result.session_lost = response.status_code == 404 and sent_in_session
                 result.headers = list(response.headers.multi_items())
                 result.content_type = _media_type(response.headers.get("content-type", ""))
                 if message.method == "initialize" and response.status_code < 300:
@@ -289,11 +298,13 @@ class StreamableHttpTransport:
     # -- standalone GET stream ------------------------------------------------------------------------------
 
     async def listen(self) -> PostResult:
-        """Hold the standalone GET stream, delivering what arrives, until the server ends it.
+        """Hold the standalone GET stream, delivering what arrives, until it ends; never raises for I/O.
 
-        The result's status says how it ended: 405 means the server offers no such stream; a status below
-        400 without a ``problem`` means the server closed it. Raises httpx.HTTPError / OSError when the
-        connection broke.
+        The result says how it ended: ``status`` 405 means the server offers no such stream; ``session_lost``
+        that the server forgot the session; another status of 400 or more a refusal (``body`` holds the
+        start of it); ``error`` a broken connection (``delivered`` tells whether the stream had been
+        working); a status below 400 without ``problem`` or ``error`` that the server closed the stream.
+        ``last_event_id`` and ``retry_ms`` keep what a reconnection needs (``Last-Event-ID``, the delay).
         """
         import httpx
 
@@ -306,26 +317,33 @@ class StreamableHttpTransport:
         if self.last_event_id:
             headers[LAST_EVENT_ID] = self.last_event_id
         timeout = httpx.Timeout(self.client.timeout.connect, read=None, write=None, pool=None)
-        async with self.client.stream("GET", self.url, headers=headers, timeout=timeout) as response:
-            result = PostResult(
-                status=response.status_code,
-                headers=list(response.headers.multi_items()),
-                content_type=_media_type(response.headers.get("content-type", "")),
-            )
-            if response.status_code >= 400:
-                result.body = await _read_limited(response, MAX_ERROR_BODY)
-                return result
-            if result.content_type != "text/event-stream":
-                result.problem = "the server answered the GET without an event stream"
-                return result
-            log.info("standalone event stream open")
-            parser = SSEParser()
-            async for chunk in response.aiter_bytes():
-                for event in parser.feed(chunk):
-                    if event.id is not None:
-                        self.last_event_id = event.id
-                    await self._on_event(event.event, event.data, event.has_data, None, set(), self.deliver)
-            return result
+        result = PostResult()
+        counted = _Counting(self.deliver, result)
+        try:
+            async with self.client.stream("GET", self.url, headers=headers, timeout=timeout) as response:
+                result.status = response.status_code
+                result.received_at = time.time()
+                result.headers = list(response.headers.multi_items())
+                result.content_type = _media_type(response.headers.get("content-type", ""))
+                result.session_lost = response.status_code == 404 and MCP_SESSION_ID in headers
+                if response.status_code >= 400:
+                    result.body = await _read_limited(response, MAX_ERROR_BODY)
+                    return result
+                if result.content_type != "text/event-stream":
+                    result.problem = "the server answered the GET without an event stream"
+                    return result
+                log.info("standalone event stream open%s", " (resumed)" if LAST_EVENT_ID in headers else "")
+                parser = SSEParser()
+                async for chunk in response.aiter_bytes():
+                    for event in parser.feed(chunk):
+                        if event.id is not None:
+                            self.last_event_id = event.id
+                        if event.retry is not None:
+                            self.retry_ms = event.retry
+                        await self._on_event(event.event, event.data, event.has_data, None, set(), counted)
+        except (OSError, httpx.HTTPError) as exc:
+            result.error = exc
+        return result
 
     # -- DELETE -----------------------------------------------------------------------------------------------
 

@@ -1,0 +1,132 @@
+"""``--sse``: keep the standalone GET event stream open for as long as the session lives.
+
+Servers send messages that belong to no request (``notifications/tools/list_changed``, a ``roots/list``
+outside any call) on this stream. It breaks when servers restart, load balancers cut idle connections or
+laptops sleep; servers that poll close it on purpose after setting a ``retry`` time. So it is reopened:
+
+* after the server closed it: after the server's ``retry`` time (1 s when it set none), with the
+  ``Last-Event-ID`` of the last event seen, so a server that keeps events can replay what was missed;
+* after a broken connection or a transient refusal (429, 5xx, 424): the same, backing off exponentially
+  (up to a minute, with jitter) while attempts keep failing without delivering anything;
+* after an expired token or a clock-skew refusal: once the credentials are refreshed / the clock corrected.
+
+It stops, quietly, on 405 (the server has no such stream), on 404 (the server forgot the session: the
+bridge re-opens the stream once it has re-established the session), and with a warning on any other
+refusal, which says what is wrong and how to fix it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from sigv4_proxy.logging import get_logger
+
+if TYPE_CHECKING:
+    from sigv4_proxy.mcp.bridge import Bridge
+    from sigv4_proxy.mcp.transport import PostResult
+
+__all__ = ["StandaloneStream"]
+
+log = get_logger("mcp")
+
+DEFAULT_RECONNECT_SECONDS = 1.0  # the MCP SDKs' default when the server sets no retry time
+MAX_RECONNECT_SECONDS = 60.0
+
+
+class StandaloneStream:
+    """The task that holds the standalone stream for a :class:`~sigv4_proxy.mcp.bridge.Bridge`."""
+
+    def __init__(self, bridge: Bridge, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        self.bridge = bridge
+        self._sleep = sleep
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def start(self) -> None:
+        if not self.running:
+            self._task = asyncio.create_task(self._run(), name="standalone-stream")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    async def restart(self) -> None:
+        await self.stop()
+        self.start()
+
+    async def _run(self) -> None:
+        bridge = self.bridge
+        transport = bridge.transport
+        if not transport.standalone_stream:
+            log.debug(
+                "the %s transport has no standalone event stream: server messages use its one stream", transport.name
+            )
+            return
+        failures = 0
+        while not bridge.stopping.is_set():
+            if not bridge.session.session_id:
+                log.debug("no session id: the standalone event stream is not opened")
+                return
+            result = await transport.listen()
+            verdict = await self._judge(result)
+            if verdict is None:
+                return
+            if result.delivered:
+                failures = 0
+            failures += 1
+            delay = self._delay(failures, getattr(transport, "retry_ms", None))
+            resume = " with Last-Event-ID" if getattr(transport, "last_event_id", None) else ""
+            level = log.warning if failures > 3 else log.info
+            level("standalone event stream %s; reconnecting in %.1f s%s", verdict, delay, resume)
+            await self._sleep(delay)
+
+    def _delay(self, failures: int, retry_ms: int | None) -> float:
+        base = retry_ms / 1000 if retry_ms is not None else DEFAULT_RECONNECT_SECONDS
+        if failures <= 1:
+            return base
+        capped = min(MAX_RECONNECT_SECONDS, max(base, DEFAULT_RECONNECT_SECONDS) * 2 ** (failures - 1))
+        return capped / 2 + self.bridge.random() * capped / 2  # equal jitter: proxies must not reconnect in step
+
+    async def _judge(self, result: PostResult) -> str | None:
+        """Why the stream ended, as words for the log; None when it must not be reopened."""
+        from sigv4_proxy import diagnose
+
+        if result.status == 405:
+            log.debug("the server offers no standalone event stream (HTTP 405)")
+            return None
+        if result.session_lost:
+            log.info("standalone event stream: the server forgot the session; it reopens with the next session")
+            return None
+        context = self.bridge.signing_context()
+        if result.status is not None and result.status >= 400:
+            diagnosis = diagnose.diagnose_response(result.status, result.headers, result.body, context=context)
+            if diagnosis.recovery is not None:
+                failure = await self.bridge.recover_signing(diagnosis, result)
+                if failure is None:
+                    return f"refused ({diagnosis.kind.replace('_', ' ')}, now corrected)"
+                log.warning("standalone event stream refused: %s", failure.message)
+                return None
+            if not diagnosis.retryable:
+                log.warning("standalone event stream refused: %s", diagnosis.message())
+                return None
+            return f"refused: {_first_sentence(diagnosis.message())}"
+        if result.error is not None:
+            diagnosis = diagnose.diagnose_exception(result.error, context=context)
+            return f"broke off: {_first_sentence(diagnosis.message())}"
+        if result.problem:
+            log.warning("standalone event stream: %s", result.problem)
+            return None
+        return "closed by the server"
+
+
+def _first_sentence(message: str) -> str:
+    return message.split(". Diagnosis: ", 1)[0]

@@ -1,0 +1,90 @@
+"""The legacy HTTP+SSE transport (2024-11-05): an ``mcp`` SDK SSE server behind ``emulate mcp --transport sse``.
+
+The full message set passes with ``--transport sse`` and with ``auto`` (which POSTs ``initialize`` first, gets
+405 and falls back to GET + the ``endpoint`` event, as the MCP specification's backwards-compatibility
+section describes). Every GET and POST is signed and verified.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import mcp_types as types
+import pytest
+
+from sigv4_proxy.emulate.server import start_mcp
+from tests.mcp_proxy.test_e2e_messages import Callbacks, text_of
+
+from .helpers import log_lines, resilient_client, wait_until
+
+pytestmark = pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")
+
+
+@pytest.fixture(scope="module")
+def legacy() -> Iterator[Any]:
+    with start_mcp(transport="sse") as running:
+        yield running
+
+
+@pytest.mark.parametrize("transport", ["sse", "auto"])
+async def test_full_message_set(legacy: Any, transport: str) -> None:
+    callbacks = Callbacks()
+    stderr: list[str] = []
+    seen = len(legacy.requests)
+    legacy.executions.clear()  # ids repeat from one client to the next
+    async with resilient_client(
+        legacy, "--transport", transport, stderr_sink=stderr, mode="legacy", **callbacks.client_kwargs()
+    ) as client:
+        await client.send_ping()
+        tools = {tool.name for tool in (await client.list_tools()).tools}
+        assert {"echo", "add", "progress", "elicit", "sample", "roots", "log", "touch_tools", "fail"} <= tools
+        assert text_of(await client.call_tool("echo", {"message": 'héllo ✓ "quoted"\nline'})) == (
+            'héllo ✓ "quoted"\nline'
+        )
+        assert text_of(await client.call_tool("add", {"a": 2, "b": 40.5})) == "42.5"
+        result = await client.call_tool(
+            "progress", {"steps": 3, "delay_seconds": 0.01}, progress_callback=callbacks.on_progress
+        )
+        assert text_of(result) == "done after 3 steps"
+        assert callbacks.progress == [(1, 3, "step 1 of 3"), (2, 3, "step 2 of 3"), (3, 3, "step 3 of 3")]
+        failed = await client.call_tool("fail", {"message": "as designed"})
+        assert failed.is_error and text_of(failed) == "Error executing tool fail: as designed"
+
+        assert [str(r.uri) for r in (await client.list_resources()).resources] == ["emulator://info"]
+        assert "us-east-1" in (await client.read_resource("emulator://info")).contents[0].text  # type: ignore[union-attr]
+        assert (await client.read_resource("echo://x")).contents[0].text == "x"  # type: ignore[union-attr]
+        assert [p.name for p in (await client.list_prompts()).prompts] == ["greet"]
+        assert "Grace" in (await client.get_prompt("greet", {"name": "Grace"})).messages[0].content.text  # type: ignore[union-attr]
+
+        # server -> client requests and notifications arrive on the one event stream; answers are POSTed back
+        assert text_of(await client.call_tool("elicit", {})) == "Hello, Ada!"
+        assert text_of(await client.call_tool("sample", {"prompt": "hi"})) == "model says: hi"
+        assert "file:///work/project" in text_of(await client.call_tool("roots", {}))
+        assert text_of(await client.call_tool("log", {"message": "note", "count": 2})) == "sent 2 log messages"
+        assert callbacks.logs == ["note 1/2", "note 2/2"]
+        assert text_of(await client.call_tool("touch_tools", {})) == "sent notifications/tools/list_changed"
+        await wait_until(
+            lambda: any(isinstance(n, types.ToolListChangedNotification) for n in callbacks.notifications),
+            what="notifications/tools/list_changed",
+        )
+
+        # overlapping calls, each answered under its own id
+        answers = await asyncio.gather(*(client.call_tool("echo", {"message": f"n{i}"}) for i in range(16)))
+        assert [text_of(answer) for answer in answers] == [f"n{i}" for i in range(16)]
+        missing = await client.call_tool("no-such-tool", {})
+        assert missing.is_error and text_of(missing) == "Unknown tool: no-such-tool"
+
+    records = legacy.requests[seen:]
+    assert all(record.ok for record in records), [record.line() for record in records if not record.ok]
+    first = [(record.method, record.path, record.status) for record in records[:2]]
+    if transport == "auto":
+        assert first[0] == ("POST", "/sse", 405)  # Streamable HTTP first ...
+        assert "using the legacy HTTP+SSE transport (2024-11-05)" in stderr[0]  # ... then the fallback
+    else:
+        assert ("POST", "/sse", 405) not in [(r.method, r.path, r.status) for r in records]
+    assert {record.path for record in records if record.method == "POST" and record.status == 202} == {"/messages/"}
+    assert len(log_lines(stderr[0], "legacy SSE event stream open")) == 1
+    assert "Traceback" not in stderr[0]
+    assert legacy.executions.duplicates() == {}
