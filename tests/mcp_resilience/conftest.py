@@ -10,7 +10,7 @@ import pytest
 
 @pytest.fixture(scope="module")
 def emulator() -> Iterator[Any]:
-    """Stateful Streamable HTTP with SSE responses; faults and clock are reset after each test."""
+    """Stateful Streamable HTTP with SSE responses; execution counts, faults and clock are reset per test."""
     from sigv4_proxy.emulate.server import start_mcp
 
     with start_mcp() as running:
@@ -19,6 +19,8 @@ def emulator() -> Iterator[Any]:
 
 @pytest.fixture(autouse=True)
 def _clean_emulator(request: pytest.FixtureRequest) -> Iterator[None]:
+    if "emulator" in request.fixturenames:
+        request.getfixturevalue("emulator").executions.clear()  # ids repeat from one client to the next
     yield
     if "emulator" in request.fixturenames:
         running = request.getfixturevalue("emulator")

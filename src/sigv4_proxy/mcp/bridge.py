@@ -73,9 +73,10 @@ class Failure:
         adjusted = diagnosis.with_attempts(attempts)
         message = adjusted.message()
         if reason.startswith("gave up after"):
-            # the hint now says how often it was tried; otherwise the count is news
-            reason = "" if adjusted is not diagnosis else reason
-            reason = "--retries is 0" if attempts == 1 and reason else reason
+            if attempts == 1:
+                reason = "--retries is 0"
+            elif adjusted is not diagnosis:
+                reason = ""  # the hint now says how often it was tried
         if reason and "not resent" in reason and "not resent" in message:
             reason = ""
         if reason:
@@ -330,6 +331,8 @@ class Bridge:
                     if failure is not None:
                         await self.fail(message, failure)
                         return
+                    if message.method == "notifications/initialized":
+                        return  # the re-initialize just sent it
             if is_initialize and self.warm_cache is not None:
                 await self.warm_initialize(message)
                 return
@@ -370,6 +373,8 @@ class Bridge:
                 if message.kind == "response":
                     log.info("%s not resent: the request it answers died with the old session", _describe(message))
                     return Settled(result)
+                if message.method == "notifications/initialized":
+                    return Settled(result)  # the re-initialize sent it
                 log.info("resending %s in the new session", _describe(message))
                 continue
             if state is None:

@@ -84,6 +84,10 @@ def credential_provider(config: ProxyConfig, environ: Mapping[str, str]) -> Any:
     if profile_flag is None and access_key and secret_key and not environ.get("AWS_CREDENTIAL_EXPIRATION"):
         token = (environ.get("AWS_SESSION_TOKEN") or environ.get("AWS_SECURITY_TOKEN") or "").strip() or None
         return StaticCredentialProvider(Credentials(access_key, secret_key, token), method="env")
+    if profile_flag is None and not access_key and config.profile:
+        # No keys in the environment for botocore to prefer: naming AWS_PROFILE's profile selects exactly what
+        # botocore would, and lets the provider's messages name it (`aws sso login --profile P`).
+        profile_flag = config.profile
     return CredentialProvider(profile=profile_flag)
 
 
@@ -164,7 +168,12 @@ def _display_url(url: str) -> str:
 
 def run_proxy(config: ProxyConfig, environ: Mapping[str, str] | None = None) -> int:
     """Run the proxy until stdin closes or a signal arrives. Raises CredentialsError before serving."""
+    import logging
+
     setup_logging(config.log_level, config.log_format)
+    # botocore logs failed credential refreshes with a traceback (through logging's last-resort handler);
+    # the proxy reports them itself, once, with the cause and the fix.
+    logging.getLogger("botocore").addHandler(logging.NullHandler())
     env = os.environ if environ is None else environ
     provider = SecretRegisteringProvider(credential_provider(config, env))
     credentials = provider.get()  # fail fast, with the published message, before the client sends anything

@@ -1,0 +1,59 @@
+"""``--transport``, ``--retries``, ``--warm``: help text, environment variables, defaults and messages."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+
+import pytest
+
+from sigv4_proxy.config import ProxyConfig, add_proxy_arguments, load_proxy_config
+from sigv4_proxy.errors import ConfigError
+from tests.mcp_proxy.harness import PROXY, proxy_env
+
+BASE = ["--target-url", "https://abc123.execute-api.us-east-1.amazonaws.com/prod/mcp"]
+
+
+def load(argv: list[str], env: dict[str, str] | None = None) -> ProxyConfig:
+    parser = argparse.ArgumentParser()
+    add_proxy_arguments(parser, bridge=True)
+    return load_proxy_config(parser.parse_args([*BASE, *argv]), env or {})
+
+
+def test_help_documents_the_new_flags_with_variable_and_default() -> None:
+    result = subprocess.run([*PROXY, "--help"], capture_output=True, text=True, env=proxy_env(None), timeout=30)
+    text = " ".join(result.stdout.split())
+    assert "--transport {auto,streamable-http,sse}" in text and "(env MCP_TRANSPORT; default auto)" in text
+    assert "--retries N" in text and "(env MCP_RETRIES; default 2)" in text
+    assert "--warm, --no-warm" in text and "(env MCP_WARM_START; default off)" in text
+
+
+def test_defaults_environment_and_flags() -> None:
+    config = load([])
+    assert (config.transport, config.retries, config.warm) == ("auto", 2, False)
+    env = {"MCP_TRANSPORT": "SSE", "MCP_RETRIES": "5", "MCP_WARM_START": "yes"}
+    config = load([], env)
+    assert (config.transport, config.retries, config.warm) == ("sse", 5, True)
+    assert config.sources["transport"] == "MCP_TRANSPORT"
+    config = load(["--transport", "streamable-http", "--retries", "0", "--no-warm"], env)  # flags win
+    assert (config.transport, config.retries, config.warm) == ("streamable-http", 0, False)
+
+
+def test_bad_values_are_reported_together() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(["--transport", "websocket", "--retries", "21"], {"MCP_WARM_START": "maybe"})
+    assert caught.value.problems == [
+        "transport must be 'auto', 'streamable-http' or 'sse', got: websocket",
+        "retries must be a whole number from 0 to 20, got: 21",
+        "MCP_WARM_START must be true or false, got: maybe",
+    ]
+
+
+def test_other_commands_keep_their_own_flags() -> None:
+    """`http` defines its own --retries and `doctor` has no use for these: their parsers stay as they were."""
+    parser = argparse.ArgumentParser()
+    add_proxy_arguments(parser)
+    config = load_proxy_config(parser.parse_args(BASE), {"MCP_TRANSPORT": "nonsense", "MCP_RETRIES": "x"})
+    assert (config.transport, config.retries, config.warm) == ("auto", 2, False)
+    result = subprocess.run([*PROXY, "http", "--help"], capture_output=True, text=True, env=proxy_env(None), timeout=30)
+    assert "--retries N" in result.stdout and "--transport" not in result.stdout and "--warm" not in result.stdout
