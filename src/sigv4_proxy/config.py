@@ -317,8 +317,11 @@ class _Resolver:
         return self.sources.get(key, "").startswith("--")
 
 
-def load_proxy_config(args: argparse.Namespace, environ: Mapping[str, str]) -> ProxyConfig:
-    """Resolve and validate the proxy's configuration. Raises ConfigError listing every problem."""
+def load_proxy_config(args: argparse.Namespace, environ: Mapping[str, str], *, bridge: bool = False) -> ProxyConfig:
+    """Resolve and validate the proxy's configuration. Raises ConfigError listing every problem.
+
+    ``bridge=True`` (the stdio proxy) also resolves ``--transport``, ``--retries`` and ``--warm``; other commands
+    keep their defaults (``http`` reads its own ``--retries``)."""
     get = _Resolver(args, environ)
     problems: list[str] = []
     warnings: list[str] = []
@@ -378,7 +381,7 @@ def load_proxy_config(args: argparse.Namespace, environ: Mapping[str, str]) -> P
     max_message_bytes = _max_message_bytes(get, problems)
     sse = _bool_setting(get, "sse", "--sse", "MCP_ENABLE_SSE", problems)
     profile = get.get("profile", "--profile", "AWS_PROFILE")
-    transport, retries, warm = _bridge_settings(get, args, problems)
+    transport, retries, warm = _bridge_settings(get, problems) if bridge else ("auto", DEFAULT_RETRIES, False)
 
     if problems:
         raise ConfigError(problems)
@@ -513,10 +516,8 @@ def _max_message_bytes(get: _Resolver, problems: list[str]) -> int:
         return DEFAULT_MAX_MESSAGE_BYTES
 
 
-def _bridge_settings(get: _Resolver, args: argparse.Namespace, problems: list[str]) -> tuple[str, int, bool]:
-    """``--transport``, ``--retries``, ``--warm``: read only when the parser has them (the stdio bridge's)."""
-    if not hasattr(args, "transport"):
-        return "auto", DEFAULT_RETRIES, False
+def _bridge_settings(get: _Resolver, problems: list[str]) -> tuple[str, int, bool]:
+    """``--transport``, ``--retries``, ``--warm`` (the stdio bridge's own settings)."""
     raw_transport = get.get("transport", "--transport", "MCP_TRANSPORT") or "auto"
     transport = raw_transport.lower()
     if transport not in TRANSPORTS:

@@ -33,7 +33,7 @@ async def test_ten_minutes_off_is_corrected_after_one_retry(emulator: Any, serve
     expected = "Signature expired" if server_offset > 0 else "Signature not yet current"
     assert log_lines(
         log,
-        rf"WARNING initialize: HTTP 403 InvalidSignatureException: {expected}: .* — clock skew: "
+        rf"WARNING initialize id=\S+: HTTP 403 InvalidSignatureException: {expected}: .* — clock skew: "
         r"signing with the server's time and retrying once$",
     )
     # (the Date header has whole seconds: the measured offset is within a second of the real one)

@@ -43,7 +43,9 @@ async def test_connection_reset_mid_sse_response(emulator: Any) -> None:
         assert any(tool["name"] == "echo" for tool in listed["result"]["tools"])
         await assert_nothing_else(proxy)
         assert await proxy.close() == 0
-    assert log_lines(proxy.stderr, r"tools/list: .*closed the connection.* retry 1 of 2 in 0\.00 s \(backoff\)")
+    assert log_lines(
+        proxy.stderr, r"tools/list id=\"list\": .*closed the connection.* retry 1 of 2 in 0\.00 s \(backoff\)"
+    )
     assert emulator.executions.duplicates() == {}
 
 
@@ -81,7 +83,7 @@ async def test_5xx(emulator: Any) -> None:
         await assert_nothing_else(proxy)
         assert await proxy.close() == 0
     assert len(emulator.requests) > 0 and emulator.executions.duplicates() == {}
-    assert log_lines(proxy.stderr, r"tools/call: HTTP 502\. .* retry 1 of 2 in 0\.00 s \(backoff\)")
+    assert log_lines(proxy.stderr, r"tools/call id=\"bad-gateway\": HTTP 502\. .* retry 1 of 2 in 0\.00 s \(backoff\)")
 
 
 async def test_429_with_retry_after(emulator: Any) -> None:
@@ -102,7 +104,7 @@ async def test_429_with_retry_after(emulator: Any) -> None:
         assert await proxy.close() == 0
     assert log_lines(
         proxy.stderr,
-        r"WARNING tools/call: HTTP 429 TooManyRequestsException: Too Many Requests\..* — "
+        r"WARNING tools/call id=\"throttled\": HTTP 429 TooManyRequestsException: Too Many Requests\..* — "
         r"HTTP 429: retry 1 of 2 in 1\.00 s \(as Retry-After asks\)$",
     )
 

@@ -17,7 +17,7 @@ BASE = ["--target-url", "https://abc123.execute-api.us-east-1.amazonaws.com/prod
 def load(argv: list[str], env: dict[str, str] | None = None) -> ProxyConfig:
     parser = argparse.ArgumentParser()
     add_proxy_arguments(parser, bridge=True)
-    return load_proxy_config(parser.parse_args([*BASE, *argv]), env or {})
+    return load_proxy_config(parser.parse_args([*BASE, *argv]), env or {}, bridge=True)
 
 
 def test_help_documents_the_new_flags_with_variable_and_default() -> None:
@@ -50,10 +50,12 @@ def test_bad_values_are_reported_together() -> None:
 
 
 def test_other_commands_keep_their_own_flags() -> None:
-    """`http` defines its own --retries and `doctor` has no use for these: their parsers stay as they were."""
+    """`http` defines its own --retries and `doctor` has no use for these: their parsers and configuration
+    stay as they were (even though the top-level parser, which runs the proxy, defines them)."""
     parser = argparse.ArgumentParser()
-    add_proxy_arguments(parser)
-    config = load_proxy_config(parser.parse_args(BASE), {"MCP_TRANSPORT": "nonsense", "MCP_RETRIES": "x"})
+    add_proxy_arguments(parser, bridge=True)
+    args = parser.parse_args([*BASE, "--retries", "abc"])
+    config = load_proxy_config(args, {"MCP_TRANSPORT": "nonsense", "MCP_RETRIES": "x"})
     assert (config.transport, config.retries, config.warm) == ("auto", 2, False)
     result = subprocess.run([*PROXY, "http", "--help"], capture_output=True, text=True, env=proxy_env(None), timeout=30)
     assert "--retries N" in result.stdout and "--transport" not in result.stdout and "--warm" not in result.stdout

@@ -53,5 +53,5 @@ def run(args: argparse.Namespace) -> int:
     from sigv4_proxy.config import load_proxy_config
     from sigv4_proxy.mcp.runner import run_proxy
 
-    config = load_proxy_config(args, os.environ)
+    config = load_proxy_config(args, os.environ, bridge=True)
     return run_proxy(config, os.environ)

@@ -38,7 +38,6 @@ from sigv4_proxy.mcp import jsonrpc
 from sigv4_proxy.mcp.jsonrpc import INVALID_REQUEST, UPSTREAM_ERROR, Envelope, Rejection
 from sigv4_proxy.mcp.routing import ToolHeaderMaps
 from sigv4_proxy.mcp.session import PendingRequests, SessionState
-from sigv4_proxy.mcp.standalone import StandaloneStream
 from sigv4_proxy.mcp.stdio import Line, Oversize, StdinReader, StdoutWriter
 from sigv4_proxy.mcp.transport import PostResult, StreamableHttpTransport, Transport
 
@@ -48,6 +47,7 @@ if TYPE_CHECKING:
     from sigv4_proxy.clock import SkewedClock
     from sigv4_proxy.config import ProxyConfig
     from sigv4_proxy.diagnose import Diagnosis, SigningContext
+    from sigv4_proxy.mcp.standalone import StandaloneStream
     from sigv4_proxy.retry import RetryPolicy, RetryState
 
 __all__ = ["Bridge", "Failure", "Settled"]
@@ -143,7 +143,7 @@ class Bridge:
         self.warm_cache = warm_cache
         self.transport: Transport = self.build_transport()
         self._tasks: set[asyncio.Task[None]] = set()
-        self.listener = StandaloneStream(self, sleep)
+        self._listener: StandaloneStream | None = None
         self._recovering = asyncio.Lock()
         self.stopping = asyncio.Event()
 
@@ -159,9 +159,10 @@ class Bridge:
         )
         if self.config.transport == "streamable-http":
             return streamable
-        from sigv4_proxy.mcp.legacy import AutoTransport, LegacySseTransport
 
-        def legacy() -> LegacySseTransport:
+        def legacy() -> Transport:
+            from sigv4_proxy.mcp.legacy import LegacySseTransport  # imported only for legacy servers
+
             return LegacySseTransport(
                 self.client,
                 self.config.target_url,
@@ -171,7 +172,20 @@ class Bridge:
                 timeout=self.config.timeout,
             )
 
-        return legacy() if self.config.transport == "sse" else AutoTransport(streamable, legacy)
+        if self.config.transport == "sse":
+            return legacy()
+        from sigv4_proxy.mcp.transport import AutoTransport
+
+        return AutoTransport(streamable, legacy)
+
+    @property
+    def listener(self) -> StandaloneStream:
+        """The ``--sse`` stream keeper (imported on first use: most sessions never open the stream)."""
+        if self._listener is None:
+            from sigv4_proxy.mcp.standalone import StandaloneStream
+
+            self._listener = StandaloneStream(self, self.sleep)
+        return self._listener
 
     @property
     def policy(self) -> RetryPolicy:
@@ -223,7 +237,8 @@ class Bridge:
             if self.pending.resolve(pending.key) is not None and not pending.cancelled:
                 text = "the proxy shut down before the server answered this request"
                 await self.stdout.write_message(jsonrpc.error_line(pending.id, UPSTREAM_ERROR, text))
-        await self.listener.stop()
+        if self._listener is not None:
+            await self._listener.stop()
         await self.transport.terminate()
         await self.stdout.close()
 
@@ -702,4 +717,6 @@ def _describe(message: Envelope) -> str:
         return f"response id={message.key}"
     if message.kind == "batch":
         return f"batch of {len(message.members)} messages"
+    if message.kind == "request":
+        return f"{message.method} id={message.key}"
     return message.method or message.kind

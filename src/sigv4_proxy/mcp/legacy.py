@@ -11,9 +11,9 @@ reporting everything in a :class:`~sigv4_proxy.mcp.transport.PostResult` exactly
 transport does, so retries, diagnosis and session recovery work the same way. A stream that ended is
 reopened by the next POST, which then reports ``session_lost`` so the bridge re-initialises first.
 
-:class:`AutoTransport` is ``--transport auto``: Streamable HTTP, unless the server answers the first
-``initialize`` POST with 400, 404 or 405 and a GET on the same URL opens a legacy event stream (the MCP
-specification's backwards-compatibility procedure).
+:class:`~sigv4_proxy.mcp.transport.AutoTransport` (``--transport auto``) switches to this transport when the
+server answers the first ``initialize`` POST with 400, 404 or 405 and a GET on the same URL opens a legacy
+event stream (the MCP specification's backwards-compatibility procedure). This module is imported only then.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
@@ -36,7 +36,6 @@ from sigv4_proxy.mcp.transport import (
     PROBLEM_REDIRECT,
     Deliver,
     PostResult,
-    Transport,
     _Counting,
     _describe,
     _media_type,
@@ -47,12 +46,10 @@ from sigv4_proxy.mcp.transport import (
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["FALLBACK_STATUSES", "AutoTransport", "LegacySseTransport"]
+__all__ = ["LegacySseTransport"]
 
 log = get_logger("mcp")
 
-# A Streamable HTTP client falls back to the legacy transport when its first initialize POST gets one of these.
-FALLBACK_STATUSES = frozenset({400, 404, 405})
 DEFAULT_ENDPOINT_WAIT = 30.0
 
 PROBLEM_LEGACY_STREAM_ENDED = (
@@ -355,62 +352,6 @@ class LegacySseTransport:
         if stream is not None:
             await self._close(stream)
             log.info("legacy SSE event stream closed")
-
-
-class AutoTransport:
-    """``--transport auto``: Streamable HTTP, or the legacy transport when the server turns out to speak it."""
-
-    def __init__(self, streamable: Transport, make_legacy: Callable[[], LegacySseTransport]) -> None:
-        self.active: Transport = streamable
-        self._make_legacy = make_legacy
-        self._decided = False
-
-    @property
-    def name(self) -> str:
-        return self.active.name
-
-    @property
-    def standalone_stream(self) -> bool:
-        return self.active.standalone_stream
-
-    async def post(self, message: Envelope, *, deliver: Deliver | None = None) -> PostResult:
-        result = await self.active.post(message, deliver=deliver)
-        if self._decided or not _carries_initialize(message) or result.status is None:
-            return result  # only an HTTP answer to initialize tells which transport the server speaks
-        if result.status < 300:
-            self._decided = True
-            return result
-        if result.status not in FALLBACK_STATUSES:
-            return result  # 403, 429, 5xx ...: says nothing about the transport
-        self._decided = True
-        legacy = self._make_legacy()
-        failure = await legacy.open()
-        if failure is not None:
-            log.debug(
-                "initialize POST answered HTTP %s and a GET opened no legacy event stream (%s): staying with "
-                "Streamable HTTP",
-                result.status,
-                failure.status if failure.status is not None else failure.problem or type(failure.error).__name__,
-            )
-            await legacy.terminate()
-            return result
-        log.info(
-            "the server answered the initialize POST with HTTP %s and the GET with an event stream: using the "
-            "legacy HTTP+SSE transport (2024-11-05)",
-            result.status,
-        )
-        self.active = legacy
-        return await legacy.post(message, deliver=deliver)
-
-    async def listen(self) -> PostResult:
-        return await self.active.listen()
-
-    async def terminate(self, timeout: float = 2.0) -> None:
-        await self.active.terminate(timeout)
-
-
-def _carries_initialize(message: Envelope) -> bool:
-    return any(request.method == "initialize" for request in message.requests())
 
 
 def _origin(url: str) -> str:

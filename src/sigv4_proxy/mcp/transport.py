@@ -12,7 +12,9 @@ HTTP uses:
   server-initiated messages;
 * :meth:`~StreamableHttpTransport.terminate` ends the session with DELETE at shutdown.
 
-Another transport (the 2024-11-05 HTTP+SSE one) fits behind the same three methods (:class:`Transport`).
+The legacy 2024-11-05 HTTP+SSE transport (:mod:`~sigv4_proxy.mcp.legacy`) fits behind the same three methods
+(:class:`Transport`); :class:`AutoTransport` (``--transport auto``, the default) starts with Streamable HTTP and
+switches to it when the server turns out to speak only that.
 """
 
 from __future__ import annotations
@@ -34,11 +36,13 @@ from sigv4_proxy.mcp.sse import SSEParser
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["Deliver", "PostResult", "StreamableHttpTransport", "Transport"]
+__all__ = ["FALLBACK_STATUSES", "AutoTransport", "Deliver", "PostResult", "StreamableHttpTransport", "Transport"]
 
 log = get_logger("mcp")
 
 ACCEPT_BOTH = "application/json, text/event-stream"
+# A Streamable HTTP client falls back to the legacy transport when its first initialize POST gets one of these.
+FALLBACK_STATUSES = frozenset({400, 404, 405})
 MAX_ERROR_BODY = 64 * 1024
 
 # What the client is told when HTTP succeeded but the answer is unusable: the cause, then the fix.
@@ -366,6 +370,65 @@ class StreamableHttpTransport:
             log.debug("DELETE of session answered %s (no session to end)", response.status_code)
         else:
             log.warning("ending session %s failed: HTTP %s", self.session.session_id, response.status_code)
+
+
+class AutoTransport:
+    """``--transport auto``: Streamable HTTP, or the legacy HTTP+SSE transport (:mod:`~sigv4_proxy.mcp.legacy`,
+    built by ``make_legacy`` only then) when the server answers the first ``initialize`` POST with 400, 404 or
+    405 and a GET on the same URL opens a legacy event stream (the MCP specification's backwards compatibility).
+    """
+
+    def __init__(self, streamable: Transport, make_legacy: Callable[[], Any]) -> None:
+        self.active: Transport = streamable
+        self._make_legacy = make_legacy
+        self._decided = False
+
+    @property
+    def name(self) -> str:
+        return self.active.name
+
+    @property
+    def standalone_stream(self) -> bool:
+        return self.active.standalone_stream
+
+    async def post(self, message: Envelope, *, deliver: Deliver | None = None) -> PostResult:
+        result = await self.active.post(message, deliver=deliver)
+        if self._decided or not _carries_initialize(message) or result.status is None:
+            return result  # only an HTTP answer to initialize tells which transport the server speaks
+        if result.status < 300:
+            self._decided = True
+            return result
+        if result.status not in FALLBACK_STATUSES:
+            return result  # 403, 429, 5xx ...: says nothing about the transport
+        self._decided = True
+        legacy = self._make_legacy()
+        failure = await legacy.open()
+        if failure is not None:
+            log.debug(
+                "initialize POST answered HTTP %s and a GET opened no legacy event stream (%s): staying with "
+                "Streamable HTTP",
+                result.status,
+                failure.status if failure.status is not None else failure.problem or type(failure.error).__name__,
+            )
+            await legacy.terminate()
+            return result
+        log.info(
+            "the server answered the initialize POST with HTTP %s and the GET with an event stream: using the "
+            "legacy HTTP+SSE transport (2024-11-05)",
+            result.status,
+        )
+        self.active = legacy
+        return await legacy.post(message, deliver=deliver)
+
+    async def listen(self) -> PostResult:
+        return await self.active.listen()
+
+    async def terminate(self, timeout: float = 2.0) -> None:
+        await self.active.terminate(timeout)
+
+
+def _carries_initialize(message: Envelope) -> bool:
+    return any(request.method == "initialize" for request in message.requests())
 
 
 class _Counting:
