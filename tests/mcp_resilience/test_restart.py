@@ -64,9 +64,10 @@ async def test_standalone_stream_reconnects_after_a_refusal(emulator: Any) -> No
     callbacks = Callbacks()
     stderr: list[str] = []
     emulator.fail_next(503, match=Match(http_method="GET"))
+    seen = len(emulator.requests)
     async with resilient_client(emulator, "--sse", stderr_sink=stderr, **callbacks.client_kwargs()) as client:
         await wait_until(
-            lambda: [r.status for r in emulator.requests if r.method == "GET"][:2] == [503, 200],
+            lambda: [r.status for r in emulator.requests[seen:] if r.method == "GET"][:2] == [503, 200],
             what="the GET to be refused, then reopened",
         )
         await client.call_tool("touch_tools", {})
@@ -75,3 +76,26 @@ async def test_standalone_stream_reconnects_after_a_refusal(emulator: Any) -> No
             what="notifications/tools/list_changed on the reopened stream",
         )
     assert log_lines(stderr[0], r"INFO  standalone event stream refused: HTTP 503; reconnecting in 1\.0 s$")
+
+
+async def test_standalone_stream_reconnects_after_a_reset(emulator: Any) -> None:
+    """The GET stream is cut right after it delivered an event: it is reopened, and the next event arrives."""
+    callbacks = Callbacks()
+    stderr: list[str] = []
+    emulator.drop_next(after_events=1, match=Match(http_method="GET"))
+    seen = len(emulator.requests)
+
+    def list_changed() -> int:
+        return sum(isinstance(n, types.ToolListChangedNotification) for n in callbacks.notifications)
+
+    def streams() -> int:
+        return len([r for r in emulator.requests[seen:] if r.method == "GET"])
+
+    async with resilient_client(emulator, "--sse", stderr_sink=stderr, **callbacks.client_kwargs()) as client:
+        await wait_until(lambda: streams() == 1, what="the GET stream")
+        await client.call_tool("touch_tools", {})
+        await wait_until(lambda: list_changed() == 1, what="the event before the reset")
+        await wait_until(lambda: streams() == 2, what="the GET stream to reopen")
+        await client.call_tool("touch_tools", {})
+        await wait_until(lambda: list_changed() == 2, what="the event on the reopened stream")
+    assert log_lines(stderr[0], r"INFO  standalone event stream broke off: .*; reconnecting in 1\.0 s$")
