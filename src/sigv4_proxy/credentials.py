@@ -7,6 +7,7 @@ for a frozen copy before each request, so it refreshes ahead of expiry without b
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -16,6 +17,8 @@ from sigv4_proxy.errors import CredentialsError
 from sigv4_proxy.signing.model import Credentials, mask_key
 
 REFRESH_MARGIN = timedelta(minutes=5)
+STILL_USABLE = timedelta(minutes=1)
+_log = logging.getLogger("sigv4_proxy.credentials")
 LOAD_FIX = "ensure AWS credentials are configured via environment variables, ~/.aws/credentials, or IAM role"
 
 
@@ -60,6 +63,7 @@ class CredentialProvider:
         self.profile = profile
         self._session = session
         self._botocore_credentials: Any = None
+        self._last: Credentials | None = None
         self._lock = threading.Lock()
 
     @property
@@ -99,13 +103,23 @@ class CredentialProvider:
         return Credentials(frozen.access_key, frozen.secret_key, frozen.token or None, expiry)
 
     def get(self, now: datetime | None = None) -> Credentials:
+        """Current credentials. botocore's refreshable credentials renew themselves ahead of expiry (from 15
+        minutes before, and mandatorily from 10 minutes before), which covers the 5-minute margin; asking it
+        once per request is all it takes. If a renewal fails while the credentials in hand are still good for
+        a minute, they are used (with a warning) rather than failing requests that would still succeed."""
         with self._lock:
             if self._botocore_credentials is None:
                 self._botocore_credentials = self._load()
-            credentials = self._frozen(self._botocore_credentials)
-            if _expires_soon(credentials, now) and hasattr(self._botocore_credentials, "_protected_refresh"):
-                self._refresh_locked()
+            try:
                 credentials = self._frozen(self._botocore_credentials)
+            except CredentialsError as exc:
+                current = datetime.now(timezone.utc) if now is None else now
+                last = self._last
+                if last is None or last.expiry is None or last.expiry - current < STILL_USABLE:
+                    raise
+                _log.warning("%s; using the current credentials until they expire at %s", exc, _iso(last.expiry))
+                return last
+            self._last = credentials
             return credentials
 
     def cached(self, now: datetime | None = None) -> Credentials | None:
@@ -171,8 +185,12 @@ def describe_credentials(credentials: Credentials, method: str | None) -> str:
     if credentials.session_token:
         parts.append("with session token")
     if credentials.expiry:
-        parts.append(f"expires {credentials.expiry.astimezone(timezone.utc):%Y-%m-%dT%H:%M:%SZ}")
+        parts.append(f"expires {_iso(credentials.expiry)}")
     return ", ".join(parts)
+
+
+def _iso(moment: datetime) -> str:
+    return f"{moment.astimezone(timezone.utc):%Y-%m-%dT%H:%M:%SZ}"
 
 
 def _expires_soon(credentials: Credentials, now: datetime | None) -> bool:

@@ -182,6 +182,21 @@ class Diagnosis:
         said = "not retried" if attempts <= 1 else f"tried {attempts} times with {match.group(1) or ''}backoff"
         return replace(self, hint=self.hint[: match.start()] + said + self.hint[match.end() :])
 
+    def final_message(self, attempts: int = 1, reason: str = "") -> str:
+        """The one line a caller that gave up shows: :meth:`message` made true for `attempts` attempts, plus
+        the retry policy's last word (`reason`, e.g. "the server asked to retry after 5 min") unless the
+        message already says it."""
+        adjusted = self.with_attempts(attempts)
+        message = adjusted.message()
+        if reason.startswith("gave up after"):
+            if attempts == 1:
+                reason = "--retries is 0"
+            elif adjusted is not self:
+                reason = ""  # the hint now says how often it was tried
+        if reason and "not resent" in reason and "not resent" in message:
+            reason = ""
+        return f"{message} ({reason})" if reason else message
+
     def message(self) -> str:
         """One line: HTTP status, AWS error type, AWS message, then our diagnosis with the fix."""
         if self.status is not None:

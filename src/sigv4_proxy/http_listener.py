@@ -694,9 +694,7 @@ class HttpListener:
         rest: AsyncIterator[bytes] | None,
         started: float,
     ) -> None:
-        message = diagnosis.message()
-        if decision.reason:
-            message += f" ({decision.reason})"
+        message = diagnosis.final_message(state.attempts, decision.reason or "")
         log.warning("%s %s: %s", incoming.method, incoming.target, message)
         if response is not None and (
             self.options.raw_errors

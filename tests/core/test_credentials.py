@@ -129,3 +129,40 @@ def test_credentials_json_is_never_in_repr() -> None:
     creds = Credentials("ASIAIOSFODNN7EXAMPLE", "topsecret", "sessiontoken")
     text = repr(creds) + str(creds) + json.dumps({"c": repr(creds)})
     assert "topsecret" not in text and "sessiontoken" not in text
+
+
+def test_short_lived_credentials_run_the_process_once_per_request(tmp_path: Path, monkeypatch) -> None:
+    process = credential_process(tmp_path, timedelta(minutes=2))
+    write_config(tmp_path, monkeypatch, f"[profile short]\ncredential_process = {process}\n")
+    provider = CredentialProvider("short")
+    provider.get()
+    before = runs(tmp_path)
+    provider.get()
+    assert runs(tmp_path) == before + 1  # botocore's own refresh; never a second one of ours on top
+
+
+def test_failed_renewal_keeps_using_credentials_that_are_still_valid(tmp_path: Path, monkeypatch, caplog) -> None:
+    script = tmp_path / "once.py"
+    script.write_text(
+        "import json, pathlib, datetime, sys\n"
+        f"marker = pathlib.Path({str(tmp_path / 'ran')!r})\n"
+        "if marker.exists():\n"
+        "    sys.exit('Error when retrieving token from sso: Token has expired and refresh failed')\n"
+        "marker.write_text('1')\n"
+        "exp = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=30)\n"
+        "print(json.dumps({'Version': 1, 'AccessKeyId': 'ASIAONCE00000001', 'SecretAccessKey': 's',"
+        " 'SessionToken': 't', 'Expiration': exp.strftime('%Y-%m-%dT%H:%M:%SZ')}))\n"
+    )
+    write_config(tmp_path, monkeypatch, f"[profile once]\ncredential_process = {sys.executable} {script}\n")
+    provider = CredentialProvider("once")
+    first = provider.get()
+    # 25 minutes later by botocore's clock: inside its mandatory refresh window, and the renewal fails
+    later = datetime.now(timezone.utc) + timedelta(minutes=25)
+    provider._botocore_credentials._time_fetcher = lambda: later
+    with caplog.at_level("WARNING", logger="sigv4_proxy.credentials"):
+        assert provider.get() == first
+    assert "using the current credentials until they expire at" in caplog.text
+    # once they really are about to expire, the failure is reported with its fix
+    with pytest.raises(CredentialsError) as info:
+        provider.get(now=datetime.now(timezone.utc) + timedelta(minutes=29, seconds=30))
+    assert str(info.value).startswith("failed to refresh AWS credentials: ")

@@ -221,7 +221,7 @@ async def test_gives_up_after_the_budget_with_the_diagnosis(listener: HttpListen
     assert (error["kind"], error["attempts"], error["retry"]) == ("unavailable", 3, "gave up after 3 attempts")
     assert error["message"] == (
         "HTTP 503 ServiceUnavailableException: Service Unavailable. Diagnosis: the service is temporarily "
-        "unavailable: retried with backoff (gave up after 3 attempts)"
+        "unavailable: tried 3 times with backoff"
     )
     assert response.headers["x-sigv4-proxy-diagnosis"] == error["message"]
     assert emulator.executions.total() == 0
@@ -269,7 +269,7 @@ async def test_timeout_answers_504_and_does_not_resend(emulator: McpEmulator, de
     assert error["message"] == (
         f"no response from 127.0.0.1:{emulator.port} within the time limit. Diagnosis: the server accepted the "
         "request but did not answer in time; it may still be executing it, so it was not resent; raise --timeout "
-        "for slow operations (not resent: the server may have started executing the request)"
+        "for slow operations"
     )
     assert delays.values == []
     await wait_until(lambda: emulator.executions.total() > 0)

@@ -118,7 +118,9 @@ async def test_expired_token_forces_one_refresh_and_one_resigned_retry(tmp_path:
 
 class SsoPortal:
     """A stand-in for the AWS SSO portal's GetRoleCredentials (what botocore calls to refresh SSO credentials).
-    Role credentials last 2 minutes, so the proxy refreshes them before every request (5-minute margin)."""
+    Role credentials last 30 seconds, so the proxy refreshes them before every request (5-minute margin), and
+    once the SSO session has ended they are too close to expiry to be used any longer (the provider keeps using
+    credentials that are still good for a minute when a renewal fails)."""
 
     def __init__(self, emulator: Any) -> None:
         self.emulator = emulator
@@ -133,7 +135,7 @@ class SsoPortal:
                 creds = generate_credentials(session_token=True)
                 portal.emulator.accept(creds)
                 portal.issued.append(creds)
-                expiration = int((time.time() + 120) * 1000)
+                expiration = int((time.time() + 30) * 1000)
                 body = json.dumps(
                     {
                         "roleCredentials": {

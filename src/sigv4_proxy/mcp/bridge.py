@@ -70,17 +70,7 @@ class Failure:
     def from_diagnosis(cls, diagnosis: Diagnosis, attempts: int = 1, reason: str = "") -> Failure:
         """The client's error for a final failure after `attempts` attempts, `reason` being the retry policy's
         last word ("the server asked to retry after 5 min, ...")."""
-        adjusted = diagnosis.with_attempts(attempts)
-        message = adjusted.message()
-        if reason.startswith("gave up after"):
-            if attempts == 1:
-                reason = "--retries is 0"
-            elif adjusted is not diagnosis:
-                reason = ""  # the hint now says how often it was tried
-        if reason and "not resent" in reason and "not resent" in message:
-            reason = ""
-        if reason:
-            message += f" ({reason})"
+        message = diagnosis.final_message(attempts, reason)
         data: dict[str, Any] = {"kind": diagnosis.kind, "retryable": diagnosis.retryable}
         if diagnosis.status is not None:
             data["status"] = diagnosis.status
