@@ -30,10 +30,10 @@ examples:
   sigv4-proxy --target-url https://abc123.execute-api.us-east-1.amazonaws.com/prod/mcp
   sigv4-proxy --target-url https://mcp.example.com/mcp --region eu-west-1 --service-name execute-api
   MCP_TARGET_URL=https://xyz.lambda-url.us-west-2.on.aws/mcp AWS_PROFILE=dev sigv4-proxy --sse
-  sigv4-proxy --target-url https://old.example.com/sse --region us-east-1 --service-name execute-api \
-              --transport sse
-  sigv4-proxy --target-url "https://bedrock-agentcore.us-east-1.amazonaws.com/runtimes/<ARN>/invocations" \
-              --warm --retries 4
+  sigv4-proxy --target-url https://old.example.com/sse --region us-east-1 --service-name execute-api \\
+      --transport sse
+  sigv4-proxy --target-url "https://bedrock-agentcore.us-east-1.amazonaws.com/runtimes/<ARN>/invocations" \\
+      --warm --retries 4
 
 MCP client configuration (e.g. claude_desktop_config.json):
   {"mcpServers": {"my-server": {"command": "sigv4-proxy",
