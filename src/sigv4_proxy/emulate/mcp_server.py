@@ -126,7 +126,9 @@ def build_mcp_server(executions: ExecutionCounter, *, region: str, service: str)
         await ctx.session.send_tool_list_changed()
         return "sent notifications/tools/list_changed"
 
-    @server.tool()
+    # Unstructured: the text travels once, so a 50 MiB result is a 50 MiB message (structured output would
+    # repeat it in structuredContent and double the message).
+    @server.tool(structured_output=False)
     def large(size_bytes: int) -> str:
         """Return a text result of exactly `size_bytes` ASCII bytes (benchmarks ask for 50 MB)."""
         if not 0 <= size_bytes <= MAX_LARGE_RESULT:

@@ -625,7 +625,7 @@ class Bridge:
 
     async def deliver(self, data: bytes | bytearray, envelope: Envelope, via: Envelope | None) -> None:
         """Write one upstream message to stdout, unless it answers a request that is answered already."""
-        keys = _response_keys(envelope)
+        keys = envelope.response_keys()
         for key in keys:
             pending = self.pending.resolve(key)
             if pending is None:
@@ -692,14 +692,6 @@ def _lost_reason(result: PostResult) -> str:
     if result.status is not None:
         return f"HTTP {result.status}"
     return result.problem or "its event stream ended"
-
-
-def _response_keys(envelope: Envelope) -> list[str]:
-    if envelope.kind == "response":
-        return [envelope.key]
-    if envelope.kind == "batch":
-        return [member.key for member in envelope.members if member.kind == "response"]
-    return []
 
 
 def _describe(message: Envelope) -> str:

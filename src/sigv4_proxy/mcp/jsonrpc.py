@@ -271,6 +271,14 @@ class Envelope:
             return [member for member in self.members if member.kind == "request"]
         return [self] if self.kind == "request" else []
 
+    def response_keys(self) -> list[str]:
+        """The ids of the responses this message carries (the client answering server requests)."""
+        if self.kind == "response":
+            return [self.key]
+        if self.kind == "batch":
+            return [member.key for member in self.members if member.kind == "response"]
+        return []
+
     def rebind(self, raw: bytes) -> None:
         """Point this envelope (and a batch's members) at ``raw``, an identical copy of the bytes."""
         self.raw = raw

@@ -40,7 +40,6 @@ from sigv4_proxy.mcp.transport import (
     _describe,
     _media_type,
     _read_limited,
-    _response_keys,
 )
 
 if TYPE_CHECKING:
@@ -235,7 +234,7 @@ class LegacySseTransport:
         except ValueError:
             log.warning("dropped a server-sent event that is not a JSON-RPC message (%d bytes)", len(data))
             return
-        keys = _response_keys(envelope)
+        keys = envelope.response_keys()
         waiter = next((self._waiters[key] for key in keys if key in self._waiters), None)
         if waiter is None:
             await self.deliver(data, envelope, None)  # notifications, server requests, late answers

@@ -295,7 +295,7 @@ class StreamableHttpTransport:
             if request is not None:
                 data = with_id(data, request.id)
                 envelope = jsonrpc.peek(data)
-        for answered in _response_keys(envelope):
+        for answered in envelope.response_keys():
             awaited.discard(answered)
         await deliver(data, envelope, message)
 
@@ -468,14 +468,6 @@ async def _read_limited(response: httpx.Response, limit: int) -> bytes:
         if len(body) >= limit:
             break
     return bytes(body)
-
-
-def _response_keys(envelope: Envelope) -> list[str]:
-    if envelope.kind == "response":
-        return [envelope.key]
-    if envelope.kind == "batch":
-        return [member.key for member in envelope.members if member.kind == "response"]
-    return []
 
 
 def _describe(message: Envelope) -> str:
