@@ -33,7 +33,6 @@ import json
 import os
 import random
 import signal
-import sys
 import time
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
@@ -43,11 +42,6 @@ from urllib.parse import urlsplit
 
 import h11
 import httpx
-
-try:  # httpcore imports sniffio inside a function on every request: record its absence once
-    import sniffio  # noqa: F401
-except ImportError:  # each failing attempt would search sys.path again (~0.1 ms, ~10 per request)
-    sys.modules.setdefault("sniffio", None)  # type: ignore[assignment]
 
 from sigv4_proxy import diagnose, retry
 from sigv4_proxy.clock import SkewedClock, utc_now
