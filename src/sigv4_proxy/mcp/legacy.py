@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
 
 from sigv4_proxy.logging import get_logger
-from sigv4_proxy.mcp import jsonrpc
 from sigv4_proxy.mcp.jsonrpc import Envelope
 from sigv4_proxy.mcp.session import SessionState
 from sigv4_proxy.mcp.sse import SSEParser
@@ -40,6 +39,7 @@ from sigv4_proxy.mcp.transport import (
     _describe,
     _media_type,
     _read_limited,
+    message_event,
 )
 
 if TYPE_CHECKING:
@@ -225,14 +225,8 @@ class LegacySseTransport:
                 stream.endpoint = urljoin(self.url, data.decode("utf-8", "replace").strip())
                 stream.endpoint_seen.set()
             return
-        if kind != "message" or not has_data or not data or data.isspace():
-            if kind != "message":
-                log.debug("ignoring server-sent event of type %r", kind)
-            return
-        try:
-            envelope = jsonrpc.peek(data)
-        except ValueError:
-            log.warning("dropped a server-sent event that is not a JSON-RPC message (%d bytes)", len(data))
+        envelope = message_event(kind, data, has_data)
+        if envelope is None:
             return
         keys = envelope.response_keys()
         waiter = next((self._waiters[key] for key in keys if key in self._waiters), None)

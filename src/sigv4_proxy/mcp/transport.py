@@ -267,17 +267,9 @@ class StreamableHttpTransport:
         awaited: set[str],
         deliver: Deliver,
     ) -> None:
-        if not has_data or not data or data.isspace():  # isspace() does not copy
-            return  # a priming event (id only) or a keep-alive
-        if kind != "message":
-            log.debug("ignoring server-sent event of type %r", kind)
-            return
-        try:
-            envelope = jsonrpc.peek(data)
-        except ValueError:
-            log.warning("dropped a server-sent event that is not a JSON-RPC message (%d bytes)", len(data))
-            return
-        await self._deliver(data, envelope, message, awaited, deliver)
+        envelope = message_event(kind, data, has_data)
+        if envelope is not None:
+            await self._deliver(data, envelope, message, awaited, deliver)
 
     async def _deliver(
         self,
@@ -468,6 +460,21 @@ async def _read_limited(response: httpx.Response, limit: int) -> bytes:
         if len(body) >= limit:
             break
     return bytes(body)
+
+
+def message_event(kind: str, data: bytearray, has_data: bool) -> Envelope | None:
+    """The JSON-RPC message a server-sent event carries, or None (logged) for anything else: a priming event
+    (id only), a keep-alive, another event type, data that is not JSON-RPC."""
+    if not has_data or not data or data.isspace():  # isspace() does not copy
+        return None
+    if kind != "message":
+        log.debug("ignoring server-sent event of type %r", kind)
+        return None
+    try:
+        return jsonrpc.peek(data)
+    except ValueError:
+        log.warning("dropped a server-sent event that is not a JSON-RPC message (%d bytes)", len(data))
+        return None
 
 
 def _describe(message: Envelope) -> str:
