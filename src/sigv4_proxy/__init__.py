@@ -8,8 +8,9 @@ so that ``import sigv4_proxy`` stays cheap (an MCP client starts us on every ses
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from sigv4_proxy._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -62,14 +63,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from sigv4_proxy.tokens import dsql_token, rds_token
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'sigv4_proxy' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

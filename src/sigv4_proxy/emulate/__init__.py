@@ -15,8 +15,9 @@ Names are imported lazily: `generate_credentials` does not load uvicorn or the `
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from sigv4_proxy._lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     "start_mcp": "sigv4_proxy.emulate.server",
@@ -66,14 +67,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from sigv4_proxy.emulate.state import ExecutionCounter
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'sigv4_proxy.emulate' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
