@@ -143,17 +143,6 @@ def canonical_headers(headers: Iterable[tuple[str, str]], signed: Iterable[str])
     return block, ";".join(names)
 
 
-def canonical_header_block(values: dict[str, list[str]]) -> tuple[str, str]:
-    """(canonical header block, signed header list) from lower-case names -> raw values in order given."""
-    names = sorted(values)
-    lines = []
-    for name in names:
-        raw = values[name]
-        value = " ".join(raw[0].split()) if len(raw) == 1 else ",".join([" ".join(v.split()) for v in raw])
-        lines.append(f"{name}:{value}\n")
-    return "".join(lines), ";".join(names)
-
-
 def payload_sha256(body: bytes | None) -> str:
     if not body:
         return EMPTY_SHA256
