@@ -16,6 +16,23 @@ Design:
 - **Paths**: ``/`` is the target URL itself; any other path is appended to the target URL's path
   (target ``https://h/prod/mcp``: ``/`` -> ``/prod/mcp``, ``/x?a=1`` -> ``/prod/mcp/x?a=1``). ``/healthz``
   is answered locally.
+- **Confinement**: this door signs with the user's credentials, so a request can only ever reach the target's
+  scheme, host and port, under its path. Only origin-form targets (``/...``) are accepted; the upstream URL is
+  built from the target's components (:func:`upstream_url`), never by pasting text onto its netloc; dot
+  segments (``..``, ``%2e%2e``) are resolved and a path that climbs out of the target's path — also once
+  ``%2F``, ``%5C`` or double encoding is decoded — is refused; and :func:`check_upstream_url` re-checks the
+  final URL right before each request is signed. ``CONNECT``, ``TRACE`` and ``PRI`` (HTTP/2) are refused.
+- **Who may call**: a browser page must not drive this door (DNS rebinding, cross-site requests), so the
+  ``Host`` header must name the listener (localhost names, the listen address, or ``--allowed-host``) — else
+  421 — and a request carrying an ``Origin`` header is refused with 403 unless ``--allowed-origin`` names it
+  (:func:`host_allowed`, :func:`origin_allowed`). Refusals happen on the request head, before a body is read.
+- **Bounds**: a request head must arrive within ``--header-timeout`` (else 408), a keep-alive connection or a
+  stalled body is closed after ``--idle-timeout``; at most ``--max-connections`` are open (over it, the
+  connection waiting longest for a request is closed to make room, and 503 when every one has a request in
+  flight); request bodies held at once are capped by ``--max-buffered-bytes`` (503). A request with both
+  ``Content-Length`` and ``Transfer-Encoding`` is refused (RFC 9112 §6.1), headers named by ``Connection`` are
+  not forwarded, and connection errors (asyncio's included) are logged at most once per
+  ``LOG_INTERVAL`` seconds per kind, with a count of the lines held back (:class:`LogLimiter`).
 - **Headers**: only the allow-list below (plus ``--pass-header`` names) is forwarded; the proxy's
   ``--headers`` are added; everything is signed with :class:`sigv4_proxy.auth.SigV4Auth`.
 - **Failures** go through the same retry policy (:mod:`sigv4_proxy.retry`) and diagnosis
@@ -30,15 +47,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import random
+import re
 import signal
 import time
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import h11
 import httpx
@@ -54,9 +73,20 @@ __all__ = [
     "FORWARDED_REQUEST_HEADERS",
     "HttpListener",
     "ListenerOptions",
+    "LogLimiter",
+    "Refusal",
+    "TargetRefused",
+    "check_request_head",
+    "check_upstream_url",
+    "file_limit_target",
     "forward_request_headers",
+    "host_allowed",
+    "normalize_origin",
+    "origin_allowed",
     "parse_listen",
+    "resolve_path",
     "run_http_listener",
+    "split_host",
     "upstream_url",
 ]
 
@@ -74,6 +104,27 @@ SHUTDOWN_GRACE = 5.0
 # to AWS that saves a TLS handshake. An endless event stream is cut when the time is up.
 HANGUP_DRAIN_SECONDS = 2.0
 HANGUP_DRAIN_BYTES = 1024 * 1024
+# Connection bounds (see docs/http.md, "Limits"). A slow client must not hold a slot, memory or the log hostage.
+DEFAULT_HEADER_TIMEOUT = 10.0
+DEFAULT_IDLE_TIMEOUT = 60.0
+DEFAULT_MAX_CONNECTIONS = 100
+BUFFERED_BYTES_FACTOR = 4  # default --max-buffered-bytes: this many --max-message-bytes bodies at once
+LOG_INTERVAL = 10.0  # connection errors: at most one line per kind this often
+# After a close-answer (refusal, 413, 503) the client may still be sending; its unread bytes would turn our
+# close into a reset that can destroy the answer before it is read. Read and discard them, this long at most.
+LINGER_SECONDS = 1.0
+LINGER_BYTES = 1024 * 1024
+# Host names that always mean this machine. A DNS-rebinding page reaches 127.0.0.1 under its own name, which
+# is what the Host check catches; these names cannot be an attacker's.
+LOCAL_HOST_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]"})
+# Methods refused before anything is signed: (status, why).
+REFUSED_METHODS = {
+    "CONNECT": (405, "CONNECT is refused: this listener is not a forward proxy, it only sends to its target URL"),
+    "TRACE": (405, "TRACE is refused: the target would echo the signed request, session token included"),
+    "PRI": (505, "HTTP/2 is not supported: speak HTTP/1.1 to this listener (no prior-knowledge HTTP/2)"),
+}
+# Origin-form request target (RFC 9112 §3.2.1): a path and optional query of visible ASCII, no fragment.
+_ORIGIN_FORM = re.compile(r"/[\x21-\x22\x24-\x7e]*")
 
 # Client request headers forwarded to the target (and signed). Everything else is dropped: cookies, the
 # client's own Authorization (the signature takes its place), Host (the target's), hop-by-hop headers,
@@ -161,21 +212,39 @@ def parse_listen(text: str) -> tuple[str, int]:
 def forward_request_headers(
     headers: Iterable[tuple[str, str]], pass_headers: frozenset[str] = frozenset()
 ) -> tuple[list[tuple[str, str]], list[str]]:
-    """(headers to forward, names dropped). Names compare case-insensitively; order is kept."""
+    """(headers to forward, names dropped). Names compare case-insensitively; order is kept.
+
+    Headers that the ``Connection`` header names are hop-by-hop for this request (RFC 9110 §7.6.1): they are
+    dropped even when allow-listed or passed, so a client cannot smuggle e.g. ``x-api-key`` past a proxy that
+    was told to consume it.
+    """
+    pairs = list(headers)
+    hop_by_hop = HOP_BY_HOP | connection_header_names(pairs)
     kept: list[tuple[str, str]] = []
     dropped: list[str] = []
-    for name, value in headers:
+    for name, value in pairs:
         lowered = name.lower()
         allowed = (
             lowered in FORWARDED_REQUEST_HEADERS
             or lowered in pass_headers
             or (lowered.startswith("x-amz-") and lowered not in SIGNING_HEADERS)
         )
-        if allowed and lowered not in SIGNING_HEADERS and lowered not in HOP_BY_HOP:
+        if allowed and lowered not in SIGNING_HEADERS and lowered not in hop_by_hop:
             kept.append((name, value))
         else:
             dropped.append(lowered)
     return kept, dropped
+
+
+def connection_header_names(headers: Iterable[tuple[str, str]]) -> frozenset[str]:
+    """The header names listed in every ``Connection`` header (lower case)."""
+    return frozenset(
+        token.strip().lower()
+        for name, value in headers
+        if name.lower() == "connection"
+        for token in value.split(",")
+        if token.strip()
+    )
 
 
 def response_headers(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
@@ -183,18 +252,284 @@ def response_headers(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes
     return [(name, value) for name, value in headers if name.decode("latin-1").lower() not in HOP_BY_HOP]
 
 
-def upstream_url(target_url: str, request_target: str) -> str:
+class TargetRefused(ValueError):
+    """A request target (or upstream URL) the listener does not send anywhere; the message says why."""
+
+
+def split_origin_form(request_target: str) -> tuple[str, str]:
+    """(path, query) of an origin-form request target; TargetRefused for every other form."""
+    shown = _shown(request_target)
+    if request_target == "*":
+        raise TargetRefused("the asterisk form (OPTIONS *) is not forwarded: ask the target with OPTIONS /")
+    if not request_target.startswith("/"):
+        if "://" in request_target:
+            raise TargetRefused(
+                f"absolute-form request target {shown} refused: this listener is not a forward proxy; send the "
+                "path only (GET /...)"
+            )
+        raise TargetRefused(f"request target {shown} refused: it must be a path starting with /")
+    if not _ORIGIN_FORM.fullmatch(request_target):
+        raise TargetRefused(
+            f"request target {shown} refused: only visible ASCII characters are allowed, and no fragment (#)"
+        )
+    path, _, query = request_target.partition("?")
+    return path, query
+
+
+def resolve_path(path: str) -> str:
+    """`path` with its dot segments resolved (RFC 3986 §5.2.4) — ``.`` and ``..`` percent-encoded too.
+
+    Other segments stay byte for byte (an AgentCore ``/runtimes/arn%3A...%2Fr-1/invocations`` keeps its
+    encoding). A ``..`` that climbs above ``/`` would leave the target's path: TargetRefused. So does a path
+    that stays inside only until a server decodes ``%2F``, ``%5C``, ``;`` parameters or double encoding (what
+    the target does with them is unknown, so the strictest reading decides).
+    """
+    if not path.startswith("/"):
+        raise TargetRefused(f"path {_shown(path)} refused: it must start with /")
+    kept: list[str] = []
+    segments = path.split("/")[1:]
+    for position, segment in enumerate(segments):
+        dots = unquote(segment)
+        if dots in (".", ".."):
+            if dots == "..":
+                if not kept:
+                    raise TargetRefused(
+                        f"path {_shown(path)} refused: its '..' segments climb out of the target's path"
+                    )
+                kept.pop()
+            if position == len(segments) - 1:
+                kept.append("")  # `/a/b/..` is `/a/`: a dot segment at the end leaves a directory
+            continue
+        kept.append(segment)
+    resolved = "/" + "/".join(kept)
+    if _climbs_when_decoded(resolved):
+        raise TargetRefused(
+            f"path {_shown(path)} refused: once %2F, %5C or double percent-encoding is decoded, its '..' segments "
+            "climb out of the target's path"
+        )
+    return resolved
+
+
+def _climbs_when_decoded(path: str) -> bool:
+    """Whether a server that decodes everything (up to three times), treats ``\\`` as ``/``, merges ``//`` and
+    ignores ``;params`` before resolving dot segments would climb above ``/``."""
+    decoded = path
+    for _ in range(3):
+        again = unquote(decoded)
+        if again == decoded:
+            break
+        decoded = again
+    depth = 0
+    for segment in decoded.replace("\\", "/").split("/"):
+        name = segment.split(";", 1)[0]
+        if name == "..":
+            if depth == 0:
+                return True
+            depth -= 1
+        elif name not in ("", "."):
+            depth += 1
+    return False
+
+
+def upstream_url(target_url: str | httpx.URL, request_target: str) -> httpx.URL:
     """Map a local request target (path and query, as received) onto the target URL.
 
     ``/`` is the target URL itself; other paths are appended to its path; query strings are joined. The
-    path is kept byte for byte (an AgentCore ``/runtimes/<url-encoded ARN>/invocations`` stays encoded).
+    URL is built from the target's components — scheme, host and port are always the target's — and the
+    path is kept byte for byte once dot segments are resolved (see :func:`resolve_path`). TargetRefused for
+    anything but an origin-form target, or a path that would leave the target's path.
     """
-    target = urlsplit(target_url)
-    path, _, query = request_target.partition("?")
-    base = target.path or "/"
-    full_path = base if path in ("", "/") else base.rstrip("/") + path
-    queries = [part for part in (target.query, query) if part]
-    return f"{target.scheme}://{target.netloc}{full_path}" + ("?" + "&".join(queries) if queries else "")
+    target = target_url if isinstance(target_url, httpx.URL) else httpx.URL(target_url)
+    path, query = split_origin_form(request_target)
+    path = resolve_path(path)
+    base = _target_path(target)
+    full_path = base if path == "/" else base.rstrip("/") + path
+    queries = [part for part in (target.query.decode("ascii"), query) if part]
+    raw = full_path + ("?" + "&".join(queries) if queries else "")
+    try:
+        url = target.copy_with(raw_path=raw.encode("ascii"))
+    except httpx.InvalidURL as exc:
+        raise TargetRefused(f"request target {_shown(request_target)} refused: {exc}") from None
+    check_upstream_url(url, target)
+    return url
+
+
+def check_upstream_url(url: httpx.URL, target: httpx.URL) -> None:
+    """TargetRefused unless `url` has the target's scheme, host and port and lies under the target's path.
+
+    Runs once more right before each request is signed: whatever built the URL, a request signed with the
+    user's credentials goes to the target or nowhere.
+    """
+    if (url.scheme, url.host, url.port) != (target.scheme, target.host, target.port):
+        raise TargetRefused(
+            f"refused to send to {url.scheme}://{url.host}:{url.port}: only the target "
+            f"{target.scheme}://{target.host}{':' + str(target.port) if target.port else ''} is ever sent to"
+        )
+    base = _target_path(target)
+    path = url.raw_path.partition(b"?")[0].decode("ascii")
+    if path != base and not path.startswith(base.rstrip("/") + "/"):
+        raise TargetRefused(f"refused to send to path {_shown(path)}: it is outside the target's path {base}")
+
+
+def _target_path(target: httpx.URL) -> str:
+    return target.raw_path.partition(b"?")[0].decode("ascii") or "/"
+
+
+def _shown(text: str, limit: int = 200) -> str:
+    """An untrusted value quoted for a message or a log line: printable ASCII, bounded."""
+    printable = "".join(ch if " " <= ch <= "~" else "?" for ch in text[:limit])
+    return repr(printable + ("..." if len(text) > limit else ""))
+
+
+def split_host(value: str) -> tuple[str, int | None] | None:
+    """A ``Host`` header value (or an --allowed-host entry) -> (lower-case name, port or None); None when it
+    is not ``name``, ``name:port``, ``[v6]`` or ``[v6]:port``. IPv6 names keep their brackets."""
+    text = value.strip().lower()
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            return None
+        name, rest = text[: end + 1], text[end + 1 :]
+        if rest and not rest.startswith(":"):
+            return None
+        port_text = rest[1:] if rest else None
+    else:
+        name, colon, port_text_found = text.partition(":")
+        port_text = port_text_found if colon else None
+    if name in ("", "[]"):
+        return None
+    if port_text is None:
+        return name, None
+    if not port_text.isdigit() or int(port_text) > 65535:
+        return None
+    return name, int(port_text)
+
+
+def host_allowed(host: str, listen_host: str, listen_port: int, allowed_hosts: frozenset[str] = frozenset()) -> bool:
+    """Whether a ``Host`` header names this listener.
+
+    Allowed: localhost, 127.0.0.1, [::1] and the literal listen host, without a port or with the listen port;
+    an --allowed-host ``name`` with any port; an --allowed-host ``name:port`` exactly. Anything else is what a
+    DNS-rebinding page sends (its own name, resolved to 127.0.0.1) or a misdirected request.
+    """
+    parsed = split_host(host)
+    if parsed is None:
+        return False
+    name, port = parsed
+    listen_name = f"[{listen_host.lower()}]" if ":" in listen_host else listen_host.lower()
+    if name in LOCAL_HOST_NAMES | {listen_name} and port in (None, listen_port):
+        return True
+    for entry in allowed_hosts:
+        allowed = split_host(entry)
+        if allowed is not None and allowed[0] == name and allowed[1] in (None, port):
+            return True
+    return False
+
+
+def normalize_origin(origin: str) -> str:
+    """``HTTP://Localhost:6274/`` -> ``http://localhost:6274`` (the form --allowed-origin entries are kept in)."""
+    return origin.strip().lower().rstrip("/")
+
+
+def origin_allowed(origin: str, allowed_origins: frozenset[str] = frozenset()) -> bool:
+    """Whether a request carrying this ``Origin`` header may pass: only origins named by --allowed-origin.
+
+    Browsers send ``Origin`` with every cross-site request (and with same-site POSTs); non-browser clients
+    (MCP SDKs, curl) do not send it. The MCP specification requires local servers to validate it.
+    """
+    normalized = normalize_origin(origin)
+    return bool(normalized) and normalized in {normalize_origin(entry) for entry in allowed_origins}
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a request is answered locally and never signed: the status, a kind, and the client's message.
+
+    `log` is the line for the listener's log; it names the flag that would allow the request, if any.
+    """
+
+    status: int
+    kind: str
+    message: str
+    log: str
+
+
+def check_request_head(
+    method: str,
+    target: str,
+    headers: Iterable[tuple[str, str]],
+    *,
+    listen_host: str,
+    listen_port: int,
+    allowed_hosts: frozenset[str] = frozenset(),
+    allowed_origins: frozenset[str] = frozenset(),
+) -> Refusal | None:
+    """The refusal for a request head, or None when it may proceed (to /healthz, or to the target).
+
+    Order: the method, the framing, the request target's form, the Host, the Origin — the first problem wins.
+    """
+    pairs = list(headers)
+    if method in REFUSED_METHODS:
+        status, why = REFUSED_METHODS[method]
+        return Refusal(status, "method_refused", why, f"refused {method} {_shown(target)}: {why}")
+    names = {name.lower() for name, _ in pairs}
+    if "content-length" in names and "transfer-encoding" in names:
+        why = "a request with both Content-Length and Transfer-Encoding is refused (RFC 9112 section 6.1)"
+        return Refusal(400, "conflicting_framing", why, f"refused {method} {_shown(target)}: {why}")
+    try:
+        split_origin_form(target)
+    except TargetRefused as exc:
+        return Refusal(400, "bad_request_target", str(exc), f"refused {method}: {exc}")
+    for name, value in pairs:
+        if name.lower() == "host" and not host_allowed(value, listen_host, listen_port, allowed_hosts):
+            shown = _shown(value.strip().lower(), 100)
+            return Refusal(
+                421,
+                "host_not_allowed",
+                f"Host {shown} is not this listener's address (DNS rebinding protection): use "
+                f"http://127.0.0.1:{listen_port}/, or start the listener with --allowed-host {shown[1:-1]}",
+                f"refused Host {shown}: not the listen address; allow it with --allowed-host {shown[1:-1]}",
+            )
+    for name, value in pairs:
+        if name.lower() == "origin" and not origin_allowed(value, allowed_origins):
+            shown = _shown(normalize_origin(value), 100)
+            return Refusal(
+                403,
+                "origin_not_allowed",
+                f"requests from Origin {shown} are refused (a web page may not use your AWS credentials): start "
+                f"the listener with --allowed-origin {shown[1:-1]} to allow it",
+                f"refused Origin {shown}: cross-site requests are refused; allow it with --allowed-origin "
+                f"{shown[1:-1]}",
+            )
+    return None
+
+
+class LogLimiter:
+    """At most one log line per `interval` seconds per kind; the line that passes says how many were held.
+
+    A flood of bad connections (slow clients, resets, out-of-descriptors accept errors) must not become a flood
+    of log lines: 300 slow connections once produced 14 MB of tracebacks in ten seconds.
+    """
+
+    def __init__(self, interval: float = LOG_INTERVAL, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval = interval
+        self._clock = clock
+        self._last: dict[str, float] = {}
+        self._held: dict[str, int] = {}
+
+    def admit(self, kind: str) -> int | None:
+        """None: hold this line back (it is counted); else the number held back since the last line."""
+        now = self._clock()
+        last = self._last.get(kind)
+        if last is not None and now - last < self.interval:
+            self._held[kind] = self._held.get(kind, 0) + 1
+            return None
+        self._last[kind] = now
+        return self._held.pop(kind, 0)
+
+    def held(self) -> dict[str, int]:
+        """Lines held back and not yet reported, by kind."""
+        return dict(self._held)
 
 
 def jsonrpc_methods(body: bytes, content_type: str | None) -> list[str] | None:
@@ -261,6 +596,12 @@ class ListenerOptions:
     policy: retry.RetryPolicy = field(default_factory=retry.RetryPolicy)
     pass_headers: frozenset[str] = frozenset()
     raw_errors: bool = False
+    allowed_hosts: frozenset[str] = frozenset()  # --allowed-host: `name` (any port) or `name:port`
+    allowed_origins: frozenset[str] = frozenset()  # --allowed-origin, normalized (see normalize_origin)
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    max_buffered_bytes: int | None = None  # None: BUFFERED_BYTES_FACTOR x --max-message-bytes
 
 
 @dataclass
@@ -270,10 +611,20 @@ class _Incoming:
     headers: list[tuple[str, str]]
     body: bytes
     http_version: str
+    url: httpx.URL | None = None  # where it goes; None for /healthz
+    held: int = 0  # body bytes counted against --max-buffered-bytes
 
 
 class _ClientGone(Exception):
     """The local client closed its connection."""
+
+
+class _ReadTimeout(Exception):
+    """The client sent too little in time. `phase`: ``idle`` (no new request), ``head`` or ``body``."""
+
+    def __init__(self, phase: str) -> None:
+        super().__init__(phase)
+        self.phase = phase
 
 
 class _Connection:
@@ -284,18 +635,42 @@ class _Connection:
         self.writer = writer
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
         self.gone = False  # the client closed its side: nothing more is written
+        self.in_flight = False  # a request is being answered: the connection is not closed to make room
+        self.linger = False  # answered with `connection: close` while the client may still be sending
         peer = writer.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
 
-    async def next_event(self) -> Any:
+    def has_buffered_data(self) -> bool:
+        """Bytes of a next (pipelined) request already received."""
+        return bool(self.h11.trailing_data[0])
+
+    async def next_event(self, *, deadline: float | None = None, gap: float | None = None, phase: str = "") -> Any:
+        """The next h11 event. `deadline` (loop time) bounds the whole wait, `gap` each read: _ReadTimeout."""
+        loop = asyncio.get_running_loop()
         while True:
             event = self.h11.next_event()
             if event is not h11.NEED_DATA:
                 return event
             if self.h11.they_are_waiting_for_100_continue:
                 await self.send(h11.InformationalResponse(status_code=100, headers=[]))
+            timeout = gap
+            if deadline is not None:
+                left = deadline - loop.time()
+                timeout = left if timeout is None else min(timeout, left)
+            await self.receive(timeout, phase)
+
+    async def receive(self, timeout: float | None, phase: str = "") -> None:
+        """Read once and hand the bytes (b"" at the end) to h11; _ReadTimeout when nothing came in time."""
+        if timeout is None:
             data = await self.reader.read(READ_CHUNK)
-            self.h11.receive_data(data)
+        else:
+            if timeout <= 0:
+                raise _ReadTimeout(phase)
+            try:
+                data = await asyncio.wait_for(self.reader.read(READ_CHUNK), timeout)
+            except asyncio.TimeoutError:
+                raise _ReadTimeout(phase) from None
+        self.h11.receive_data(data)
 
     async def send(self, event: Any) -> None:
         data = self.h11.send(event)
@@ -320,9 +695,27 @@ class _Connection:
             transport.abort()
 
     async def close(self) -> None:
+        if self.linger:
+            await self._discard_input()
         with contextlib.suppress(Exception):
             self.writer.close()
             await asyncio.wait_for(self.writer.wait_closed(), 1)
+
+    async def _discard_input(self) -> None:
+        """Half-close, then read what the client still sends (bounded), so our answer is not lost to a reset."""
+        with contextlib.suppress(Exception):
+            if self.writer.can_write_eof():
+                self.writer.write_eof()
+            deadline = asyncio.get_running_loop().time() + LINGER_SECONDS
+            discarded = 0
+            while discarded < LINGER_BYTES:
+                left = deadline - asyncio.get_running_loop().time()
+                if left <= 0:
+                    return
+                data = await asyncio.wait_for(self.reader.read(READ_CHUNK), left)
+                if not data:
+                    return
+                discarded += len(data)
 
 
 class HttpListener:
@@ -359,8 +752,16 @@ class HttpListener:
         self.client = client or _build_client(config, provider, self.clock)
         self._random = random_source
         self._sleep = sleep
+        self._target = httpx.URL(config.target_url)
         self._server: asyncio.base_events.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        # Open connections, oldest first: the one to close when --max-connections is reached.
+        self._connections: dict[_Connection, None] = {}
+        self._buffered_bytes = 0
+        self._max_buffered_bytes = self.options.max_buffered_bytes or BUFFERED_BYTES_FACTOR * config.max_message_bytes
+        self._log_limiter = LogLimiter()
+        self._previous_exception_handler: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._active_requests = 0
         self._event_streams: set[asyncio.Task[Any]] = set()  # GETs: cut at once on shutdown, they never end
         self._idle = asyncio.Event()
@@ -374,6 +775,11 @@ class HttpListener:
     # -- lifecycle ------------------------------------------------------------------------------------------------
 
     async def start(self) -> str:
+        # asyncio logs accept() failures (out of file descriptors) with a traceback, up to `backlog` times per
+        # wakeup: its exception handler goes through the log limiter while the listener runs.
+        self._loop = asyncio.get_running_loop()
+        self._previous_exception_handler = self._loop.get_exception_handler()
+        self._loop.set_exception_handler(self._on_loop_exception)
         self._server = await asyncio.start_server(
             self._on_connection, self.options.host, self.options.port, limit=READ_CHUNK, backlog=512
         )
@@ -386,6 +792,15 @@ class HttpListener:
     def port(self) -> int:
         assert self._server is not None
         return int(self._server.sockets[0].getsockname()[1])
+
+    @property
+    def open_connections(self) -> int:
+        return len(self._connections)
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Request-body bytes held right now, across connections (bounded by --max-buffered-bytes)."""
+        return self._buffered_bytes
 
     async def serve_until(self, stop: asyncio.Event) -> None:
         await stop.wait()
@@ -409,6 +824,11 @@ class HttpListener:
                 await asyncio.wait_for(self._server.wait_closed(), 1)
         if self._own_client:
             await self.client.aclose()
+        for kind, count in sorted(self._log_limiter.held().items()):
+            log.info("%d more '%s' log lines were held back (at most one per %g s)", count, kind, LOG_INTERVAL)
+        if self._loop is not None:
+            self._loop.set_exception_handler(self._previous_exception_handler)
+            self._loop = None
 
     # -- connections ----------------------------------------------------------------------------------------------
 
@@ -418,37 +838,98 @@ class HttpListener:
         self._tasks.add(task)
         connection = _Connection(reader, writer)
         try:
-            await self._serve_connection(connection)
+            if self._make_room():
+                self._connections[connection] = None
+                await self._serve_connection(connection)
+            else:
+                await self._over_capacity(connection)
         except (_ClientGone, ConnectionError):
             pass
         except asyncio.CancelledError:
             connection.abort()
-        except Exception:
-            log.exception("HTTP listener: unexpected error on a connection from %s", connection.peer)
+        except Exception as exc:
+            self._log_limited(
+                logging.ERROR,
+                "unexpected",
+                "HTTP listener: unexpected error on a connection from %s: %s: %s",
+                connection.peer,
+                type(exc).__name__,
+                exc,
+                exc_info=True,
+            )
             connection.abort()
         finally:
+            self._connections.pop(connection, None)
             self._tasks.discard(task)
             await connection.close()
 
+    def _make_room(self) -> bool:
+        """Whether a new connection may be served. At --max-connections, the oldest connection with no request
+        in flight (idle keep-alive, or still sending its request: what a slow-loris client holds) is closed
+        to make room — new clients, /healthz included, keep being served. False when every one is busy."""
+        if len(self._connections) < self.options.max_connections:
+            return True
+        victim = next((c for c in self._connections if not c.in_flight), None)
+        if victim is None:
+            return False
+        del self._connections[victim]
+        victim.abort()
+        self._log_limited(
+            logging.DEBUG,
+            "evicted",
+            "--max-connections %d reached: closed the connection from %s, which had no request in flight",
+            self.options.max_connections,
+            victim.peer,
+        )
+        return True
+
+    async def _over_capacity(self, connection: _Connection) -> None:
+        limit = self.options.max_connections
+        self._log_limited(
+            logging.WARNING,
+            "capacity",
+            "--max-connections %d reached and every connection has a request in flight: answered 503",
+            limit,
+        )
+        message = (
+            f"the listener is at --max-connections {limit} and every connection has a request in flight: retry "
+            "shortly, or start the listener with a higher --max-connections"
+        )
+        await self._answer_and_close(connection, 503, message, "too_many_connections", retry_after=True)
+
     async def _serve_connection(self, connection: _Connection) -> None:
+        keep_alive = False
         while True:
             try:
-                incoming = await self._read_request(connection)
+                incoming = await self._read_request(connection, keep_alive=keep_alive)
             except h11.RemoteProtocolError as exc:
                 await self._reject_malformed(connection, exc)
                 return
+            except _ReadTimeout as exc:
+                await self._timed_out(connection, exc.phase)
+                return
             if incoming is None:
                 return
-            await self._handle(connection, incoming)
+            connection.in_flight = True
+            try:
+                await self._handle(connection, incoming)
+            finally:
+                connection.in_flight = False
+                self._release(incoming)
             if connection.h11.our_state is h11.MUST_CLOSE or connection.h11.their_state is not h11.DONE:
                 return
             try:
                 connection.h11.start_next_cycle()
             except h11.LocalProtocolError:
                 return
+            keep_alive = True
 
-    async def _read_request(self, connection: _Connection) -> _Incoming | None:
-        event = await connection.next_event()
+    async def _read_request(self, connection: _Connection, *, keep_alive: bool) -> _Incoming | None:
+        """The next request, head checked and body read; None when the connection is done (or was answered)."""
+        loop = asyncio.get_running_loop()
+        if keep_alive and not connection.has_buffered_data():
+            await connection.receive(self.options.idle_timeout, "idle")  # a kept-alive connection waits this long
+        event = await connection.next_event(deadline=loop.time() + self.options.header_timeout, phase="head")
         if not isinstance(event, h11.Request):  # ConnectionClosed: the client is done with this connection
             return None
         headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in event.headers]
@@ -459,26 +940,130 @@ class HttpListener:
             body=b"",
             http_version=event.http_version.decode("ascii"),
         )
-        limit = self.config.max_message_bytes
-        declared = diagnose.header_value(headers, "content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            await self._too_large(connection, limit)
+        if not await self._admit(connection, incoming):
             return None
+        try:
+            complete = await self._read_body(connection, incoming)
+        except BaseException:
+            self._release(incoming)
+            raise
+        if not complete:
+            self._release(incoming)
+            return None
+        return incoming
+
+    async def _admit(self, connection: _Connection, incoming: _Incoming) -> bool:
+        """Check the head before any body byte is read or anything is signed; answer a refusal and close."""
+        refusal = check_request_head(
+            incoming.method,
+            incoming.target,
+            incoming.headers,
+            listen_host=self.options.host,
+            listen_port=self.port,
+            allowed_hosts=self.options.allowed_hosts,
+            allowed_origins=self.options.allowed_origins,
+        )
+        if refusal is None and not _is_health(incoming):
+            try:
+                incoming.url = upstream_url(self._target, incoming.target)
+            except TargetRefused as exc:
+                refusal = Refusal(400, "bad_request_target", str(exc), f"refused {incoming.method}: {exc}")
+        if refusal is None:
+            return True
+        await self._refuse(connection, refusal)
+        return False
+
+    async def _refuse(self, connection: _Connection, refusal: Refusal) -> None:
+        self._log_limited(logging.WARNING, refusal.kind, "%s", refusal.log)
+        await self._answer_and_close(connection, refusal.status, refusal.message, refusal.kind)
+
+    async def _read_body(self, connection: _Connection, incoming: _Incoming) -> bool:
+        """Read the body into `incoming`; False (answered) when it is too large or the client went away."""
+        limit = self.config.max_message_bytes
+        declared = diagnose.header_value(incoming.headers, "content-length")
+        if declared is not None and declared.isdigit():
+            if int(declared) > limit:
+                await self._too_large(connection, limit)
+                return False
+            if self._buffered_bytes + int(declared) > self._max_buffered_bytes:
+                await self._over_buffered(connection)
+                return False
         chunks: list[bytes] = []
         size = 0
         while True:
-            event = await connection.next_event()
+            event = await connection.next_event(gap=self.options.idle_timeout, phase="body")
             if isinstance(event, h11.Data):
                 size += len(event.data)
+                incoming.held += len(event.data)
+                self._buffered_bytes += len(event.data)
                 if size > limit:
                     await self._too_large(connection, limit)
-                    return None
+                    return False
+                if self._buffered_bytes > self._max_buffered_bytes:
+                    await self._over_buffered(connection)
+                    return False
                 chunks.append(bytes(event.data))
             elif isinstance(event, h11.EndOfMessage):
                 incoming.body = b"".join(chunks)
-                return incoming
+                return True
             else:  # the client went away mid-body
-                return None
+                return False
+
+    def _release(self, incoming: _Incoming) -> None:
+        self._buffered_bytes -= incoming.held
+        incoming.held = 0
+
+    async def _over_buffered(self, connection: _Connection) -> None:
+        limit = self._max_buffered_bytes
+        self._log_limited(
+            logging.WARNING,
+            "buffered",
+            "request bodies held at once would exceed --max-buffered-bytes %d: answered 503",
+            limit,
+        )
+        message = (
+            f"the listener already holds close to --max-buffered-bytes {limit} bytes of request bodies (each is "
+            "read completely before it is signed): retry shortly, or start the listener with a higher "
+            "--max-buffered-bytes"
+        )
+        await self._answer_and_close(connection, 503, message, "buffer_full", retry_after=True)
+
+    async def _timed_out(self, connection: _Connection, phase: str) -> None:
+        if phase == "idle":  # an idle keep-alive connection: closing it is routine, nothing to say
+            return
+        seconds = self.options.header_timeout if phase == "head" else self.options.idle_timeout
+        flag = "--header-timeout" if phase == "head" else "--idle-timeout"
+        self._log_limited(
+            logging.INFO,
+            "timeout",
+            "closed the connection from %s: no complete request %s within %s %g s",
+            connection.peer,
+            phase,
+            flag,
+            seconds,
+        )
+        if connection.h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+            message = f"no complete request {phase} within {seconds:g} s ({flag}): closing the connection"
+            body = {"error": {"message": message, "kind": "request_timeout"}}
+            with contextlib.suppress(Exception):  # a client that stalls may not read either: never wait on it
+                await asyncio.wait_for(self._send_json(connection, 408, body, close=True), LINGER_SECONDS)
+
+    async def _answer_and_close(
+        self, connection: _Connection, status: int, message: str, kind: str, *, retry_after: bool = False
+    ) -> None:
+        """A local JSON error with `connection: close`; the client's unread bytes are drained on close."""
+        if connection.h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+            return
+        extra = [("retry-after", "1")] if retry_after else []
+        body = {"error": {"message": message, "kind": kind}}
+        connection.linger = True
+        try:
+            await asyncio.wait_for(
+                self._send_json(connection, status, body, extra_headers=extra, close=True), LINGER_SECONDS
+            )
+        except asyncio.TimeoutError:  # the client does not read: no answer is worth waiting for
+            connection.linger = False
+            connection.abort()
 
     async def _reject_malformed(self, connection: _Connection, exc: h11.RemoteProtocolError) -> None:
         if connection.h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
@@ -492,13 +1077,33 @@ class HttpListener:
             f"request body larger than {limit} bytes: raise --max-message-bytes (the body is read completely "
             "because the signature covers its SHA-256)"
         )
-        await self._send_json(connection, 413, {"error": {"message": message, "kind": "payload_too_large"}}, close=True)
+        await self._answer_and_close(connection, 413, message, "payload_too_large")
+
+    # -- logging ----------------------------------------------------------------------------------------------------
+
+    def _log_limited(self, level: int, kind: str, message: str, *args: Any, exc_info: bool = False) -> None:
+        """One line per kind per LOG_INTERVAL at most; the line that passes counts the ones held back."""
+        if not log.isEnabledFor(level):
+            return
+        held = self._log_limiter.admit(kind)
+        if held is None:
+            return
+        if held:
+            message += " (%d similar lines held back in the last %g s)"
+            args = (*args, held, LOG_INTERVAL)
+        log.log(level, message, *args, exc_info=exc_info)
+
+    def _on_loop_exception(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """asyncio's own error reports (accept() out of file descriptors, transport errors): one line, limited,
+        without the traceback that made 300 slow connections print 14 MB."""
+        error = context.get("exception")
+        detail = f": {type(error).__name__}: {error}" if error is not None else ""
+        self._log_limited(logging.ERROR, "asyncio", "HTTP listener: %s%s", context.get("message", "error"), detail)
 
     # -- one request ----------------------------------------------------------------------------------------------
 
     async def _handle(self, connection: _Connection, incoming: _Incoming) -> None:
-        path = incoming.target.partition("?")[0]
-        if path == HEALTH_PATH and incoming.method in ("GET", "HEAD"):
+        if _is_health(incoming):
             await self._health(connection, incoming)
             return
         self._active_requests += 1
@@ -552,7 +1157,8 @@ class HttpListener:
         if not any(name.lower() == "accept-encoding" for name, _ in headers):
             headers.append(("Accept-Encoding", "identity"))  # bodies pass through undecoded: ask for plain ones
         headers.extend(self.config.headers)
-        url = upstream_url(self.config.target_url, incoming.target)
+        url = incoming.url
+        assert url is not None  # set by _admit for every request that is not /healthz
         replay_safe = retry.http_replay_safe(incoming.method) or retry.mcp_replay_safe(
             jsonrpc_methods(incoming.body, diagnose.header_value(incoming.headers, "content-type"))
         )
@@ -564,6 +1170,11 @@ class HttpListener:
                 response = await self._send_upstream(incoming.method, url, headers, incoming.body)
             except asyncio.CancelledError:
                 raise
+            except TargetRefused as exc:  # the last check before signing: nothing was sent
+                await self._refuse(
+                    connection, Refusal(400, "bad_request_target", str(exc), f"refused {incoming.method}: {exc}")
+                )
+                return
             except Exception as exc:
                 diagnosis = diagnose.diagnose_exception(exc, context=self._context())
                 outcome = retry.Outcome.from_diagnosis(diagnosis, replay_safe=replay_safe)
@@ -607,9 +1218,11 @@ class HttpListener:
                 await self._sleep(decision.delay)
 
     async def _send_upstream(
-        self, method: str, url: str, headers: list[tuple[str, str]], body: bytes
+        self, method: str, url: httpx.URL, headers: list[tuple[str, str]], body: bytes
     ) -> httpx.Response:
         request = self.client.build_request(method, url, headers=headers, content=body, timeout=self._upstream_timeout)
+        # Signing happens inside send(): this is the last moment to make sure the request goes to the target.
+        check_upstream_url(request.url, self._target)
         sending = self.client.send(request, stream=True)
         if not self.config.timeout:
             return await sending
@@ -808,6 +1421,10 @@ class HttpListener:
         log.info("%s %s -> %d (%.1f ms%s%s)", incoming.method, incoming.target, status, elapsed, attempts, sent)
 
 
+def _is_health(incoming: _Incoming) -> bool:
+    return incoming.target.partition("?")[0] == HEALTH_PATH and incoming.method in ("GET", "HEAD")
+
+
 async def _read_prefix(response: httpx.Response, limit: int) -> tuple[bytes, AsyncIterator[bytes] | None]:
     """At least `limit` raw bytes of a body (or all of it), and the iterator over the rest — None when the
     body ended. A pass-through then sends the prefix and the rest: every byte exactly once."""
@@ -853,7 +1470,36 @@ def run_http_listener(config: ProxyConfig, options: ListenerOptions, environ: Ma
     provider = SecretRegisteringProvider(credential_provider(config, os.environ if environ is None else environ))
     credentials = provider.get()
     _log_startup(config, options, describe_credentials(credentials, provider.method))
+    _raise_file_limit(options.max_connections)
     return asyncio.run(_serve(config, provider, options))
+
+
+def file_limit_target(soft: int, hard: int, max_connections: int) -> int | None:
+    """The soft RLIMIT_NOFILE to raise to, or None to leave it: room for --max-connections client sockets,
+    as many upstream ones, and a burst that asyncio accepts (up to `backlog` per wakeup) before the cap closes
+    the surplus — never above the hard limit (``-1`` is unlimited)."""
+    wanted = 4 * max_connections + 512
+    ceiling = wanted if hard < 0 else min(wanted, hard)
+    return ceiling if ceiling > soft else None
+
+
+def _raise_file_limit(max_connections: int) -> None:
+    """Out of file descriptors, accept() fails and asyncio stops accepting for a second (macOS's default soft
+    limit is 256): raise the soft limit when the hard limit allows."""
+    try:
+        import resource
+    except ImportError:  # Windows: no such limit
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = file_limit_target(soft, hard, max_connections)
+    if target is None:
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError) as exc:
+        log.debug("could not raise the open-file limit from %d to %d: %s", soft, target, exc)
+    else:
+        log.debug("open-file limit raised from %d to %d (--max-connections %d)", soft, target, max_connections)
 
 
 def _log_startup(config: ProxyConfig, options: ListenerOptions, credentials: str) -> None:
@@ -874,9 +1520,35 @@ def _log_startup(config: ProxyConfig, options: ListenerOptions, credentials: str
         details.append("added headers: " + ", ".join(name for name, _ in config.headers))
     if options.raw_errors:
         details.append("raw error bodies")
+    if options.allowed_hosts:
+        details.append("allowed hosts: " + ", ".join(sorted(options.allowed_hosts)))
+    if options.allowed_origins:
+        details.append("allowed origins: " + ", ".join(sorted(options.allowed_origins)))
+    details.extend(_changed_limits(options))
     log.info("Options: %s", "; ".join(details))
+    buffered = options.max_buffered_bytes
+    if buffered is not None and buffered < config.max_message_bytes:
+        log.warning(
+            "--max-buffered-bytes %d is below --max-message-bytes %d: larger bodies always get 503",
+            buffered,
+            config.max_message_bytes,
+        )
     for warning in config.warnings:
         log.warning("%s", warning)
+
+
+def _changed_limits(options: ListenerOptions) -> list[str]:
+    """The connection limits that differ from their defaults, for the start-up line."""
+    changed = []
+    if options.header_timeout != DEFAULT_HEADER_TIMEOUT:
+        changed.append(f"header timeout {options.header_timeout:g}s")
+    if options.idle_timeout != DEFAULT_IDLE_TIMEOUT:
+        changed.append(f"idle timeout {options.idle_timeout:g}s")
+    if options.max_connections != DEFAULT_MAX_CONNECTIONS:
+        changed.append(f"max connections {options.max_connections}")
+    if options.max_buffered_bytes is not None:
+        changed.append(f"max buffered bytes {options.max_buffered_bytes}")
+    return changed
 
 
 async def _serve(config: ProxyConfig, provider: Any, options: ListenerOptions) -> int:

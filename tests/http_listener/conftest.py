@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -97,3 +98,41 @@ async def listener(emulator: McpEmulator, delays: Delays) -> AsyncIterator[HttpL
     provider = StaticCredentialProvider(emulator.credentials)
     async with running_listener(proxy_config(emulator), provider, sleep=delays) as running:
         yield running
+
+
+class LogLines(logging.Handler):
+    """Every line the listener (and asyncio) logs, formatted with tracebacks, whatever the logging setup.
+
+    `setup_logging` turns propagation off on the ``sigv4_proxy`` logger, so pytest's caplog may see nothing:
+    this handler sits on the loggers themselves.
+    """
+
+    LOGGERS = ("sigv4_proxy", "asyncio")
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.extend(self.format(record).splitlines())
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+@pytest.fixture
+def log_lines() -> Iterator[LogLines]:
+    handler = LogLines()
+    loggers = [logging.getLogger(name) for name in LogLines.LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.addHandler(handler)
+        logger.setLevel(logging.DEBUG)
+    try:
+        yield handler
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.removeHandler(handler)
+            logger.setLevel(level)

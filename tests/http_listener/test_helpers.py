@@ -59,7 +59,6 @@ def test_parse_listen_errors(text: str, message: str) -> None:
     ("target", "request_target", "expected"),
     [
         ("https://h.example/prod/mcp", "/", "https://h.example/prod/mcp"),
-        ("https://h.example/prod/mcp", "", "https://h.example/prod/mcp"),
         ("https://h.example/prod/mcp", "/?x=1", "https://h.example/prod/mcp?x=1"),
         ("https://h.example/prod/mcp", "/tools?a=b", "https://h.example/prod/mcp/tools?a=b"),
         ("https://h.example/prod/", "/mcp", "https://h.example/prod/mcp"),

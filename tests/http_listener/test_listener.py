@@ -515,9 +515,9 @@ async def raw_exchange(listener: HttpListener, payload: bytes) -> bytes:
 
 async def test_pipelined_requests_and_http_10(listener: HttpListener) -> None:
     pipelined = (
-        b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
-        b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
-        b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        b"HEAD /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"
+        b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
     )
     answer = await raw_exchange(listener, pipelined)
     assert answer.count(b"HTTP/1.1 200 OK\r\n") == 3

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +15,8 @@ import httpx
 import pytest
 
 from sigv4_proxy.emulate import McpEmulator, start_mcp
+
+from .processes import spawn_listener
 
 ACCEPT = "application/json, text/event-stream"
 INIT = {
@@ -41,30 +41,10 @@ class ListenerProcess:
 
 @contextmanager
 def listener_process(emulator: McpEmulator, *args: str) -> Iterator[ListenerProcess]:
-    env = {**os.environ, **emulator.env(), "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "sigv4_proxy", "http", "--listen", "127.0.0.1:0", *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    lines: list[str] = []
-    ready: queue.Queue[str | None] = queue.Queue()
-
-    def pump() -> None:
-        assert process.stderr is not None
-        for line in process.stderr:
-            lines.append(line.rstrip("\n"))
-            if "Listening on " in line:
-                ready.put(line.split("Listening on ", 1)[1].split("/ ", 1)[0])
-        ready.put(None)
-
-    threading.Thread(target=pump, daemon=True).start()
-    url = ready.get(timeout=30)
-    assert url is not None, "\n".join(lines)
+    spawned = spawn_listener({**os.environ, **emulator.env()}, *args)
+    process = spawned.process
     try:
-        yield ListenerProcess(process, url, lines)
+        yield ListenerProcess(process, spawned.url, spawned.lines)
     finally:
         if process.poll() is None:
             process.terminate()
