@@ -83,6 +83,7 @@ class ProxyConfig:
     transport: str = "auto"
     retries: int = DEFAULT_RETRIES
     warm: bool = False
+    request_deadline: float | None = None
     sources: Mapping[str, str] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
 
@@ -107,8 +108,8 @@ _UNSET = None
 def add_proxy_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, *, bridge: bool = False) -> None:
     """Add the proxy's flags (the published set) to ``parser``. Every default is None: see load_proxy_config.
 
-    ``bridge=True`` adds the stdio bridge's own flags too (``--transport``, ``--retries``, ``--warm``); the other
-    commands sharing these flags (``http``, ``doctor``) leave them out.
+    ``bridge=True`` adds the stdio bridge's own flags too (``--transport``, ``--retries``, ``--warm``,
+    ``--request-deadline``); the other commands sharing these flags (``http``, ``doctor``) leave them out.
     """
     group = parser.add_argument_group("proxy options") if isinstance(parser, argparse.ArgumentParser) else parser
     add = group.add_argument
@@ -165,8 +166,9 @@ def add_proxy_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGrou
     add(
         "--max-message-bytes",
         metavar="SIZE",
-        help="largest JSON-RPC message accepted on stdin, bytes or 64MiB-style (env MCP_MAX_MESSAGE_BYTES; "
-        "default 64MiB)",
+        help="largest JSON-RPC message accepted, bytes or 64MiB-style: a line on stdin, and from the server a JSON "
+        "body, an event-stream event or a decompressed body; a request whose answer is larger gets an error and "
+        "its stream is closed (env MCP_MAX_MESSAGE_BYTES; default 64MiB)",
     )
     add(
         "--allow-http",
@@ -203,6 +205,14 @@ def _add_bridge_arguments(add: Any) -> None:
         "user cache directory) while the real initialize completes; for backends whose cold start exceeds "
         "the client's initialize time limit. The client may see capabilities that are out of date until its "
         "next start (env MCP_WARM_START; default off)",
+    )
+    add(
+        "--request-deadline",
+        metavar="DURATION",
+        help="the longest a request may wait for its response, in total, like 30s, 5m, 1h or plain seconds; "
+        "unlike --timeout it also ends a request whose stream keeps delivering (progress notifications) but "
+        "never its response. The client gets an error; the request is not resent "
+        "(env MCP_REQUEST_DEADLINE; default off)",
     )
 
 
@@ -283,11 +293,28 @@ def parse_headers(text: str) -> tuple[list[tuple[str, str]], list[str]]:
             problems.append(f"header name is not a valid HTTP token: {name!r}")
         elif any(ch in value for ch in "\r\n\x00"):
             problems.append(f"header {name} has a value with a line break or NUL character")
+        elif (bad := _unsendable_character(value)) is not None:
+            position, char = bad
+            problems.append(
+                f"header {name} has a value with a non-ASCII or control character ({char!r} at position "
+                f"{position}): HTTP header values must be printable ASCII"
+            )
         elif name.lower() in RESERVED_HEADERS:
             problems.append(f"header {name} is set by the proxy when signing and cannot be overridden in headers")
         else:
             headers.append((name, value))
     return headers, problems
+
+
+def _unsendable_character(value: str) -> tuple[int, str] | None:
+    """(position, character) of the first character HTTP/1.1 cannot carry in a header value, or None.
+
+    httpx encodes header values as ASCII and h11 refuses control characters: caught here, such a value would
+    fail every request instead of once, at start-up."""
+    for position, char in enumerate(value):
+        if not (" " <= char <= "~" or char == "\t"):
+            return position, char
+    return None
 
 
 # --- resolution -----------------------------------------------------------------------------------------
@@ -320,8 +347,8 @@ class _Resolver:
 def load_proxy_config(args: argparse.Namespace, environ: Mapping[str, str], *, bridge: bool = False) -> ProxyConfig:
     """Resolve and validate the proxy's configuration. Raises ConfigError listing every problem.
 
-    ``bridge=True`` (the stdio proxy) also resolves ``--transport``, ``--retries`` and ``--warm``; other commands
-    keep their defaults (``http`` reads its own ``--retries``)."""
+    ``bridge=True`` (the stdio proxy) also resolves ``--transport``, ``--retries``, ``--warm`` and
+    ``--request-deadline``; other commands keep their defaults (``http`` reads its own ``--retries``)."""
     get = _Resolver(args, environ)
     problems: list[str] = []
     warnings: list[str] = []
@@ -381,7 +408,9 @@ def load_proxy_config(args: argparse.Namespace, environ: Mapping[str, str], *, b
     max_message_bytes = _max_message_bytes(get, problems)
     sse = _bool_setting(get, "sse", "--sse", "MCP_ENABLE_SSE", problems)
     profile = get.get("profile", "--profile", "AWS_PROFILE")
-    transport, retries, warm = _bridge_settings(get, problems) if bridge else ("auto", DEFAULT_RETRIES, False)
+    transport, retries, warm, request_deadline = (
+        _bridge_settings(get, problems) if bridge else ("auto", DEFAULT_RETRIES, False, None)
+    )
 
     if problems:
         raise ConfigError(problems)
@@ -403,6 +432,7 @@ def load_proxy_config(args: argparse.Namespace, environ: Mapping[str, str], *, b
         transport=transport,
         retries=retries,
         warm=warm,
+        request_deadline=request_deadline,
         sources=dict(get.sources),
         warnings=tuple(warnings),
     )
@@ -412,6 +442,10 @@ def _check_target_url(url: str, allow_http: bool, problems: list[str]) -> str:
     """Append the URL's problems; return its host when it has a usable one."""
     if "://" not in url:
         problems.append(f"target URL must use http or https scheme, got: {url} (no scheme; write https://{url})")
+        return ""
+    authority_problem = _authority_problem(url)
+    if authority_problem is not None:
+        problems.append(authority_problem)
         return ""
     try:
         parts = urlsplit(url)
@@ -433,6 +467,50 @@ def _check_target_url(url: str, allow_http: bool, problems: list[str]) -> str:
             "(use https, or pass --allow-http / set MCP_ALLOW_HTTP=true)"
         )
     return host
+
+
+_IPV6_HINT = "an IPv6 address goes in brackets: https://[::1]:8080/mcp"
+
+
+def _authority_problem(url: str) -> str | None:
+    """The first problem with the URL's host and port, in words, or None.
+
+    urlsplit accepts some of these (port 0, text after ``]``) and reports the others in Python's words;
+    httpx would then fail every request with what looks like a connection problem."""
+    authority = re.split(r"[/?#]", url.split("://", 1)[1], maxsplit=1)[0]
+    host_port = authority.rpartition("@")[2]
+    if host_port.startswith("["):
+        close = host_port.find("]")
+        if close < 0:
+            return f"target URL has an unclosed '[' in its host, got: {host_port} ({_IPV6_HINT})"
+        host, rest = host_port[1:close], host_port[close + 1 :]
+        if rest and not rest.startswith(":"):
+            return f"target URL may have only :port after the ']' of an IPv6 host, got: {host_port}"
+        if not _is_ipv6(host):
+            return f"target URL has an invalid IPv6 address in brackets, got: [{host}]"
+        port = rest[1:] if rest else ""
+    else:
+        host, _, port = host_port.partition(":")
+        if "[" in host_port or "]" in host_port:
+            return f"target URL has a bracket outside an IPv6 host, got: {host_port} ({_IPV6_HINT})"
+        if ":" in port and (not host or _is_ipv6(host_port) or _is_ipv6(host_port.rpartition(":")[0])):
+            return f"target URL has an IPv6 address without brackets, got: {host_port} ({_IPV6_HINT})"
+    if any(char.isspace() or not char.isprintable() for char in host):
+        return f"target URL host must not contain spaces or control characters, got: {host!r}"
+    if port and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+        return f"target URL port must be a number from 1 to 65535, got: {port}"
+    return None
+
+
+def _is_ipv6(text: str) -> bool:
+    import ipaddress
+    from urllib.parse import unquote
+
+    try:
+        ipaddress.IPv6Address(unquote(text))  # a zone id arrives percent-encoded: fe80::1%25eth0
+    except ValueError:
+        return False
+    return True
 
 
 def _inference_hint(what: str, host: str, implied: endpoints.Endpoint) -> str:
@@ -477,14 +555,19 @@ def _region_set(get: _Resolver, sig_version: str, region: str | None, problems: 
 
 def _timeout(get: _Resolver, problems: list[str]) -> float | None:
     raw = get.get("timeout", "--timeout", "MCP_TIMEOUT")
+    return _optional_duration(raw, "timeout must be a duration like 30s, 1m, 1h30m or plain seconds", problems)
+
+
+def _optional_duration(raw: str | None, problem: str, problems: list[str]) -> float | None:
+    """Seconds, or None when unset or 0 (both mean "no limit"); `problem` (and the value) when unparseable."""
     if raw is None:
         return None
     try:
         seconds = parse_duration(raw)
     except ValueError:
-        problems.append(f"timeout must be a duration like 30s, 1m, 1h30m or plain seconds, got: {raw}")
+        problems.append(f"{problem}, got: {raw}")
         return None
-    return seconds or None  # 0 means no timeout
+    return seconds or None
 
 
 def _headers(get: _Resolver, problems: list[str]) -> list[tuple[str, str]]:
@@ -516,8 +599,8 @@ def _max_message_bytes(get: _Resolver, problems: list[str]) -> int:
         return DEFAULT_MAX_MESSAGE_BYTES
 
 
-def _bridge_settings(get: _Resolver, problems: list[str]) -> tuple[str, int, bool]:
-    """``--transport``, ``--retries``, ``--warm`` (the stdio bridge's own settings)."""
+def _bridge_settings(get: _Resolver, problems: list[str]) -> tuple[str, int, bool, float | None]:
+    """``--transport``, ``--retries``, ``--warm``, ``--request-deadline`` (the stdio bridge's own settings)."""
     raw_transport = get.get("transport", "--transport", "MCP_TRANSPORT") or "auto"
     transport = raw_transport.lower()
     if transport not in TRANSPORTS:
@@ -531,4 +614,9 @@ def _bridge_settings(get: _Resolver, problems: list[str]) -> tuple[str, int, boo
         else:
             problems.append(f"retries must be a whole number from 0 to {MAX_RETRIES}, got: {raw_retries}")
     warm = _bool_setting(get, "warm", "--warm", "MCP_WARM_START", problems)
-    return transport, retries, warm
+    return transport, retries, warm, _request_deadline(get, problems)
+
+
+def _request_deadline(get: _Resolver, problems: list[str]) -> float | None:
+    raw = get.get("request_deadline", "--request-deadline", "MCP_REQUEST_DEADLINE")
+    return _optional_duration(raw, "request deadline must be a duration like 30s, 5m, 1h or plain seconds", problems)

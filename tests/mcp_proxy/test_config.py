@@ -298,9 +298,103 @@ def test_url_without_scheme_or_host() -> None:
     assert problems(["--target-url", "https:///mcp", "--region", "r", "--service-name", "s"]) == [
         "target URL has no host: https:///mcp"
     ]
-    assert problems(["--target-url", "https://h:99999/", "--region", "r", "--service-name", "s"])[0].startswith(
-        "target URL is not a valid URL"
+    assert problems(["--target-url", "https://h:99999/", "--region", "r", "--service-name", "s"]) == [
+        "target URL port must be a number from 1 to 65535, got: 99999"
+    ]
+
+
+IPV6_HINT = "(an IPv6 address goes in brackets: https://[::1]:8080/mcp)"
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("https://h:65536/mcp", "target URL port must be a number from 1 to 65535, got: 65536"),
+        ("https://h:0/mcp", "target URL port must be a number from 1 to 65535, got: 0"),
+        ("https://h:+80/mcp", "target URL port must be a number from 1 to 65535, got: +80"),
+        ("https://h:80:90/mcp", "target URL port must be a number from 1 to 65535, got: 80:90"),
+        ("http://[::1]:70000/mcp", "target URL port must be a number from 1 to 65535, got: 70000"),
+        ("https://[::1/mcp", f"target URL has an unclosed '[' in its host, got: [::1 {IPV6_HINT}"),
+        ("https://user@[::1:8080/mcp", f"target URL has an unclosed '[' in its host, got: [::1:8080 {IPV6_HINT}"),
+        ("https://[::1]x/mcp", "target URL may have only :port after the ']' of an IPv6 host, got: [::1]x"),
+        ("https://[zz]/mcp", "target URL has an invalid IPv6 address in brackets, got: [zz]"),
+        ("https://h]/mcp", f"target URL has a bracket outside an IPv6 host, got: h] {IPV6_HINT}"),
+        ("https://::1:8080/mcp", f"target URL has an IPv6 address without brackets, got: ::1:8080 {IPV6_HINT}"),
+        (
+            "https://exa mple.com/mcp",
+            "target URL host must not contain spaces or control characters, got: 'exa mple.com'",
+        ),
+    ],
+)
+def test_target_url_host_and_port_problems_are_named_at_start_up(url: str, message: str) -> None:
+    """Each of these used to start and then fail every request as if the network were down (or quoted Python)."""
+    assert problems(["--target-url", url, "--region", "r", "--service-name", "s"]) == [message]
+
+
+@pytest.mark.parametrize(
+    "url", ["https://h:65535/mcp", "https://h:/mcp", "http://[::1]:8080/mcp", "https://[fe80::1%25eth0]:443/mcp"]
+)
+def test_valid_hosts_and_ports_still_pass(url: str) -> None:
+    assert load(["--target-url", url, "--region", "r", "--service-name", "s", "--allow-http"]).target_url == url
+
+
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [
+        (
+            "x-team=blé",
+            "header x-team has a value with a non-ASCII or control character ('é' at position 2): HTTP header values "
+            "must be printable ASCII",
+        ),
+        (
+            "x-a=ok,X-Emoji=hi ✓",
+            "header X-Emoji has a value with a non-ASCII or control character ('✓' at position 3): HTTP header "
+            "values must be printable ASCII",
+        ),
+        (
+            "x-bell=a\x07b",
+            "header x-bell has a value with a non-ASCII or control character ('\\x07' at position 1): HTTP header "
+            "values must be printable ASCII",
+        ),
+    ],
+)
+def test_header_values_http_cannot_carry_are_named_at_start_up(headers: str, message: str) -> None:
+    assert problems(["--target-url", API, "--headers", headers]) == [message]
+    assert problems(["--target-url", API], {"MCP_HEADERS": headers}) == [message]
+
+
+def test_header_values_may_hold_tabs_and_any_printable_ascii() -> None:
+    assert load(["--target-url", API, "--headers", "x-a=a\tb ~!@#$%^&*()"]).headers == (("x-a", "a\tb ~!@#$%^&*()"),)
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "line"),
+    [
+        (["--target-url", "https://h:65536/mcp"], {}, "target URL port must be a number from 1 to 65535, got: 65536"),
+        (
+            ["--target-url", "https://[::1/mcp"],
+            {},
+            f"target URL has an unclosed '[' in its host, got: [::1 {IPV6_HINT}",
+        ),
+        (
+            ["--target-url", "http://127.0.0.1:9/mcp"],
+            {"MCP_HEADERS": "x-team=blé"},
+            "header x-team has a value with a non-ASCII or control character ('é' at position 2): HTTP header values "
+            "must be printable ASCII",
+        ),
+    ],
+)
+def test_cli_reports_bad_input_as_one_error_line(args: list[str], env: dict[str, str], line: str) -> None:
+    result = subprocess.run(
+        [*PROXY, *args, "--region", "us-east-1", "--service-name", "execute-api"],
+        capture_output=True,
+        text=True,
+        env=proxy_env(None, {"AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "x", **env}),
+        timeout=30,
+        input="",
     )
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr.splitlines() == [f"ERROR: configuration error: {line}"]
 
 
 # --- value parsing -----------------------------------------------------------------------------------------------

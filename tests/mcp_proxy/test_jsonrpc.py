@@ -178,3 +178,58 @@ def test_error_line() -> None:
 
 def test_full_validation_limit_is_reasonable() -> None:
     assert jsonrpc.FULL_VALIDATION_LIMIT >= 1 << 20
+
+
+# --- ids JSON cannot write back ------------------------------------------------------------------------------
+
+
+def strict_json(data: bytes) -> Any:
+    """json.loads refusing NaN / Infinity: what any other JSON parser (the client's) accepts."""
+    return json.loads(data, parse_constant=lambda name: pytest.fail(f"{name} in {data!r}"))
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b'{"jsonrpc":"2.0","id":1e400,"method":"ping"}',
+        b'{"jsonrpc":"2.0","id":-1E999,"method":"tools/call","params":{}}',
+        b'{"jsonrpc":"2.0","id":1e400,"result":{}}',
+        b'[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":1e400,"method":"ping"}]',
+    ],
+)
+def test_a_non_finite_id_is_an_invalid_request_answered_with_a_null_id(line: bytes) -> None:
+    verdict = classify_line(line)
+    assert verdict == Rejection(INVALID_REQUEST, "Invalid Request: JSON-RPC id must be a finite number", None)
+    assert strict_json(verdict.line())["id"] is None
+
+
+def test_nan_and_infinity_literals_are_refused_even_beyond_full_validation() -> None:
+    """Up to FULL_VALIDATION_LIMIT the JSON parser rejects them (-32700); longer lines are only scanned."""
+    small = b'{"jsonrpc":"2.0","id":NaN,"method":"ping"}'
+    assert isinstance(verdict := classify_line(small), Rejection) and (verdict.code, verdict.id) == (PARSE_ERROR, None)
+    pad = b"p" * (jsonrpc.FULL_VALIDATION_LIMIT + 1)
+    for literal in (b"NaN", b"Infinity", b"-Infinity", b"1e400"):
+        line = b'{"jsonrpc":"2.0","id":' + literal + b',"method":"x","params":{"pad":"' + pad + b'"}}'
+        verdict = classify_line(line)
+        assert isinstance(verdict, Rejection) and (verdict.code, verdict.id) == (INVALID_REQUEST, None), literal
+        assert strict_json(verdict.line())["error"]["message"] == "Invalid Request: JSON-RPC id must be a finite number"
+
+
+def test_an_over_size_line_with_a_non_finite_id_is_answered_under_null() -> None:
+    assert truncated_kind(b'{"jsonrpc":"2.0","id":1e400,"method":"tools/call","params":{"x":"aaa') == ("request", None)
+    assert truncated_kind(b'{"jsonrpc":"2.0","id":-1e999,"result":{"big":"aa') == ("response", None)
+
+
+def test_finite_ids_still_pass() -> None:
+    for text, value in [(b"1e300", 1e300), (b"-0.5", -0.5), (b"12345678901234567890", 12345678901234567890)]:
+        envelope = peek(b'{"jsonrpc":"2.0","id":' + text + b',"method":"ping"}')
+        assert envelope.id == value and strict_json(error_line(envelope.id, -1, "x"))["id"] == value
+
+
+def test_batch_members_know_their_own_bytes() -> None:
+    raw = b' [ {"jsonrpc":"2.0","id":1,"result":{"a":[1, 2]}} ,\n{"jsonrpc":"2.0","method":"n"}]'
+    batch = peek(raw)
+    assert [raw[slice(*member.span)] for member in batch.members if member.span] == [
+        b'{"jsonrpc":"2.0","id":1,"result":{"a":[1, 2]}}',
+        b'{"jsonrpc":"2.0","method":"n"}',
+    ]

@@ -208,3 +208,37 @@ def test_json_log_lines_are_redacted_and_carry_fields() -> None:
     assert "hidden" not in stream.getvalue()
     assert not logging.getLogger("httpx").handlers  # debug's httpx handler is gone again
     logging.getLogger("sigv4_proxy").handlers.clear()
+
+
+# --- the event-size bound (--max-message-bytes for event streams) ---------------------------------------------
+
+
+def test_sse_parser_refuses_an_event_over_the_limit_and_keeps_the_ones_before() -> None:
+    parser = SSEParser(max_event_bytes=100)
+    small = b"data: " + b"a" * 100 + b"\n\n"  # exactly the limit: accepted
+    big = b"data: " + b"b" * 101 + b"\n\n"
+    events = parser.feed(small + big + b"data: after\n\n")
+    assert [bytes(event.data) for event in events] == [b"a" * 100]
+    assert parser.too_large
+    assert parser.feed(b"data: more\n\n") == [] and parser.close() == []
+
+
+def test_sse_parser_stops_an_endless_line_at_the_limit_plus_one_chunk() -> None:
+    parser = SSEParser(max_event_bytes=1024 * 1024)
+    parser.feed(b"data: ")
+    fed = 0
+    while not parser.too_large:
+        assert parser.feed(b"x" * 65536) == []
+        fed += 65536
+        assert fed <= 1024 * 1024 + 65536, "the parser kept buffering past the limit"
+    assert len(parser._buffer) == 0  # what the refused event held is let go
+
+
+def test_sse_parser_counts_multi_line_data_and_a_line_arriving_in_pieces() -> None:
+    parser = SSEParser(max_event_bytes=10)
+    assert parser.feed(b"data: 12345\ndata: 6789") == [] and not parser.too_large  # 10 bytes so far, with the LF
+    parser.feed(b"0\n\n")
+    assert parser.too_large  # 11 bytes: over
+    exact = SSEParser(max_event_bytes=10)
+    events = [*exact.feed(b"data: 01234"), *exact.feed(b"56789\n\n")]
+    assert [bytes(event.data) for event in events] == [b"0123456789"] and not exact.too_large

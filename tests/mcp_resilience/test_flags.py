@@ -59,3 +59,41 @@ def test_other_commands_keep_their_own_flags() -> None:
     assert (config.transport, config.retries, config.warm) == ("auto", 2, False)
     result = subprocess.run([*PROXY, "http", "--help"], capture_output=True, text=True, env=proxy_env(None), timeout=30)
     assert "--retries N" in result.stdout and "--transport" not in result.stdout and "--warm" not in result.stdout
+
+
+# --- --request-deadline ----------------------------------------------------------------------------------------
+
+
+def test_request_deadline_help_names_variable_default_and_difference_from_timeout() -> None:
+    result = subprocess.run([*PROXY, "--help"], capture_output=True, text=True, env=proxy_env(None), timeout=30)
+    text = " ".join(result.stdout.split())
+    assert "--request-deadline DURATION" in text and "(env MCP_REQUEST_DEADLINE; default off)" in text
+    assert "unlike --timeout it also ends a request whose stream keeps delivering" in text
+    # the shared limit now names what it bounds on the way back too
+    assert "a line on stdin, and from the server a JSON body, an event-stream event or a decompressed body" in text
+
+
+def test_request_deadline_defaults_off_and_reads_flag_then_environment() -> None:
+    assert load([]).request_deadline is None
+    config = load([], {"MCP_REQUEST_DEADLINE": "2m"})
+    assert (config.request_deadline, config.sources["request_deadline"]) == (120, "MCP_REQUEST_DEADLINE")
+    assert load(["--request-deadline", "1.5"], {"MCP_REQUEST_DEADLINE": "2m"}).request_deadline == 1.5
+    assert load(["--request-deadline", "0"]).request_deadline is None  # 0 turns it off, like --timeout 0
+
+
+@pytest.mark.parametrize("value", ["soon", "-5", "1h 30m", "inf"])
+def test_bad_request_deadline_is_a_configuration_error(value: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(["--request-deadline", value])
+    assert caught.value.problems == [
+        f"request deadline must be a duration like 30s, 5m, 1h or plain seconds, got: {value}"
+    ]
+
+
+def test_request_deadline_is_the_stdio_proxys_own() -> None:
+    parser = argparse.ArgumentParser()
+    add_proxy_arguments(parser, bridge=True)
+    args = parser.parse_args([*BASE, "--request-deadline", "5s"])
+    assert load_proxy_config(args, {}).request_deadline is None  # other doors keep the default
+    result = subprocess.run([*PROXY, "http", "--help"], capture_output=True, text=True, env=proxy_env(None), timeout=30)
+    assert "--request-deadline" not in result.stdout

@@ -20,7 +20,8 @@ Built to run all day: credentials are refreshed before they expire (and once mor
 token expired), a server that forgot the session gets a new one without the client noticing, throttling,
 502/503/504 and cold starts (424) are retried with backoff, a wrong local clock is corrected from the
 server's Date header, and every failure reaches the client as a JSON-RPC error that says the cause and
-the fix.
+the fix. A server cannot exhaust its memory or hold a request forever: an answer larger than
+--max-message-bytes, or one that does not come within --request-deadline, ends in such an error.
 
 Every flag has an environment variable; a flag wins over its variable. Region and service name are
 inferred from AWS endpoint URLs when not given."""

@@ -58,6 +58,13 @@ log = get_logger("mcp")
 ORDERING_WAIT_SECONDS = 2.0
 SHUTDOWN_GRACE_SECONDS = 5.0
 
+PROBLEM_DEADLINE = (
+    "no response within the request deadline of {seconds:g} s (--request-deadline): the proxy stopped waiting and "
+    "closed the request's stream. Diagnosis: the server kept the request open without answering it (it may still "
+    "be sending progress); raise --request-deadline (MCP_REQUEST_DEADLINE) if it legitimately takes longer; the "
+    "request may have been executed, so it was not resent"
+)
+
 
 class Failure:
     """Why a message could not be delivered: the text the client reads, plus machine-readable data."""
@@ -146,6 +153,7 @@ class Bridge:
             deliver=self.deliver,
             extra_headers=self.config.headers,
             tool_headers=self.tool_headers,
+            max_message_bytes=self.config.max_message_bytes,
         )
         if self.config.transport == "streamable-http":
             return streamable
@@ -160,6 +168,7 @@ class Bridge:
                 deliver=self.deliver,
                 extra_headers=self.config.headers,
                 timeout=self.config.timeout,
+                max_message_bytes=self.config.max_message_bytes,
             )
 
         if self.config.transport == "sse":
@@ -325,8 +334,24 @@ class Bridge:
 
         The single place where the outcome becomes the client's answer: every request the message carries
         ends up answered exactly once, by the server (through :meth:`deliver`) or here, with an error that
-        says what went wrong and how to fix it.
+        says what went wrong and how to fix it. ``--request-deadline`` bounds the whole of it for requests.
         """
+        deadline = self.config.request_deadline
+        if deadline is None or not message.requests() or self._warm_answers(message):
+            await self._send(message)
+            return
+        try:
+            # Cancelling the attempt closes its stream (on the 2026 wire, that cancels the request upstream).
+            await asyncio.wait_for(self._send(message), deadline)
+        except asyncio.TimeoutError:
+            text = PROBLEM_DEADLINE.format(seconds=deadline)
+            await self.fail(message, Failure(text, {"kind": "request_deadline", "retryable": False}))
+
+    def _warm_answers(self, message: Envelope) -> bool:
+        """``--warm`` answers this initialize from its cache: the real one behind it must run to its end."""
+        return self.warm_cache is not None and message.kind == "request" and message.method == "initialize"
+
+    async def _send(self, message: Envelope) -> None:
         is_initialize = message.kind == "request" and message.method == "initialize"
         try:
             if not is_initialize:
@@ -457,7 +482,7 @@ class Bridge:
         from sigv4_proxy.mcp.transport import PROBLEM_STREAM_ENDED
 
         reason = result.problem or PROBLEM_STREAM_ENDED
-        data: dict[str, Any] = {"kind": "unexpected_response"}
+        data: dict[str, Any] = {"kind": result.problem_kind}
         if result.status is not None:
             data["status"] = result.status
         return Failure(reason, data)
@@ -624,17 +649,39 @@ class Bridge:
             await self.stdout.write_message(line)
 
     async def deliver(self, data: bytes | bytearray, envelope: Envelope, via: Envelope | None) -> None:
-        """Write one upstream message to stdout, unless it answers a request that is answered already."""
-        keys = envelope.response_keys()
-        for key in keys:
-            pending = self.pending.resolve(key)
-            if pending is None:
-                log.warning("dropped a response for id=%s: no request with that id is waiting for one", key)
-                if envelope.kind == "response":
-                    return
-                continue
-            self._observe(pending.method, envelope)
+        """Write one upstream message to stdout, unless it answers a request that is answered already (a batch
+        loses those of its responses, and a response repeated within it)."""
+        if envelope.kind == "batch":
+            kept = self._unanswered_part(data, envelope)
+            if kept is not None:
+                await self.stdout.write_message(kept)
+            return
+        if envelope.kind == "response" and not self._claim(envelope):
+            return
         await self.stdout.write_message(data)
+
+    def _claim(self, response: Envelope) -> bool:
+        """Resolve the request a response answers; False (and a warning) when none is waiting for it."""
+        pending = self.pending.resolve(response.key)
+        if pending is None:
+            log.warning("dropped a response for id=%s: no request with that id is waiting for one", response.key)
+            return False
+        self._observe(pending.method, response)
+        return True
+
+    def _unanswered_part(self, data: bytes | bytearray, batch: Envelope) -> bytes | bytearray | None:
+        """``data`` without the responses nobody waits for: as is when none, None when nothing is left, else a
+        smaller batch of the other members' exact bytes (never re-serialised)."""
+        kept: list[Envelope] = []
+        for member in batch.members:
+            if member.kind == "response" and not self._claim(member):
+                continue
+            kept.append(member)
+        if len(kept) == len(batch.members):
+            return data
+        if not kept:
+            return None
+        return b"[" + b",".join(bytes(data[slice(*member.span)]) for member in kept if member.span) + b"]"
 
     def _observe(self, method: str, envelope: Envelope) -> None:
         """Learn what routing needs from answers passing through."""

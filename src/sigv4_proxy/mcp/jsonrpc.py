@@ -14,6 +14,7 @@ not a JSON-RPC message) the client must get instead.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -256,6 +257,7 @@ class Envelope:
     params_span: tuple[int, int] | None = None
     result_span: tuple[int, int] | None = None
     members: list[Envelope] = field(default_factory=list)  # batch elements
+    span: tuple[int, int] | None = None  # a batch element's bytes within ``raw``
 
     @property
     def key(self) -> str:
@@ -366,7 +368,9 @@ def _peek_batch(buf: bytes | bytearray, pos: int, stop: int) -> Envelope:
     cursor = _skip_ws(buf, pos + 1, end - 1)
     while cursor < end - 1:
         element_end = _value_end(buf, cursor, end - 1)
-        batch.members.append(_envelope(buf, member_spans(buf, cursor, element_end)))
+        member = _envelope(buf, member_spans(buf, cursor, element_end))
+        member.span = (cursor, element_end)
+        batch.members.append(member)
         cursor = _skip_ws(buf, element_end, end - 1)
         if cursor < end - 1:
             if buf[cursor] != 0x2C:
@@ -384,17 +388,27 @@ class _NotJsonRpc(ValueError):
 
 
 def _decode_id(buf: bytes | bytearray, members: dict[str, tuple[int, int]]) -> Any:
+    """The id to answer an invalid message under: a usable one, else None (JSON-RPC's null)."""
     value = _decode_small(buf, members.get("id"), 1024)
-    return value if isinstance(value, _ID_TYPES) and not isinstance(value, bool) else None
+    return value if _usable_id(value) else None
 
 
 def _checked_id(buf: bytes | bytearray, members: dict[str, tuple[int, int]], allow_null: bool = False) -> Any:
     value = _decode_small(buf, members["id"], 1024)
     if value is None and allow_null:
         return None
-    if not isinstance(value, _ID_TYPES) or isinstance(value, bool):
+    if isinstance(value, float) and not math.isfinite(value):  # 1e400, and NaN / Infinity on unvalidated lines
+        raise _NotJsonRpc(None, "JSON-RPC id must be a finite number")
+    if not _usable_id(value):
         raise _NotJsonRpc(None, "JSON-RPC id must be a string or a number")
     return value
+
+
+def _usable_id(value: Any) -> bool:
+    """A string or a number JSON can write back (1e400 parses to infinity, which would be echoed as Infinity)."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return isinstance(value, _ID_TYPES) and not isinstance(value, bool)
 
 
 def _reject_constant(name: str) -> Any:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
 
+from sigv4_proxy.config import DEFAULT_MAX_MESSAGE_BYTES
 from sigv4_proxy.logging import get_logger
 from sigv4_proxy.mcp.jsonrpc import Envelope
 from sigv4_proxy.mcp.session import SessionState
@@ -40,6 +41,7 @@ from sigv4_proxy.mcp.transport import (
     _media_type,
     _read_limited,
     message_event,
+    refuse_too_large,
 )
 
 if TYPE_CHECKING:
@@ -93,6 +95,7 @@ class _Stream:
     endpoint_seen: asyncio.Event = field(default_factory=asyncio.Event)
     ended: asyncio.Event = field(default_factory=asyncio.Event)
     end_reason: BaseException | None = None
+    too_large: bool = False  # closed by the proxy: a message outgrew --max-message-bytes
     last_activity: float = field(default_factory=time.monotonic)
 
     @property
@@ -116,6 +119,7 @@ class LegacySseTransport:
         extra_headers: Sequence[tuple[str, str]] = (),
         timeout: float | None = None,
         endpoint_wait: float = DEFAULT_ENDPOINT_WAIT,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
         self.client = client
         self.url = url
@@ -124,6 +128,7 @@ class LegacySseTransport:
         self.extra_headers = list(extra_headers)
         self.timeout = timeout  # --timeout: how long an answer may take, counted from the stream's last sign of life
         self.endpoint_wait = min(endpoint_wait, timeout) if timeout else endpoint_wait
+        self.max_message_bytes = max_message_bytes  # --max-message-bytes, for every event on the stream
         self._stream: _Stream | None = None
         self._generations = 0
         self._session_generation: int | None = None  # the stream the current MCP session was initialised on
@@ -181,7 +186,9 @@ class LegacySseTransport:
         ended.cancel()
         if stream.endpoint is None:
             await self._close(stream)
-            if stream.end_reason is not None:
+            if stream.too_large:
+                refuse_too_large(result, self.max_message_bytes)
+            elif stream.end_reason is not None:
                 result.error = stream.end_reason
             else:
                 result.problem = PROBLEM_NO_ENDPOINT.format(seconds=self.endpoint_wait)
@@ -199,12 +206,16 @@ class LegacySseTransport:
         import httpx
 
         assert stream.response is not None
-        parser = SSEParser()
+        parser = SSEParser(self.max_message_bytes)
         try:
             async for chunk in stream.response.aiter_bytes():
                 stream.last_activity = time.monotonic()
                 for event in parser.feed(chunk):
                     await self._on_event(stream, event.event, event.data, event.has_data)
+                if parser.too_large:
+                    # The one stream is the session: closing it fails what waits on it; the next POST opens a new one.
+                    stream.too_large = True
+                    break
         except (OSError, httpx.HTTPError) as exc:
             stream.end_reason = exc
         finally:
@@ -214,10 +225,7 @@ class LegacySseTransport:
             with contextlib.suppress(Exception):
                 await stream.response.aclose()
         if self._stream is stream:
-            log.warning(
-                "the legacy SSE event stream ended%s",
-                f" ({type(stream.end_reason).__name__})" if stream.end_reason else " (closed by the server)",
-            )
+            log.warning("the legacy SSE event stream ended (%s)", _end_cause(stream))
 
     async def _on_event(self, stream: _Stream, kind: str, data: bytearray, has_data: bool) -> None:
         if kind == "endpoint":
@@ -274,13 +282,8 @@ class LegacySseTransport:
         headers = {"Content-Type": "application/json", **dict(self.extra_headers)}
         started = time.monotonic()
         try:
-            response = await self.client.post(stream.endpoint, content=body, headers=headers)
-            result.received_at = time.time()
-            result.status = response.status_code
-            result.headers = list(response.headers.multi_items())
-            result.content_type = _media_type(response.headers.get("content-type", ""))
+            response = await self._acknowledge(stream.endpoint, body, headers, result)
             if response.status_code >= 400:
-                result.body = response.content[:MAX_ERROR_BODY]
                 # the SDK's legacy server: 404 "Could not find session" once it forgot the endpoint's session
                 result.session_lost = response.status_code == 404 and not is_initialize
             elif response.status_code >= 300:
@@ -309,6 +312,25 @@ class LegacySseTransport:
         )
         return result
 
+    async def _acknowledge(
+        self, endpoint: str, body: bytes, headers: dict[str, str], result: PostResult
+    ) -> httpx.Response:
+        """POST the message; the acknowledgement (202) goes into ``result``, its body only as far as an error
+        needs: the answers come on the stream, and a body that never ends must not be read to its end."""
+        request = self.client.build_request("POST", endpoint, content=body, headers=headers)
+        response = await self.client.send(request, stream=True)
+        try:
+            result.received_at = time.time()
+            result.status = response.status_code
+            result.headers = list(response.headers.multi_items())
+            result.content_type = _media_type(response.headers.get("content-type", ""))
+            body = await _read_limited(response, MAX_ERROR_BODY)  # a short body is read to its end: keep-alive
+        finally:
+            await response.aclose()
+        if response.status_code >= 400:
+            result.body = body
+        return response
+
     async def _wait(self, waiter: _Waiter, stream: _Stream, result: PostResult) -> None:
         """Wait for the answers; --timeout counts from the stream's last sign of life, so a stream that keeps
         delivering (progress, other answers, keep-alives) is never cut."""
@@ -316,7 +338,9 @@ class LegacySseTransport:
 
         while waiter.keys:
             if not stream.alive:
-                if stream.end_reason is not None and waiter.keys:
+                if stream.too_large:
+                    refuse_too_large(result, self.max_message_bytes)
+                elif stream.end_reason is not None and waiter.keys:
                     result.error = stream.end_reason
                 else:
                     result.problem = PROBLEM_LEGACY_STREAM_ENDED
@@ -345,6 +369,14 @@ class LegacySseTransport:
         if stream is not None:
             await self._close(stream)
             log.info("legacy SSE event stream closed")
+
+
+def _end_cause(stream: _Stream) -> str:
+    if stream.too_large:
+        return "closed by the proxy: a message was larger than --max-message-bytes"
+    if stream.end_reason is not None:
+        return type(stream.end_reason).__name__
+    return "closed by the server"
 
 
 def _origin(url: str) -> str:

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sigv4_proxy.logging import get_logger, register_secret, setup_logging
+from sigv4_proxy.logging import get_logger, register_credentials, setup_logging
 
 if TYPE_CHECKING:
     import httpx
@@ -48,8 +48,7 @@ class SecretRegisteringProvider:
 
     def _seen(self, credentials: Credentials | None) -> Credentials | None:
         if credentials is not None:
-            register_secret(credentials.secret_access_key)
-            register_secret(credentials.session_token)
+            register_credentials(credentials)
         return credentials
 
     def get(self, now: datetime | None = None) -> Credentials:
@@ -155,6 +154,8 @@ def log_startup(config: ProxyConfig, credentials: Credentials, method: str | Non
     options = [f"timeout {config.timeout:g}s" if config.timeout else "no timeout"]
     options.append(f"transport {config.transport}")
     options.append(f"{config.retries} retr{'y' if config.retries == 1 else 'ies'}")
+    if config.request_deadline:
+        options.append(f"request deadline {config.request_deadline:g}s")
     if config.warm:
         options.append("warm start")
     if config.sse:

@@ -5,13 +5,17 @@ event-stream rules (CRLF, LF or CR line ends; ``:`` comments; ``event``, ``data`
 fields; one optional space after the colon; multi-line data joined with LF; an unfinished event at the
 end of the stream is discarded) and it is built for large messages: the bytes of a single ``data:`` line
 are never copied — the line buffer becomes the event's data — so a 50 MB event costs about 50 MB.
+
+With ``max_event_bytes`` it also bounds them: once an event's data (finished, or still arriving) grows past
+the limit, :attr:`SSEParser.too_large` is set, the events before it are still returned, and the parser
+accepts nothing more (the caller closes the stream). An endless line costs at most the limit plus a chunk.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["Event", "EventTooLarge", "SSEParser"]
+__all__ = ["Event", "SSEParser"]
 
 
 @dataclass(slots=True)
@@ -25,12 +29,15 @@ class Event:
     has_data: bool = False
 
 
-class EventTooLarge(ValueError):
-    """An event grew past the parser's ``max_event_bytes``."""
+# A line still arriving counts with its field name ("data: "): this much slack keeps an event of exactly the
+# limit from being refused before its line is complete.
+_FIELD_SLACK = 8
 
 
 class SSEParser:
-    """``events = parser.feed(chunk)`` for each chunk, then ``parser.close()`` at the end of the body."""
+    """``events = parser.feed(chunk)`` for each chunk, then ``parser.close()`` at the end of the body.
+
+    With ``max_event_bytes``, check :attr:`too_large` after each ``feed``."""
 
     def __init__(self, max_event_bytes: int | None = None) -> None:
         self._buffer = bytearray()
@@ -41,9 +48,10 @@ class SSEParser:
         self.last_event_id: str | None = None
         self.retry: int | None = None
         self._skip_lf = False  # the previous chunk ended with CR: a leading LF belongs to it
+        self.too_large = False  # an event outgrew max_event_bytes: nothing more is parsed
 
     def feed(self, chunk: bytes | bytearray | memoryview) -> list[Event]:
-        if not chunk:
+        if not chunk or self.too_large:
             return []
         buffer = self._buffer
         if self._skip_lf and not buffer:
@@ -52,20 +60,20 @@ class SSEParser:
                 chunk = chunk[1:]
         buffer += chunk
         events: list[Event] = []
-        while True:
+        while not self.too_large:
             end = self._find_line_end()
             if end is None:
                 break
             line_end, next_start = end
             self._take_line(line_end, next_start, events)
-        if self._max is not None and len(self._buffer) + len(self._event.data) > self._max:
-            raise EventTooLarge(f"server-sent event larger than {self._max} bytes")
+        if self._max is not None and len(self._buffer) + len(self._event.data) > self._max + _FIELD_SLACK:
+            self._refuse()
         return events
 
     def close(self) -> list[Event]:
         """End of stream: a final line without a line break still counts; an unfinished event does not."""
         events: list[Event] = []
-        if self._buffer:
+        if self._buffer and not self.too_large:
             self._take_line(len(self._buffer), len(self._buffer), events)
         self._event = Event()
         self._event_started = False
@@ -142,7 +150,17 @@ class SSEParser:
             self._event_started = True
 
     def _dispatch(self, events: list[Event]) -> None:
+        if self._max is not None and len(self._event.data) > self._max:
+            self._refuse()
+            return
         if self._event_started:
             events.append(self._event)
+        self._event = Event()
+        self._event_started = False
+
+    def _refuse(self) -> None:
+        """Stop for good and let go of what the too-large event holds."""
+        self.too_large = True
+        self._buffer = bytearray()
         self._event = Event()
         self._event_started = False

@@ -8,7 +8,9 @@ laptops sleep; servers that poll close it on purpose after setting a ``retry`` t
   ``Last-Event-ID`` of the last event seen, so a server that keeps events can replay what was missed;
 * after a broken connection or a transient refusal (429, 5xx, 424): the same, backing off exponentially
   (up to a minute, with jitter) while attempts keep failing without delivering anything;
-* after an expired token or a clock-skew refusal: once the credentials are refreshed / the clock corrected.
+* after an expired token or a clock-skew refusal: once the credentials are refreshed / the clock corrected;
+* after the proxy closed it because a message outgrew ``--max-message-bytes``: with a warning naming the flag,
+  backing off as for failures even when the stream had delivered (a server may replay the same message).
 
 It stops, quietly, on 405 (the server has no such stream), on 404 (the server forgot the session: the
 bridge re-opens the stream once it has re-established the session), and with a warning on any other
@@ -23,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from sigv4_proxy.logging import get_logger
+from sigv4_proxy.mcp.transport import RESPONSE_TOO_LARGE
 
 if TYPE_CHECKING:
     from sigv4_proxy.mcp.bridge import Bridge
@@ -80,7 +83,7 @@ class StandaloneStream:
             verdict = await self._judge(result)
             if verdict is None:
                 return
-            if result.delivered:
+            if result.delivered and result.problem_kind != RESPONSE_TOO_LARGE:
                 failures = 0
             failures += 1
             delay = self._delay(failures, getattr(transport, "retry_ms", None))
@@ -122,6 +125,14 @@ class StandaloneStream:
         if result.error is not None:
             diagnosis = diagnose.diagnose_exception(result.error, context=context)
             return f"broke off: {_first_sentence(diagnosis.message())}"
+        if result.problem_kind == RESPONSE_TOO_LARGE:
+            limit = self.bridge.config.max_message_bytes
+            log.warning(
+                "standalone event stream: a message larger than %d bytes (--max-message-bytes) was not delivered; "
+                "raise --max-message-bytes if the server's messages are legitimately this large",
+                limit,
+            )
+            return "closed by the proxy (a message over --max-message-bytes)"
         if result.problem:
             log.warning("standalone event stream: %s", result.problem)
             return None

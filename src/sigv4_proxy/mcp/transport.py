@@ -7,7 +7,8 @@ HTTP uses:
   hands every message of the answer — one JSON body, or the events of an SSE stream as they arrive — to
   the bridge's ``deliver`` callback. It reports what happened, network failures included, in a
   :class:`PostResult`; it never retries and never decides what the client is told (the bridge's ``send``
-  does, in one place);
+  does, in one place). No message is read past ``--max-message-bytes`` (a JSON body, an event, a compressed
+  body as it is decompressed): the stream is closed and the result says so (``response_too_large``);
 * :meth:`~StreamableHttpTransport.listen` holds the standalone GET stream (``--sse``) for
   server-initiated messages;
 * :meth:`~StreamableHttpTransport.terminate` ends the session with DELETE at shutdown.
@@ -26,6 +27,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from sigv4_proxy.config import DEFAULT_MAX_MESSAGE_BYTES
 from sigv4_proxy.logging import get_logger
 from sigv4_proxy.mcp import jsonrpc
 from sigv4_proxy.mcp.jsonrpc import Envelope
@@ -70,6 +72,15 @@ PROBLEM_STREAM_ENDED = (
     "the server's event stream ended without the response. Diagnosis: the server closed the stream early (crash, "
     "restart, or a gateway's time limit); the request may have been executed, so it was not resent"
 )
+PROBLEM_TOO_LARGE = (
+    "response larger than {limit} bytes (--max-message-bytes): the server sent a message (a JSON body, an event, or "
+    "what a compressed body expands to) over the limit, so the proxy stopped reading and closed the stream. "
+    "Diagnosis: raise --max-message-bytes (MCP_MAX_MESSAGE_BYTES) if answers this large are expected; the request "
+    "may have been executed, so it was not resent"
+)
+# PostResult.problem_kind values (the error's data.kind)
+UNEXPECTED_RESPONSE = "unexpected_response"
+RESPONSE_TOO_LARGE = "response_too_large"
 
 # deliver(message bytes, its envelope, the client message whose POST carried it (None: standalone stream))
 Deliver = Callable[[bytes | bytearray, Envelope, Envelope | None], Awaitable[None]]
@@ -84,12 +95,15 @@ class PostResult:
     answer: once it is above zero the server has certainly started executing the request. ``session_lost``
     says the server no longer knows the session the message was sent in (a 404 for a request carrying a
     session id; a legacy event stream that ended): nothing was executed, and a new session can be set up.
+    ``problem_kind`` names the kind of ``problem`` for the client's error data (``response_too_large``: a message
+    over ``--max-message-bytes``).
     """
 
     status: int | None = None
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes = b""  # the first MAX_ERROR_BODY bytes of an error (status >= 400) body
     problem: str | None = None
+    problem_kind: str = UNEXPECTED_RESPONSE
     error: BaseException | None = None
     unanswered: set[str] = field(default_factory=set)  # keys of requests the answer did not answer
     content_type: str = ""
@@ -137,6 +151,7 @@ class StreamableHttpTransport:
         deliver: Deliver,
         extra_headers: Sequence[tuple[str, str]] = (),
         tool_headers: ToolHeaderMaps | None = None,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
         self.client = client
         self.url = url
@@ -144,6 +159,7 @@ class StreamableHttpTransport:
         self.deliver = deliver
         self.extra_headers = list(extra_headers)
         self.tool_headers = tool_headers if tool_headers is not None else ToolHeaderMaps()
+        self.max_message_bytes = max_message_bytes  # --max-message-bytes, for every message the server sends
         self.last_event_id: str | None = None  # of the standalone stream
         self.retry_ms: int | None = None  # the standalone stream's reconnection time, as the server set it
 
@@ -230,9 +246,10 @@ class StreamableHttpTransport:
     async def _read_json(
         self, message: Envelope, response: httpx.Response, result: PostResult, awaited: set[str], deliver: Deliver
     ) -> None:
-        body = bytearray()
-        async for chunk in response.aiter_bytes():
-            body += chunk
+        body = await read_bounded(response, self.max_message_bytes)
+        if body is None:
+            refuse_too_large(result, self.max_message_bytes)
+            return
         if not body or body.isspace():
             result.problem = PROBLEM_EMPTY.format(status=response.status_code)
             return
@@ -247,12 +264,15 @@ class StreamableHttpTransport:
     async def _read_stream(
         self, message: Envelope, response: httpx.Response, result: PostResult, awaited: set[str], deliver: Deliver
     ) -> None:
-        parser = SSEParser()
+        parser = SSEParser(self.max_message_bytes)
         async for chunk in response.aiter_bytes():
             for event in parser.feed(chunk):
                 await self._on_event(event.event, event.data, event.has_data, message, awaited, deliver)
             if not awaited:
                 return  # every request of this POST is answered: the stream has nothing more for us
+            if parser.too_large:
+                refuse_too_large(result, self.max_message_bytes)
+                return
         for event in parser.close():
             await self._on_event(event.event, event.data, event.has_data, message, awaited, deliver)
         if awaited:
@@ -329,7 +349,7 @@ class StreamableHttpTransport:
                     result.problem = "the server answered the GET without an event stream"
                     return result
                 log.info("standalone event stream open%s", " (resumed)" if LAST_EVENT_ID in headers else "")
-                parser = SSEParser()
+                parser = SSEParser(self.max_message_bytes)
                 async for chunk in response.aiter_bytes():
                     for event in parser.feed(chunk):
                         if event.id is not None:
@@ -337,6 +357,9 @@ class StreamableHttpTransport:
                         if event.retry is not None:
                             self.retry_ms = event.retry
                         await self._on_event(event.event, event.data, event.has_data, None, set(), counted)
+                    if parser.too_large:
+                        refuse_too_large(result, self.max_message_bytes)
+                        return result
         except (OSError, httpx.HTTPError) as exc:
             result.error = exc
         return result
@@ -451,6 +474,25 @@ def _httpx_error() -> type[Exception]:
 
 def _media_type(content_type: str) -> str:
     return content_type.split(";", 1)[0].strip().lower()
+
+
+async def read_bounded(response: httpx.Response, limit: int) -> bytearray | None:
+    """The whole body, or None as soon as it grows past ``limit`` bytes (the rest is never read).
+
+    httpx hands over decoded bytes one network read at a time, so counting them here bounds what a compressed
+    body expands to as well: a gzip bomb costs at most the limit plus the expansion of one read."""
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        if len(body) + len(chunk) > limit:
+            return None
+        body += chunk
+    return body
+
+
+def refuse_too_large(result: PostResult, limit: int) -> None:
+    """Record in ``result`` that the answer outgrew ``--max-message-bytes`` (the caller closes the stream)."""
+    result.problem = PROBLEM_TOO_LARGE.format(limit=limit)
+    result.problem_kind = RESPONSE_TOO_LARGE
 
 
 async def _read_limited(response: httpx.Response, limit: int) -> bytes:
