@@ -164,6 +164,9 @@ _header_name = st.one_of(
     st.sampled_from(["X-Foo", "x-foo", "X-FOO", "Content-Type", "x-amz-meta-a", "My-Header1", "Accept"]),
     st.text(st.sampled_from(list(TCHAR)), min_size=1, max_size=12),
 ).filter(lambda n: n.lower() not in _SPECIAL_HEADERS)
+# Printable ASCII and runs of SP/HT only. botocore folds *any* str.split() whitespace (NBSP, NEL, U+2028, U+3000,
+# U+001C-U+001F, ...) while AWS's C signer (awscrt) and ours fold ASCII whitespace only, so those characters have
+# no single right answer here; test_header_whitespace.py checks them against awscrt.
 _header_value_char = st.one_of(
     st.characters(min_codepoint=0x21, max_codepoint=0x7E), st.sampled_from([" ", "  ", "\t", " \t "])
 )

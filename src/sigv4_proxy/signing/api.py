@@ -11,6 +11,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
+from threading import Lock
 from urllib.parse import urlsplit
 
 from sigv4_proxy.errors import SigningError
@@ -61,7 +62,7 @@ class Scope:
         if self.algorithm == V4A:
             return v4a.sign_string(credentials.access_key_id, credentials.secret_access_key, string_to_sign)
         assert self.region is not None
-        return v4.sign_string(credentials.secret_access_key, self.amz_date, self.region, self.service, string_to_sign)
+        return v4.sign_with(credentials, self.amz_date, self.region, self.service, string_to_sign)
 
     def string_to_sign(self, canonical_request: str) -> str:
         return v4.string_to_sign(self.algorithm, self.amz_date, self.credential_scope, canonical_request)
@@ -153,7 +154,40 @@ class _SignPlan:
     signed_added: tuple[str, ...]  # which added headers' values go between those parts, in order
 
 
-@lru_cache(maxsize=512)
+# (method, url, header items, added header names, unsigned names, service, normalize_path, double_encode)
+_PlanKey = tuple[str, str, tuple[tuple[str, str], ...], tuple[str, ...], frozenset[str], str, bool | None, bool | None]
+_PLAN_CACHE_SIZE = 512
+_plans: dict[_PlanKey, _SignPlan] = {}
+_plans_lock = Lock()
+
+
+def _new_sign_plan(key: _PlanKey) -> _SignPlan:
+    """A cache miss (sign() looks `_plans` up itself: a function call costs more than the lookup). Headers that
+    signing replaces (a previous signature, date or session token, as a re-sent request carries them) are dropped
+    before a key is stored: they do not change the plan, and a session token must never be kept as a key of a
+    process-wide cache."""
+    method, url, items, added_names, skip, service, normalize_path, double_encode = key
+    kept = _without_replaced(items, added_names)
+    if len(kept) != len(items):
+        kept_key = (method, url, kept, added_names, skip, service, normalize_path, double_encode)
+        return _plans.get(kept_key) or _new_sign_plan(kept_key)
+    plan = _sign_plan(method, url, items, added_names, skip, service, normalize_path, double_encode)
+    with _plans_lock:
+        _plans[key] = plan
+        while len(_plans) > _PLAN_CACHE_SIZE:
+            del _plans[next(iter(_plans))]
+    return plan
+
+
+def _replaced_names(added_names: tuple[str, ...]) -> frozenset[str]:
+    return _AUTH_HEADERS | {name.lower() for name in added_names}
+
+
+def _without_replaced(items: tuple[tuple[str, str], ...], added_names: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    replaced = _replaced_names(added_names)
+    return tuple((name, value) for name, value in items if str(name).lower() not in replaced)
+
+
 def _sign_plan(
     method: str,
     url: str,
@@ -167,7 +201,7 @@ def _sign_plan(
     """Requests to one endpoint repeat their method, URL and headers; only X-Amz-Date and friends change per
     request, so canonicalising, grouping, folding and sorting is done once per request shape."""
     scheme, netloc, path, query = _split_url(url)
-    replaced = _AUTH_HEADERS | {name.lower() for name in added_names}
+    replaced = _replaced_names(added_names)
     given = [(str(name), str(value)) for name, value in items if str(name).lower() not in replaced]
     if not any(name.lower() == "host" for name, _ in given):
         given.insert(0, ("Host", canonical.host_header(scheme, netloc)))
@@ -256,15 +290,17 @@ def sign(
     if omit_session_token:
         skip = skip | {"x-amz-security-token"}
     items = tuple(headers.items()) if isinstance(headers, Mapping) else tuple(headers or ())
-    plan = _sign_plan(method, url, items, tuple(added), skip, service, normalize_path, double_encode)
+    key = (method, url, items, tuple(added), skip, service, normalize_path, double_encode)
+    plan = _plans.get(key) or _new_sign_plan(key)  # no lock to read: a dict lookup is atomic
     parts = plan.canonical_request_parts
-    if len(parts) == 2:  # the usual case: X-Amz-Date is the only value that changes
-        name = plan.signed_added[0]
-        creq = f"{parts[0]}{' '.join(added[name].split())}{parts[1]}{body_hash}"
+    if len(parts) == 2 and plan.signed_added[0] == "X-Amz-Date":
+        # The usual case: X-Amz-Date, ours and already canonical, is the only value that changes.
+        creq = f"{parts[0]}{scope.amz_date}{parts[1]}{body_hash}"
     else:
         pieces = [parts[0]]
         for name, part in zip(plan.signed_added, parts[1:], strict=True):
-            pieces += [" ".join(added[name].split()), part]
+            value = added[name]
+            pieces += [value if name == "X-Amz-Date" else canonical.canonical_header_value(value), part]
         creq = "".join(pieces) + body_hash
     signed_headers = plan.signed_headers
     given = plan.given
@@ -344,7 +380,7 @@ def presign(
     slots = {
         "cred": encode(f"{credentials.access_key_id}/{scope.credential_scope}"),
         "date": scope.amz_date,
-        "token": encode(token) if token else "",
+        "token": credentials.encoded_session_token if token else "",
     }
     creq = plan.canonical_request_format.format_map(slots)
     sts = scope.string_to_sign(creq)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 
 V4 = "AWS4-HMAC-SHA256"
 V4A = "AWS4-ECDSA-P256-SHA256"
@@ -33,6 +34,26 @@ class Credentials:
     @property
     def masked_access_key(self) -> str:
         return mask_key(self.access_key_id)
+
+    @cached_property
+    def secret_fingerprint(self) -> bytes:
+        """What the signing-key caches check a cached key against (they never keep the secret itself). Computed
+        once per object: signing the same credentials again pays a dictionary lookup, not a hash."""
+        from sigv4_proxy.signing.keycache import fingerprint
+
+        return fingerprint(self.secret_access_key)
+
+    @cached_property
+    def encoded_session_token(self) -> str:
+        """The session token percent-encoded for a query string (presigning). Kept here, with the token it
+        encodes, rather than in a process-wide cache that would outlive the credentials."""
+        from sigv4_proxy.signing.canonical import encode_text
+
+        return encode_text(self.session_token or "")
+
+    def __getstate__(self) -> dict[str, object]:
+        # The fingerprint is keyed per process: a copy in another process computes its own.
+        return {name: value for name, value in self.__dict__.items() if name != "secret_fingerprint"}
 
     def __repr__(self) -> str:
         token = ", session_token=****" if self.session_token else ""

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from threading import Lock
 from typing import Any
 
-from sigv4_proxy.signing.model import V4
+from sigv4_proxy.signing.keycache import KeyCache
+from sigv4_proxy.signing.model import V4, Credentials
 
-_KEY_CACHE_SIZE = 256
-_key_cache: dict[tuple[str, str, str, str], tuple[bytes, Any]] = {}
-_key_cache_lock = Lock()
+# A derived key is valid for one day, region and service. Keyed by access key id and that scope, checked
+# against the secret's fingerprint: the cache never holds a secret, and a rotated secret replaces every key
+# derived from the old one.
+_key_cache: KeyCache[tuple[bytes, Any]] = KeyCache(max_entries=256)
+_find = _key_cache.find
 
 
 def _hmac(key: bytes, message: str) -> bytes:
@@ -25,26 +27,22 @@ def derive_signing_key(secret_access_key: str, date: str, region: str, service: 
     return _hmac(k_service, "aws4_request")
 
 
-def signing_key(secret_access_key: str, date: str, region: str, service: str) -> bytes:
+def signing_key(credentials: Credentials, date: str, region: str, service: str) -> bytes:
     """The derived key for one day, region and service; cached because it is valid all day (four HMACs saved)."""
-    return _signer(secret_access_key, date, region, service)[0]
+    return _signer(credentials, date, region, service)[0]
 
 
-def _signer(secret_access_key: str, date: str, region: str, service: str) -> tuple[bytes, Any]:
+def _signer(credentials: Credentials, date: str, region: str, service: str) -> tuple[bytes, Any]:
     """(signing key, an HMAC-SHA256 keyed with it). Copying a keyed HMAC is about half the cost of keying a new
-    one, and signing is on the proxy's hot path. Reads take no lock (a dict lookup is atomic); the cache is
-    bounded by evicting the oldest entry."""
-    cache_key = (secret_access_key, date, region, service)
-    entry = _key_cache.get(cache_key)
-    if entry is not None:
-        return entry
-    key = derive_signing_key(secret_access_key, date, region, service)
-    entry = (key, hmac.new(key, digestmod=hashlib.sha256))
-    with _key_cache_lock:
-        _key_cache[cache_key] = entry
-        while len(_key_cache) > _KEY_CACHE_SIZE:
-            del _key_cache[next(iter(_key_cache))]
-    return entry
+    one, and signing is on the proxy's hot path: a hit is one dict lookup and one fingerprint comparison."""
+    fingerprint = credentials.secret_fingerprint
+    entry = _find((credentials.access_key_id, date, region, service))
+    if entry is not None and entry[0] == fingerprint:
+        return entry[1]
+    key = derive_signing_key(credentials.secret_access_key, date, region, service)
+    signer = (key, hmac.new(key, digestmod=hashlib.sha256))
+    _key_cache.put(credentials.access_key_id, fingerprint, (date, region, service), signer)
+    return signer
 
 
 def credential_scope(date: str, region: str, service: str) -> str:
@@ -60,10 +58,25 @@ def signature(key: bytes, string_to_sign_text: str) -> str:
     return hmac.digest(key, string_to_sign_text.encode("utf-8"), "sha256").hex()
 
 
-def sign_string(secret_access_key: str, amz_date: str, region: str, service: str, text: str) -> str:
-    mac = _signer(secret_access_key, amz_date[:8], region, service)[1].copy()
+def sign_with(credentials: Credentials, amz_date: str, region: str, service: str, text: str) -> str:
+    """The signature of a string to sign, with the day's signing key from the cache."""
+    mac = _signer(credentials, amz_date[:8], region, service)[1].copy()
     mac.update(text.encode("utf-8"))
     return mac.hexdigest()
 
 
-__all__ = ["V4", "credential_scope", "derive_signing_key", "sign_string", "signature", "signing_key", "string_to_sign"]
+def sign_string(secret_access_key: str, amz_date: str, region: str, service: str, text: str) -> str:
+    """The signature of a string to sign, deriving the key (uncached: for one-off signing from a bare secret)."""
+    return signature(derive_signing_key(secret_access_key, amz_date[:8], region, service), text)
+
+
+__all__ = [
+    "V4",
+    "credential_scope",
+    "derive_signing_key",
+    "sign_string",
+    "sign_with",
+    "signature",
+    "signing_key",
+    "string_to_sign",
+]

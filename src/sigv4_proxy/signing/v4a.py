@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections import OrderedDict
-from threading import Lock
 from typing import TYPE_CHECKING
 
+from sigv4_proxy.signing.keycache import KeyCache, fingerprint
 from sigv4_proxy.signing.model import V4A
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -19,9 +18,10 @@ if TYPE_CHECKING:  # pragma: no cover
 # Order of the P-256 group (FIPS 186-4, D.1.2.3).
 P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
-_KEY_CACHE_SIZE = 64
-_key_cache: OrderedDict[tuple[str, str], EllipticCurvePrivateKey] = OrderedDict()
-_key_cache_lock = Lock()
+# One derived key per access key id (SigV4a keys have no scope), checked against the secret's fingerprint: the
+# cache never holds a secret, and a rotated secret replaces the key derived from the old one.
+_key_cache: KeyCache[EllipticCurvePrivateKey] = KeyCache(max_entries=64)
+_NO_SCOPE: tuple[str, ...] = ()
 
 
 def derive_private_scalar(access_key_id: str, secret_access_key: str) -> int:
@@ -42,20 +42,16 @@ def derive_private_scalar(access_key_id: str, secret_access_key: str) -> int:
 
 
 def private_key(access_key_id: str, secret_access_key: str) -> EllipticCurvePrivateKey:
-    """The derived key, cached per access key (deriving and building the key costs far more than signing)."""
-    cache_key = (access_key_id, secret_access_key)
-    with _key_cache_lock:
-        key = _key_cache.get(cache_key)
-        if key is not None:
-            _key_cache.move_to_end(cache_key)
-            return key
+    """The derived key, cached per access key (deriving and building the key costs far more than signing; the
+    fingerprint checked on each call costs well under 1% of an ECDSA signature)."""
+    secret_fingerprint = fingerprint(secret_access_key)
+    key = _key_cache.get(access_key_id, secret_fingerprint, _NO_SCOPE)
+    if key is not None:
+        return key
     from cryptography.hazmat.primitives.asymmetric import ec
 
     key = ec.derive_private_key(derive_private_scalar(access_key_id, secret_access_key), ec.SECP256R1())
-    with _key_cache_lock:
-        _key_cache[cache_key] = key
-        if len(_key_cache) > _KEY_CACHE_SIZE:
-            _key_cache.popitem(last=False)
+    _key_cache.put(access_key_id, secret_fingerprint, _NO_SCOPE, key)
     return key
 
 

@@ -25,7 +25,10 @@ SIGNATURE_MISMATCH = (
     "The request signature we calculated does not match the signature you provided. Check your AWS Secret "
     "Access Key and signing method. Consult the service documentation for details."
 )
-_AMZ_DATE = re.compile(r"^\d{8}T\d{6}Z$")
+# ASCII digits only (`\d` would take any Unicode digit), the whole value (`$` would allow a trailing newline).
+_AMZ_DATE = re.compile(r"[0-9]{8}T[0-9]{6}Z").fullmatch
+_EXPIRES = re.compile(r"[0-9]+").fullmatch
+MALFORMED_DATE = "X-Amz-Date must be in the ISO8601 Long Format \"yyyyMMdd'T'HHmmss'Z'\""
 _TOKEN_LINE = re.compile(r"(?im)^(x-amz-security-token:).*$")
 _TOKEN_PARAM = re.compile(r"(X-Amz-Security-Token=)[^&\s']*")
 
@@ -75,6 +78,7 @@ class _Parsed:
     signature: str
     amz_date: str
     presigned: bool
+    signed_at: datetime
     expires: int | None = None
     session_token: str | None = None
 
@@ -95,20 +99,39 @@ def verify(
     """Verify a received request. `target` is the path and query as received; `region`/`service` are what
     this endpoint expects (None: accept any). `accept_unsigned_session_token` also accepts presigned URLs
     whose session token was added after signing (AWS IoT's form). Returns a :class:`VerifyResult`; never
-    raises on bad input."""
+    raises on bad input (whatever the method, target, header names and values): a request that cannot be
+    parsed is a 403 like any other bad signature, never an exception for the server to turn into a 500."""
     items = canonical.header_items(headers)
-    # Not urlsplit: a target such as "//example//" is a path, not a network location.
-    path, _, raw_query = target.partition("#")[0].partition("?")
-    query = canonical.parse_query(raw_query)
+    now = _utc(now)
     parsed: _Parsed | None = None
     try:
+        path, query = _split_target(target)
         parsed = _parse(items, query)
         credentials = _check_claims(parsed, credentials_for, now, region, service, max_skew_seconds)
         return _check_signature(
-            parsed, credentials, method, path or "/", query, items, body or b"", accept_unsigned_session_token
+            parsed, credentials, method, path, query, items, body or b"", accept_unsigned_session_token
         )
     except _Reject as rejection:
         return _result_from(rejection, parsed)
+
+
+def _utc(moment: datetime) -> datetime:
+    """Naive datetimes are UTC (as everywhere in the signing core)."""
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
+
+
+def _split_target(target: str) -> tuple[str, list[tuple[str, str]]]:
+    # Not urlsplit: a target such as "//example//" is a path, not a network location.
+    path, _, raw_query = target.partition("#")[0].partition("?")
+    try:
+        return path or "/", canonical.parse_query(raw_query)
+    except UnicodeEncodeError:  # a lone surrogate: no client can send it, so no signature covers it
+        raise _unsignable() from None
+
+
+def _unsignable() -> _Reject:
+    """Text with no UTF-8 form (a lone surrogate, from a caller's decoding) cannot have been signed."""
+    return _Reject("InvalidSignatureException", SIGNATURE_MISMATCH, "signature")
 
 
 def _result_from(rejection: _Reject, parsed: _Parsed | None, **extra: object) -> VerifyResult:
@@ -199,20 +222,26 @@ def _parse_presigned(params: dict[str, str]) -> _Parsed:
     parsed.signed_headers = params["X-Amz-SignedHeaders"].split(";")
     parsed.signature = params["X-Amz-Signature"]
     parsed.session_token = params.get("X-Amz-Security-Token")
-    try:
-        parsed.expires = int(params["X-Amz-Expires"])
-    except ValueError:
-        raise _incomplete("X-Amz-Expires should be a number", "expires") from None
-    if not 0 < parsed.expires <= MAX_PRESIGN_EXPIRES:
-        raise _incomplete(
-            f"X-Amz-Expires must be less than a week (in seconds) that is {MAX_PRESIGN_EXPIRES}", "expires"
-        )
+    parsed.expires = _expires(params["X-Amz-Expires"])
     if algorithm == V4A:
         region_set = params.get("X-Amz-Region-Set", "")
         if not region_set:
             raise _incomplete("SigV4a presigned URLs require the 'X-Amz-Region-Set' parameter.")
         parsed.region_set = [r.strip() for r in region_set.split(",") if r.strip()]
     return parsed
+
+
+def _expires(text: str) -> int:
+    """X-Amz-Expires: ASCII digits (int() would also take `+9`, ` 9`, `9_0` and other scripts' digits), at most
+    a week. A number too long to be a week is not converted (int() of thousands of digits is slow, then fails)."""
+    if not _EXPIRES(text):
+        raise _incomplete("X-Amz-Expires should be a number", "expires")
+    significant = text.lstrip("0")
+    if not significant or len(significant) > len(str(MAX_PRESIGN_EXPIRES)) or int(significant) > MAX_PRESIGN_EXPIRES:
+        raise _incomplete(
+            f"X-Amz-Expires must be less than a week (in seconds) that is {MAX_PRESIGN_EXPIRES}", "expires"
+        )
+    return int(significant)
 
 
 def _parse_credential(algorithm: str, credential: str, amz_date: str, *, presigned: bool) -> _Parsed:
@@ -231,18 +260,49 @@ def _parse_credential(algorithm: str, credential: str, amz_date: str, *, presign
     else:
         key, date, service, _ = elements
         region = None
-    if not _AMZ_DATE.match(amz_date):
-        raise _incomplete("X-Amz-Date must be in the ISO8601 Long Format \"yyyyMMdd'T'HHmmss'Z'\"", "malformed_date")
-    return _Parsed(algorithm, key, date, region, None, service, [], "", amz_date, presigned)
+    signed_at = _amz_datetime(amz_date)
+    if signed_at is None:
+        raise _incomplete(MALFORMED_DATE, "malformed_date")
+    return _Parsed(algorithm, key, date, region, None, service, [], "", amz_date, presigned, signed_at)
+
+
+def _amz_datetime(text: str) -> datetime | None:
+    """`yyyyMMddTHHmmssZ` -> an aware UTC datetime; None when it is not one, including dates of the right
+    shape that no calendar has (month 13, hour 99, year 0000), which datetime() refuses with ValueError."""
+    if not _AMZ_DATE(text):
+        return None
+    try:
+        return datetime(
+            int(text[0:4]),
+            int(text[4:6]),
+            int(text[6:8]),
+            int(text[9:11]),
+            int(text[11:13]),
+            int(text[13:15]),
+            tzinfo=timezone.utc,
+        )
+    except ValueError:
+        return None
 
 
 def _date_header(value: str | None) -> str | None:
+    """An HTTP `Date` header as an X-Amz-Date, or None when it is not a date (then the request has no date)."""
     if not value:
         return None
     try:
-        return parsedate_to_datetime(value).astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    except (TypeError, ValueError):
+        moment = parsedate_to_datetime(value)
+        # "-0000" gives a naive datetime; it means UTC. (astimezone() would read the machine's time zone.)
+        moment = _utc(moment).astimezone(timezone.utc)
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a date the time zone shifts out of range
         return None
+    return _format_amz(moment)
+
+
+def _format_amz(moment: datetime) -> str:
+    # Not strftime: %Y is not zero-padded below year 1000 on every platform.
+    return (
+        f"{moment.year:04d}{moment.month:02d}{moment.day:02d}T{moment.hour:02d}{moment.minute:02d}{moment.second:02d}Z"
+    )
 
 
 def _mask(key: str) -> str:
@@ -276,7 +336,7 @@ def _check_claims(
         )
     _check_time(parsed, now, max_skew_seconds)
     if credentials.session_token:
-        if credentials.expiry is not None and credentials.expiry <= now:
+        if credentials.expiry is not None and _utc(credentials.expiry) <= now:
             raise _Reject(
                 "ExpiredTokenException", "The security token included in the request is expired", "expired_token"
             )
@@ -291,16 +351,15 @@ def _check_claims(
 
 
 def _fmt(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return _format_amz(moment.astimezone(timezone.utc))
 
 
 def _check_time(parsed: _Parsed, now: datetime, max_skew_seconds: int) -> None:
-    signed_at = datetime.strptime(parsed.amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
-    if now.tzinfo is None:
-        now = now.replace(tzinfo=timezone.utc)
+    # Differences, not sums: signed_at + expires overflows for a date in year 9999; a difference never does.
+    signed_at = parsed.signed_at
     skew = timedelta(seconds=max_skew_seconds)
     minutes = f"{max_skew_seconds // 60} min." if max_skew_seconds % 60 == 0 else f"{max_skew_seconds} sec."
-    if signed_at > now + skew:
+    if signed_at - now > skew:
         raise _Reject(
             "InvalidSignatureException",
             f"Signature not yet current: {parsed.amz_date} is still later than {_fmt(now + skew)} "
@@ -309,14 +368,14 @@ def _check_time(parsed: _Parsed, now: datetime, max_skew_seconds: int) -> None:
         )
     if parsed.presigned:
         assert parsed.expires is not None
-        if now > signed_at + timedelta(seconds=parsed.expires):
+        if now - signed_at > timedelta(seconds=parsed.expires):
             raise _Reject(
                 "InvalidSignatureException",
                 f"Signature expired: {parsed.amz_date} is now earlier than "
                 f"{_fmt(now - timedelta(seconds=parsed.expires))} ({_fmt(now)} - {parsed.expires} sec.)",
                 "expired",
             )
-    elif signed_at < now - skew:
+    elif now - signed_at > skew:
         raise _Reject(
             "InvalidSignatureException",
             f"Signature expired: {parsed.amz_date} is now earlier than {_fmt(now - skew)} ({_fmt(now)} - {minutes})",
@@ -428,20 +487,13 @@ def _compare(
     items: list[tuple[str, str]],
     payload_hash: str,
 ) -> VerifyResult:
-    creq = expected_canonical_request(
-        method, path, signed_query, items, parsed.signed_headers, payload_hash, parsed.service
-    )
-    if parsed.algorithm == V4:
-        assert parsed.region is not None
-        scope = v4.credential_scope(parsed.scope_date, parsed.region, parsed.service)
-        sts = v4.string_to_sign(V4, parsed.amz_date, scope, creq)
-        expected = v4.sign_string(credentials.secret_access_key, parsed.amz_date, parsed.region, parsed.service, sts)
-        good = _same(expected, parsed.signature.lower())
-    else:
-        scope = v4a.credential_scope(parsed.scope_date, parsed.service)
-        sts = v4.string_to_sign(V4A, parsed.amz_date, scope, creq)
-        key = v4a.private_key(credentials.access_key_id, credentials.secret_access_key).public_key()
-        good = v4a.verify_signature(key, sts, parsed.signature)
+    try:
+        creq = expected_canonical_request(
+            method, path, signed_query, items, parsed.signed_headers, payload_hash, parsed.service
+        )
+        sts, good = _expected_string_to_sign(parsed, credentials, creq)
+    except UnicodeEncodeError:  # a lone surrogate in the method, path, query, a header, the scope: never signed
+        return _result_from(_unsignable(), parsed)
     extra = {"expected_canonical_request": creq, "expected_string_to_sign": sts}
     if good:
         return _result_from(_Reject("", "", "ok", 200), parsed, ok=True, error_type=None, message="", **extra)
@@ -452,10 +504,24 @@ def _compare(
     return _result_from(_Reject("InvalidSignatureException", message, "signature"), parsed, **extra)
 
 
+def _expected_string_to_sign(parsed: _Parsed, credentials: Credentials, creq: str) -> tuple[str, bool]:
+    """(the string to sign the server computes, whether the request's signature signs it)."""
+    if parsed.algorithm == V4:
+        assert parsed.region is not None
+        scope = v4.credential_scope(parsed.scope_date, parsed.region, parsed.service)
+        sts = v4.string_to_sign(V4, parsed.amz_date, scope, creq)
+        expected = v4.sign_with(credentials, parsed.amz_date, parsed.region, parsed.service, sts)
+        return sts, _same(expected, parsed.signature.lower())
+    scope = v4a.credential_scope(parsed.scope_date, parsed.service)
+    sts = v4.string_to_sign(V4A, parsed.amz_date, scope, creq)
+    key = v4a.private_key(credentials.access_key_id, credentials.secret_access_key).public_key()
+    return sts, v4a.verify_signature(key, sts, parsed.signature)
+
+
 def _same(received: str, expected: str) -> bool:
-    """Constant-time comparison that also takes the non-ASCII text a client may send (compare_digest on str
-    accepts ASCII only and would raise instead of rejecting)."""
-    return hmac.compare_digest(received.encode("utf-8", "surrogateescape"), expected.encode("utf-8", "surrogateescape"))
+    """Constant-time comparison that also takes any text a client may send (compare_digest on str accepts ASCII
+    only and would raise instead of rejecting; surrogatepass encodes even a lone surrogate)."""
+    return hmac.compare_digest(received.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass"))
 
 
 def _redact(text: str) -> str:
