@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 from sigv4_proxy import endpoints
 from sigv4_proxy.errors import ConfigError, CredentialsError
+from sigv4_proxy.terminal import printable
 
 PASS, FAIL, WARN, SKIP = "pass", "fail", "warn", "skip"
 MARKS = {PASS: "✓", FAIL: "✗", WARN: "!", SKIP: "-"}
@@ -77,12 +78,15 @@ class DoctorReport:
         return {"ok": self.ok, "target": self.target, "checks": [c.to_dict() for c in self.checks]}
 
     def render(self) -> str:
+        """The human report, one line per check (and one per fix). Summaries quote the target's answers (an
+        error body, a server name, a certificate's names): every control character in them is shown as an
+        escape (``\\x1b``, ``\\n``), so a hostile server can neither drive the terminal nor forge a line."""
         width = max(len(c.title) for c in self.checks)
-        lines = [f"sigv4-proxy doctor{f' — {self.target}' if self.target else ''}"]
+        lines = [f"sigv4-proxy doctor{f' — {printable(self.target)}' if self.target else ''}"]
         for check in self.checks:
-            lines.append(f"{MARKS[check.status]} {check.title.ljust(width)}  {check.summary}")
+            lines.append(f"{MARKS[check.status]} {printable(check.title).ljust(width)}  {printable(check.summary)}")
             if check.fix:
-                lines.append(f"  {' ' * width}  fix: {check.fix}")
+                lines.append(f"  {' ' * width}  fix: {printable(check.fix)}")
         failed = sum(c.status == FAIL for c in self.checks)
         lines.append("")
         lines.append("all checks passed" if not failed else f"{failed} check{'s' if failed > 1 else ''} failed")

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from sigv4_proxy.signing.model import EMPTY_SHA256, MAX_PRESIGN_EXPIRES, UNSIGNED_PAYLOAD, V4, V4A, mask_key
+from sigv4_proxy.terminal import printable
 from sigv4_proxy.tokens import (
     DSQL_ACTIONS,
     DSQL_SERVICE,
@@ -1002,6 +1003,12 @@ def secrets_of(*tokens: ParsedToken) -> set[str]:
     return {value for value in found if len(value) >= 8}
 
 
+def as_printed(secrets: Iterable[str]) -> set[str]:
+    """The secrets in every form the text renderers can print them: raw, and with control characters
+    escaped by :func:`~sigv4_proxy.terminal.printable` (a mangled token can carry them)."""
+    return {form for secret in secrets for form in (secret, printable(secret))}
+
+
 def scrub(text: str, secrets: Iterable[str]) -> str:
     """Everything printed goes through here: pattern redaction, then the known secret values themselves
     (a mangled token can put them anywhere, e.g. inside another parameter's value)."""
@@ -1204,7 +1211,8 @@ def _search_hypotheses(
 
 
 def render_fields(token: ParsedToken, now: datetime) -> list[tuple[str, str]]:
-    """(label, value) lines describing the token, safe to print."""
+    """(label, value) lines describing the token, safe to print: the values come from the token, so their
+    control characters are escaped (a hostile token must not drive the terminal or fake a line)."""
     rows: list[tuple[str, str]] = []
     add = rows.append
     label = KIND_LABELS.get(token.kind, token.kind)
@@ -1251,7 +1259,7 @@ def render_fields(token: ParsedToken, now: datetime) -> list[tuple[str, str]]:
         add(("session token", f"present ({len(token.session_token)} chars)" if token.session_token else "absent"))
     if token.signature is not None:
         add(("signature", mask_signature(token.signature) or ""))
-    return rows
+    return [(label, printable(value)) for label, value in rows]
 
 
 _MARKS = {ERROR: "✗", WARNING: "!", INFO: "·"}
@@ -1266,12 +1274,12 @@ def render_report(report: Report) -> str:
     if not report.findings:
         lines.append("✓ no problems found")
     for item in report.findings:
-        lines.append(f"{_MARKS[item.severity]} {item.severity}: {item.message}")
+        lines.append(f"{_MARKS[item.severity]} {item.severity}: {printable(item.message)}")
         if item.fix:
-            lines.append(f"    fix: {item.fix}")
+            lines.append(f"    fix: {printable(item.fix)}")
     if report.findings and report.ok:
         lines.append("✓ no errors found")
-    return scrub("\n".join(lines), secrets_of(report.token))
+    return scrub("\n".join(lines), as_printed(secrets_of(report.token)))
 
 
 def render_comparison(comparison: Comparison) -> str:
@@ -1280,28 +1288,29 @@ def render_comparison(comparison: Comparison) -> str:
         lines.append("  no field differs" + (" (parameter order differs; AWS ignores order)"
                                              if comparison.order_differs else ""))
     else:
-        width = max(len(d.name) for d in comparison.diffs)
+        width = max(len(printable(d.name)) for d in comparison.diffs)
         lines.append(f"  {'field'.ljust(width)}  first  |  second")
         for diff in comparison.diffs:
             mark = "*" if diff.signed else " "
-            lines.append(f"{mark} {diff.name.ljust(width)}  {diff.left or '(none)'}  |  {diff.right or '(none)'}")
+            left, right = printable(diff.left or "(none)"), printable(diff.right or "(none)")
+            lines.append(f"{mark} {printable(diff.name).ljust(width)}  {left}  |  {right}")
         if comparison.order_differs:
             lines.append("  (parameter order differs too; AWS ignores order)")
         lines.append("  * = signed: a difference here changes the signature")
     lines.append("")
-    lines.append(comparison.explanation)
-    return scrub("\n".join(lines), secrets_of(comparison.left, comparison.right))
+    lines.append(printable(comparison.explanation))
+    return scrub("\n".join(lines), as_printed(secrets_of(comparison.left, comparison.right)))
 
 
 def render_verification(verification: Verification) -> str:
-    return scrub(_render_verification(verification), verification.secrets)
+    return scrub(_render_verification(verification), as_printed(verification.secrets))
 
 
 def _render_verification(verification: Verification) -> str:
     mark = "✓" if verification.ok else "✗"
-    lines = [f"{mark} verify: {verification.message}"]
+    lines = [f"{mark} verify: {printable(verification.message)}"]
     if verification.fix:
-        lines.append(f"    fix: {verification.fix}")
+        lines.append(f"    fix: {printable(verification.fix)}")
     if verification.ok or verification.expected_canonical_request is None:
         return "\n".join(lines)
     creq_line, sts_line = verification.first_difference()
@@ -1324,7 +1333,7 @@ def _side_by_side(title: str, expected: str | None, theirs: str | None, marked: 
 
 
 def _numbered(text: str, marked: int | None) -> list[str]:
-    return [f"{'>>' if index == marked else '  '} {index + 1:2d} | {line}" for index, line in
+    return [f"{'>>' if index == marked else '  '} {index + 1:2d} | {printable(line)}" for index, line in
             enumerate(text.split("\n"))]
 
 

@@ -143,3 +143,48 @@ def test_sign_cli_without_credentials_says_how_to_configure_them(clean_env, caps
     assert err.endswith(
         "(ensure AWS credentials are configured via environment variables, ~/.aws/credentials, or IAM role)\n"
     )
+
+
+# --- control characters in what is signed: exact into a pipe, escaped on a terminal ---------------------------
+
+EVIL_HEADER = "X-Evil: a\x1b[2Jb\x07\u202ec"
+EVIL_SHOWN = "a\\x1b[2Jb\\x07\\u202ec"
+EVIL_ARGS = ["sign", "GET", "https://abc.execute-api.us-east-1.amazonaws.com/p", "-H", EVIL_HEADER,
+             "--timestamp", "2015-08-30T12:36:00Z"]
+DRIVES_A_TERMINAL = ("\x1b", "\x07", "\u202e")
+
+
+@pytest.mark.parametrize("output", ["canonical-request", "headers", "curl"])
+def test_sign_cli_escapes_control_characters_on_a_terminal(output, clean_env, capsys, monkeypatch) -> None:
+    clean_env.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    clean_env.setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
+    assert main([*EVIL_ARGS, "--output", output]) == 0
+    exact = capsys.readouterr().out
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    assert main([*EVIL_ARGS, "--output", output]) == 0
+    shown, err = capsys.readouterr()
+    assert not any(char in shown for char in DRIVES_A_TERMINAL), shown
+    assert EVIL_SHOWN in shown
+    assert shown.count("\n") == exact.count("\n")  # the layout (the canonical request's lines) is kept
+    assert shown == exact.replace("a\x1b[2Jb\x07\u202ec", EVIL_SHOWN)
+    assert err.startswith("note: control characters in the output are shown as escapes")
+
+
+def test_sign_cli_on_a_terminal_without_control_characters_prints_no_note(clean_env, capsys, monkeypatch) -> None:
+    clean_env.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    clean_env.setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    assert main(["sign", "GET", "https://abc.execute-api.us-east-1.amazonaws.com/p", "-H", "X-A: b\tc"]) == 0
+    out, err = capsys.readouterr()
+    assert "\nX-A: b\tc\n" in out and err == ""  # a tab is layout
+
+
+def test_sign_cli_stays_byte_exact_into_a_pipe(tmp_path) -> None:
+    """Scripts get the bytes that were signed, control characters and all (the signed request itself)."""
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "secret-key-example",
+           "AWS_CONFIG_FILE": str(tmp_path / "none"), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")}
+    env.pop("AWS_SESSION_TOKEN", None)
+    done = subprocess.run([sys.executable, "-m", "sigv4_proxy", *EVIL_ARGS, "--output", "headers"], env=env,
+                          capture_output=True, check=True)
+    assert "\nX-Evil: a\x1b[2Jb\x07\u202ec\n".encode() in done.stdout
+    assert done.stderr == b""

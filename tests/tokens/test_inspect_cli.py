@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -107,7 +108,7 @@ def test_verify_with_another_key_explains(capsys: pytest.CaptureFixture[str]) ->
     assert code == 1
     assert (
         "✗ verify: cannot verify: the token was signed with access key ASIA****MPLE, but your credentials are "
-        "AKIA****MPLE; use --profile or --secret-access-key for the token's key"
+        "AKIA****MPLE; use --profile or --secret-access-key-file for the token's key"
     ) in out
     code, out, _ = run_cli(capsys, "inspect", GOOD, "--verify", "--secret-access-key", SECRET, *AT)
     assert code == 0, out
@@ -168,3 +169,125 @@ def test_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 2 and err.startswith("ERROR: not a SigV4 Authorization header: expected 'AWS4-HMAC-SHA256 ")
     code, _, err = run_cli(capsys, "inspect", "@/nonexistent/token")
     assert (code, err) == (2, "ERROR: cannot read /nonexistent/token: No such file or directory\n")
+
+
+# --- terminal safety: a hostile token is shown, never obeyed ---------------------------------------------------
+
+OSC52 = "\x1b]52;c;aGVsbG8=\x07"  # "set the clipboard to 'hello'"
+# A token whose fields carry escape sequences: a raw ESC[2J after the host, OSC 52 in Action, a line break,
+# a fake verdict, BEL and a bidi override in DBUser, an ESC[31m in the scope's service.
+HOSTILE = hand_signed(
+    token_host=HOST + "\x1b[2J",
+    params=[("Action", "DbConnect" + OSC52), ("DBUser", "x\n✓ no problems found\x07\u202e")],
+    service="dsql\x1b[31m",
+)
+WARNING = (
+    "WARNING: --secret-access-key is visible to other users in the process list (ps); use "
+    "--secret-access-key-file PATH, --secret-access-key-file - (stdin) or the SIGV4_PROXY_SECRET_ACCESS_KEY "
+    "environment variable instead\n"
+)
+RAW_CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def test_hostile_token_fields_are_escaped_in_text_output(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["inspect", HOSTILE, "--compare", HOSTILE.replace("DBUser=x", "DBUser=y"), *AT]
+    code, out, _ = run_cli(capsys, *argv, "--verify")
+    assert code == 1 and RAW_CONTROL.search(out) is None, out
+    lines = out.splitlines()
+    assert f"  host            {HOST}\\x1b[2J" in lines
+    assert "  action          DbConnect\\x1b]52;c;aGVsbG8=\\x07" in lines
+    assert "  db user         x\\n✓ no problems found\\x07\\u202e" in lines  # one line: no fake verdict line
+    assert "  scope           20240501 / us-east-1 / dsql\\x1b[31m / aws4_request" in lines
+    assert "✗ error: Action 'DbConnect\\x1b]52;c;aGVsbG8=\\x07' is not valid for RDS IAM tokens (expected " \
+        "connect)" in lines
+    assert "* DBUser  x\\n✓ no problems found\\x07\\u202e  |  y\\n✓ no problems found\\x07\\u202e" in lines
+
+
+def test_hostile_token_json_output_is_escaped_by_json(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "inspect", HOSTILE, "--json", *AT)
+    assert code == 1 and RAW_CONTROL.search(out) is None
+    fields = json.loads(out)["token"]["fields"]
+    assert fields["action"] == "DbConnect" + OSC52  # the exact value, for programs
+
+
+def test_hostile_token_verification_output_is_escaped(capsys: pytest.CaptureFixture[str]) -> None:
+    tampered = HOSTILE.replace("DBUser=x", "DBUser=z")  # the canonical requests are shown, host line included
+    code, out, _ = run_cli(capsys, "inspect", tampered, "--verify", *AT)
+    assert code == 1 and "✗ verify: the signature does not match" in out
+    assert RAW_CONTROL.search(out) is None, out
+    assert f"   4 | host:{HOST}\\x1b[2J\n" in out
+
+
+# --- the secret key for --verify, kept out of the process list ------------------------------------------------
+
+
+def test_secret_key_from_a_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_text(SECRET + "\n")
+    code, out, err = run_cli(capsys, "inspect", GOOD, "--verify", "--secret-access-key-file", str(key_file), *AT)
+    assert (code, err) == (0, ""), out
+    assert "✓ verify: the signature matches" in out
+    assert_no_secrets(out, GOOD)
+
+
+def test_secret_key_from_stdin(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO(SECRET + "\n"))
+    code, out, err = run_cli(capsys, "inspect", GOOD, "--verify", "--secret-access-key-file", "-", *AT)
+    assert (code, err) == (0, ""), out
+
+
+def test_secret_key_typed_at_a_terminal_is_not_echoed(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    prompts: list[str] = []
+    monkeypatch.setattr("sys.stdin", Terminal())
+    monkeypatch.setattr("getpass.getpass", lambda prompt: prompts.append(prompt) or SECRET)
+    code, out, _ = run_cli(capsys, "inspect", GOOD, "--verify", "--secret-access-key-file", "-", *AT)
+    assert (code, prompts) == (0, ["secret access key: "]), out
+
+
+def test_secret_key_from_the_environment(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SIGV4_PROXY_SECRET_ACCESS_KEY", SECRET)
+    code, out, err = run_cli(capsys, "inspect", GOOD, "--verify", *AT)  # the chain's key (AKIA) is not the token's
+    assert (code, err) == (0, ""), out
+
+
+def test_secret_key_on_the_command_line_warns(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_cli(capsys, "inspect", GOOD, "--verify", "--secret-access-key", SECRET, *AT)
+    assert code == 0, out
+    assert err == WARNING
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--secret-access-key", SECRET, "--secret-access-key-file", "-"],
+         "give the secret access key once: --secret-access-key or --secret-access-key-file, not both"),
+        (["--secret-access-key-file", "/nonexistent/key"],
+         "cannot read --secret-access-key-file /nonexistent/key: No such file or directory"),
+        (["--secret-access-key-file", "EMPTY"], "--secret-access-key-file EMPTY: the secret access key is empty"),
+    ],
+)
+def test_secret_key_problems(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "EMPTY").write_text("\n")
+    code, out, err = run_cli(capsys, "inspect", GOOD, "--verify", *argv, *AT)
+    assert (code, out) == (2, "")
+    assert err.endswith(f"ERROR: {message}\n")
+    assert SECRET not in err
+
+
+def test_only_one_input_from_stdin(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(capsys, "inspect", "-", "--verify", "--secret-access-key-file", "-")
+    assert (code, err) == (2, "ERROR: only one of TOKEN and --secret-access-key-file can be read from stdin\n")
+    code, _, err = run_cli(capsys, "inspect", "-", "--compare", "-", "--secret-access-key-file", "-")
+    assert (code, err) == (
+        2, "ERROR: only one of TOKEN, --compare and --secret-access-key-file can be read from stdin\n"
+    )

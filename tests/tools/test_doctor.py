@@ -1,4 +1,5 @@
-"""`sigv4-proxy doctor` against `emulate mcp` on loopback: all green, then each fault → its ✗ line."""
+"""`sigv4-proxy doctor` against `emulate mcp` on loopback: all green, then each fault → its ✗ line; and against
+a hostile server, whose answers are shown with their control characters escaped."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from sigv4_proxy.emulate import McpEmulator
 from sigv4_proxy.signing.model import Credentials
 from tests.tools.conftest import child_env
 from tests.tools.sts import ARN, LocalSts
+from tests.tools.test_terminal_safety import CREDENTIALS, ESCAPED_BODY, HOSTILE_BODY, UNSAFE, canned_server
 from tests.tools.tls import TlsFront, make_pki
 
 
@@ -237,3 +239,62 @@ def test_cli_json_and_exit_codes(emu: McpEmulator, sts: LocalSts) -> None:
                          text=True, timeout=60, check=False)
     assert red.returncode == 1 and json.loads(red.stdout)["ok"] is False
     assert emu.credentials.secret_access_key not in green.stdout + red.stdout
+
+
+# --- a hostile target: what it says is shown, never obeyed -----------------------------------------------------
+
+STRANGER = Credentials("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
+
+
+def canned(status: bytes, body: bytes, *headers: bytes) -> bytes:
+    return (b"HTTP/1.1 " + status + b"\r\nContent-Type: application/json\r\n" + b"".join(h + b"\r\n" for h in headers)
+            + b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
+
+
+def diagnose_canned(answer: bytes) -> DoctorReport:
+    with canned_server(answer) as url:
+        args = doctor_args("--target-url", url, "--region", "us-east-1", "--service-name", "execute-api")
+        return run_doctor(args, {}, provider=StaticCredentialProvider(STRANGER, method="env"),
+                          sts_endpoint="http://127.0.0.1:9/", timeout=3)
+
+
+def test_a_hostile_error_message_is_escaped_in_the_report() -> None:
+    body = b'{"message": "denied \\u001b[2J\\u0007 \\u001b]52;c;aGVsbG8=\\u0007 \\u202e evil"}'
+    report = diagnose_canned(canned(b"403 Forbidden", body, b"x-amzn-ErrorType: AccessDeniedException"))
+    assert line(report, "probe")[0] == ("initialize: HTTP 403 AccessDeniedException: denied \x1b[2J\x07 "
+                                        "\x1b]52;c;aGVsbG8=\x07 \u202e evil.")  # the data stays exact (--json)
+    text = report.render()
+    assert UNSAFE.search(text.encode()) is None, text
+    assert ("✗ signed probe     initialize: HTTP 403 AccessDeniedException: denied \\x1b[2J\\x07 "
+            "\\x1b]52;c;aGVsbG8=\\x07 \\u202e evil.") in text.splitlines()
+    assert "\\u001b[2J" in json.dumps(report.to_dict())
+
+
+def test_a_hostile_server_cannot_forge_a_line_of_the_report() -> None:
+    answer = {"jsonrpc": "2.0", "id": "sigv4-proxy-doctor", "result": {
+        "protocolVersion": "2025-06-18\x1b[2J",
+        "serverInfo": {"name": "evil\x9b2J", "version": "1\n✓ caller identity  all good\r2"}}}
+    date = b"Date: Mon, 01 Jan 2024 00:00:00 GMT\x1b[2J"  # readable, far off: the clock check quotes it
+    report = diagnose_canned(canned(b"200 OK", json.dumps(answer).encode(), date))
+    lines = report.render().splitlines()
+    assert UNSAFE.search(report.render().encode()) is None
+    assert len(lines) == len(report.checks) + 1 + sum(bool(c.fix) for c in report.checks) + 2
+    [probe] = [text for text in lines if text.startswith("✓ signed probe")]
+    assert probe.startswith("✓ signed probe     initialize answered by evil\\x9b2J 1\\n✓ caller identity  all good\\r2 "
+                            "(protocol 2025-06-18\\x1b[2J) in ")
+    assert not any(text.startswith("✓ caller identity") for text in lines)
+    assert "(Date: Mon, 01 Jan 2024 00:00:00 GMT\\x1b[2J)" in next(text for text in lines if text.startswith("✗ clock"))
+
+
+def test_cli_escapes_a_hostile_answer_and_json_stays_exact() -> None:
+    with canned_server(canned(b"500 Internal Server Error", HOSTILE_BODY)) as url:
+        argv = [sys.executable, "-m", "sigv4_proxy", "doctor", "--target-url", url, "--region", "us-east-1",
+                "--service-name", "execute-api", "--sts-endpoint", "http://127.0.0.1:9/"]
+        text = subprocess.run(argv, env=child_env(CREDENTIALS), capture_output=True, timeout=60, check=False)
+        as_json = subprocess.run([*argv, "--json"], env=child_env(CREDENTIALS), capture_output=True, timeout=60,
+                                 check=False)
+    assert text.returncode == 1 and as_json.returncode == 1
+    assert UNSAFE.search(text.stdout) is None, text.stdout
+    assert f"✗ signed probe     initialize: HTTP 500: {ESCAPED_BODY}" in text.stdout.decode()
+    probe = json.loads(as_json.stdout)["checks"][-1]
+    assert probe["summary"].startswith("initialize: HTTP 500: boom \x1b[2J\x07 \x1b]52;c;aGVsbG8=\x07 \u202e end")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from sigv4_proxy.cli import main
 from sigv4_proxy.emulate import McpEmulator
 from tests.tools.conftest import child_env
 from tests.tools.tls import TlsFront, make_pki
@@ -155,3 +156,57 @@ def test_help(flag: str) -> None:
     result = subprocess.run([sys.executable, "-m", "sigv4_proxy", "request", flag], capture_output=True, text=True,
                             check=False)
     assert result.returncode == 0 and "exit status: 0 for HTTP < 400" in result.stdout
+
+
+LOCAL = "http://127.0.0.1:9/mcp"
+
+
+@pytest.mark.parametrize(
+    ("url", "headers", "message"),
+    [
+        (LOCAL, ["X-Name: é"], "header X-Name: the value must be ASCII, found 'é' at position 1 (percent-encode or "
+                               "base64 it)"),
+        (LOCAL, ["X-Name: ok\u202eevil"], "header X-Name: the value must be ASCII, found '\\u202e' at position 3 "
+                                          "(percent-encode or base64 it)"),
+        (LOCAL, ["X-Name: a\x01b"], "header X-Name: the value contains the control character \\x01 at position 2"),
+        (LOCAL, ["X-Name: a\rb"], "header X-Name: the value contains the control character \\r at position 2"),
+        (LOCAL, ["X Name: v"], "header name 'X Name' is not valid: letters, digits and !#$%&'*+-.^_`|~ only"),
+        (LOCAL, ["X\x1b[2J: v"], "header name 'X\\x1b[2J' is not valid: letters, digits and !#$%&'*+-.^_`|~ only"),
+        ("http://127.0.0.1:99999/mcp", [], "URL port '99999' is not a number from 1 to 65535, got: "
+                                           "http://127.0.0.1:99999/mcp"),
+        ("http://127.0.0.1:0/mcp", [], "URL port '0' is not a number from 1 to 65535, got: http://127.0.0.1:0/mcp"),
+        ("http://127.0.0.1:http/mcp", [], "URL port 'http' is not a number from 1 to 65535, got: "
+                                          "http://127.0.0.1:http/mcp"),
+        ("http://[::1/mcp", [], "URL has an unclosed '[' in its host (an IPv6 address is written [::1]), got: "
+                                "http://[::1/mcp"),
+        ("http://[::1]:99999/mcp", [], "URL port '99999' is not a number from 1 to 65535, got: "
+                                       "http://[::1]:99999/mcp"),
+        ("http://::1:8080/mcp", [], "URL host looks like an IPv6 address: put it in brackets, e.g. "
+                                    "http://[::1]:8080/, got: http://::1:8080/mcp"),
+        ("http://127.0.0.1]/mcp", [], "invalid URL (Invalid IPv6 URL), got: http://127.0.0.1]/mcp"),
+        ("http:///mcp", [], "URL has no host, got: http:///mcp"),
+        ("ftp://127.0.0.1/mcp", [], "URL must start with https:// (or http://), got: ftp://127.0.0.1/mcp"),
+        ("127.0.0.1/mcp", [], "URL must start with https:// (or http://), got: 127.0.0.1/mcp"),
+        ("http://127.0.0.1/\x1b[2J", [], "URL contains the control character \\x1b, got: http://127.0.0.1/\\x1b[2J"),
+    ],
+)
+def test_bad_input_is_one_usage_error_line(
+    url: str, headers: list[str], message: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Caught before anything is signed or sent: exit 2 and one line, never a traceback, never a connectivity
+    diagnosis (and what is echoed from the input is escaped)."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
+    argv = ["request", "GET", url, *(arg for header in headers for arg in ("-H", header)),
+            "--region", "us-east-1", "--service-name", "execute-api", "--connect-timeout", "2"]
+    code = main(argv)
+    captured = capsys.readouterr()
+    assert (code, captured.out, captured.err) == (2, "", f"ERROR: {message}\n")
+
+
+def test_a_non_ascii_header_value_in_a_subprocess_is_no_traceback(emu: McpEmulator) -> None:
+    result = request(emu, "GET", emu.url, "-H", "X-Name: é")
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (
+        "ERROR: header X-Name: the value must be ASCII, found 'é' at position 1 (percent-encode or base64 it)\n"
+    )

@@ -80,7 +80,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except Sigv4ProxyError as exc:
-        print(f"ERROR: {exc}", file=sys.stderr)
+        # Error messages quote other people's text (a server's error body, a URL, a token's fields): control
+        # characters are shown as escapes, never sent to the terminal. Imported here, off the start-up path.
+        from sigv4_proxy.terminal import printable
+
+        print(f"ERROR: {printable(str(exc), layout=True)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130

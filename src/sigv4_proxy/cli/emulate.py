@@ -7,6 +7,8 @@ import json
 import sys
 from typing import Any
 
+from sigv4_proxy.cli.secret_input import SESSION_TOKEN, add_secret_access_key_arguments, add_secret_arguments
+
 HELP = "run a local IAM-protected endpoint that verifies signatures like AWS (emulate mcp)"
 DESCRIPTION = """\
 Run a local endpoint that verifies every request's SigV4/SigV4a signature the way AWS does and answers
@@ -26,7 +28,8 @@ examples:
   sigv4-proxy emulate mcp --listen 127.0.0.1:8765 --region eu-west-1 --service-name lambda
   sigv4-proxy emulate mcp --transport sse                  # legacy 2024-11-05 HTTP+SSE server
   sigv4-proxy emulate mcp --stateless --json-response      # stateless server, JSON responses
-  sigv4-proxy emulate mcp --upstream http://127.0.0.1:8000/mcp --access-key-id AKIA... --secret-access-key ...
+  sigv4-proxy emulate mcp --upstream http://127.0.0.1:8000/mcp --access-key-id AKIA... --secret-access-key-file key.txt
+  pass show emulator-key | sigv4-proxy emulate mcp --access-key-id AKIA... --secret-access-key-file -
 
 errors it answers with (as API Gateway does):
   403 MissingAuthenticationTokenException   no signature at all
@@ -38,7 +41,11 @@ errors it answers with (as API Gateway does):
                                             is invalid.")
 
 The generated credentials are printed on purpose: they are created for this run and unlock nothing but this
-emulator. Credentials you pass are not printed back (only the masked access key).
+emulator. Credentials you pass are not printed back (only the masked access key). Give the secret key with
+--secret-access-key-file PATH|- or the SIGV4_PROXY_SECRET_ACCESS_KEY environment variable, and the session
+token with --session-token-file PATH|- or SIGV4_PROXY_SESSION_TOKEN (both variables are read only with
+--access-key-id): --secret-access-key and --session-token work too, but every user of the machine can read
+them in `ps`.
 """
 TRANSPORTS = ("streamable-http", "sse")
 
@@ -71,8 +78,8 @@ def configure_mcp(parser: argparse.ArgumentParser) -> None:
         help="service requests must be signed for (default: execute-api)",
     )
     parser.add_argument("--access-key-id", metavar="ID", help="accept this access key (default: a random one)")
-    parser.add_argument("--secret-access-key", metavar="KEY", help="its secret key (required with --access-key-id)")
-    parser.add_argument("--session-token", metavar="TOKEN", help="require this session token with the key")
+    add_secret_access_key_arguments(parser, "the secret key of --access-key-id (required with it)")
+    add_secret_arguments(parser, SESSION_TOKEN, "require this session token with the key")
     parser.add_argument(
         "--upstream",
         metavar="URL",
@@ -138,16 +145,35 @@ def parse_listen(value: str) -> tuple[str, int]:
 
 def build_config(args: argparse.Namespace) -> Any:
     """Check the flags together and turn them into an :class:`EmulatorConfig` (all problems at once)."""
+    import os
+
+    from sigv4_proxy.cli.secret_input import (
+        SECRET_ACCESS_KEY,
+        SECRET_KEY_ENV,
+        SESSION_TOKEN,
+        check_one_stdin_reader,
+        read_secret,
+        read_secret_access_key,
+    )
     from sigv4_proxy.emulate.server import EmulatorConfig
     from sigv4_proxy.errors import UsageError
     from sigv4_proxy.signing.model import Credentials
 
     host, port = parse_listen(args.listen)
+    # The environment variables are standing settings: they must not turn the default (generated credentials)
+    # into an error, so they are read only for an --access-key-id.
+    check_one_stdin_reader(args, SECRET_ACCESS_KEY, SESSION_TOKEN)
+    secret = read_secret_access_key(args, os.environ, use_environment=bool(args.access_key_id))
+    session_token = read_secret(args, os.environ, SESSION_TOKEN, use_environment=bool(args.access_key_id))
     problems: list[str] = []
-    if bool(args.access_key_id) != bool(args.secret_access_key):
-        problems.append("--access-key-id and --secret-access-key go together")
-    if args.session_token and not args.access_key_id:
-        problems.append("--session-token needs --access-key-id and --secret-access-key")
+    if bool(args.access_key_id) != bool(secret):
+        problems.append(
+            "--access-key-id and --secret-access-key go together (give the secret key with "
+            f"--secret-access-key-file PATH, --secret-access-key-file - or {SECRET_KEY_ENV})"
+        )
+    if session_token and not args.access_key_id:
+        flag = "--session-token-file" if args.session_token_file is not None else "--session-token"
+        problems.append(f"{flag} needs --access-key-id and --secret-access-key")
     if args.upstream is not None:
         if not args.upstream.startswith(("http://", "https://")):
             problems.append(f"--upstream must be an http:// or https:// URL, got: {args.upstream}")
@@ -173,7 +199,7 @@ def build_config(args: argparse.Namespace) -> Any:
         raise UsageError("\n".join(problems))
     credentials = ()
     if args.access_key_id:
-        credentials = (Credentials(args.access_key_id, args.secret_access_key, args.session_token or None),)
+        credentials = (Credentials(args.access_key_id, secret, session_token),)
     return EmulatorConfig(
         host=host,
         port=port,
@@ -234,6 +260,7 @@ def run(args: argparse.Namespace) -> int:
     import asyncio
 
     from sigv4_proxy.emulate.server import is_loopback, serve_forever
+    from sigv4_proxy.terminal import printable
 
     config = build_config(args)
     if not is_loopback(config.host):
@@ -244,10 +271,11 @@ def run(args: argparse.Namespace) -> int:
         )
 
     def on_ready(info: Any) -> None:
-        print(info_json(info) if args.json else banner(info), flush=True)
+        print(info_json(info) if args.json else printable(banner(info), layout=True), flush=True)
 
     def on_record(record: Any) -> None:
-        print(record.line(), file=sys.stderr, flush=True)
+        # The path and the JSON-RPC method come from whoever sent the request: shown, never obeyed.
+        print(printable(record.line()), file=sys.stderr, flush=True)
 
     try:
         asyncio.run(

@@ -6,6 +6,8 @@ import argparse
 import sys
 from typing import Any
 
+from sigv4_proxy.cli.secret_input import add_secret_access_key_arguments
+
 HELP = "explain an IAM token, presigned URL or Authorization header: fields, mistakes and fixes"
 DESCRIPTION = """\
 Decode an Aurora DSQL or RDS IAM token, any SigV4 presigned URL, or (with --header) an Authorization
@@ -25,12 +27,15 @@ examples:
   echo "$TOKEN" | sigv4-proxy inspect -                      # keeps the token out of the process list
   sigv4-proxy inspect "$THEIR_TOKEN" --compare "$(sigv4-proxy dsql-token --hostname H --timestamp T)"
   sigv4-proxy inspect "$TOKEN" --verify                      # credentials from the AWS chain
+  sigv4-proxy inspect "$TOKEN" --verify --secret-access-key-file key.txt   # the token's key, kept out of `ps`
   sigv4-proxy inspect --header 'AWS4-HMAC-SHA256 Credential=AKIA.../20240501/us-east-1/execute-api/aws4_request,
       SignedHeaders=host;x-amz-date, Signature=...' -H 'X-Amz-Date: 20240501T120000Z' \\
       --url https://abc.execute-api.us-east-1.amazonaws.com/prod/mcp
 
 exit status: 0 when no check found an error (and --verify matched), 1 otherwise, 2 for bad usage.
-TOKEN may be '-' (stdin) or @FILE. Output never shows the secret key, the session token or a full signature.
+TOKEN may be '-' (stdin) or @FILE. Output never shows the secret key, the session token or a full signature,
+and control characters from the token are shown escaped (\\x1b, \\u202e), never sent to the terminal.
+environment: SIGV4_PROXY_SECRET_ACCESS_KEY  the secret key for --verify (instead of --secret-access-key)
 """
 
 
@@ -53,11 +58,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--now", metavar="ISO8601", help="judge expiry as of this time (default: now)")
     verify = parser.add_argument_group("verification (--verify)")
     verify.add_argument("--profile", help="AWS profile whose credentials signed the token (default: the chain)")
-    verify.add_argument(
-        "--secret-access-key",
-        metavar="KEY",
-        help="the secret key for the token's access key, instead of the chain (visible in `ps`: prefer the chain)",
-    )
+    add_secret_access_key_arguments(verify, "the secret key of the token's access key (instead of the chain)")
     verify.add_argument(
         "--canonical-request",
         metavar="FILE",
@@ -101,35 +102,35 @@ def _parse(args: argparse.Namespace, text: str) -> Any:
     return parse_token(text)
 
 
-def _credentials(args: argparse.Namespace, token: Any) -> tuple[Any, str | None]:
-    """(credentials for the token's key, or None with the reason)."""
+def _credentials(args: argparse.Namespace, token: Any, secret: str | None) -> tuple[Any, str | None]:
+    """(credentials for the token's key, or None with the reason); `secret` is the key given for it."""
     from sigv4_proxy.credentials import CredentialProvider
     from sigv4_proxy.errors import CredentialsError
     from sigv4_proxy.signing.model import Credentials, mask_key
 
     if not token.access_key_id:
         return None, "cannot verify: the token names no access key"
-    if args.secret_access_key:
-        return Credentials(token.access_key_id, args.secret_access_key), None
+    if secret:
+        return Credentials(token.access_key_id, secret), None
     try:
         credentials = CredentialProvider(args.profile).get()
     except CredentialsError as exc:
-        return None, f"cannot verify: {exc}; or pass --secret-access-key"
+        return None, f"cannot verify: {exc}; or give the token's secret key with --secret-access-key-file"
     if credentials.access_key_id != token.access_key_id:
         return None, (
             f"cannot verify: the token was signed with access key {mask_key(token.access_key_id)}, but your "
-            f"credentials are {credentials.masked_access_key}; use --profile or --secret-access-key for the "
+            f"credentials are {credentials.masked_access_key}; use --profile or --secret-access-key-file for the "
             f"token's key"
         )
     return credentials, None
 
 
-def _verify(args: argparse.Namespace, token: Any) -> Any:
+def _verify(args: argparse.Namespace, token: Any, secret: str | None) -> Any:
     from sigv4_proxy.cli.sign import parse_header_args, read_body
     from sigv4_proxy.errors import UsageError
     from sigv4_proxy.inspect import Verification, verify_token
 
-    credentials, problem = _credentials(args, token)
+    credentials, problem = _credentials(args, token, secret)
     if credentials is None:
         return Verification(False, problem or "cannot verify", "credentials")
     theirs = None
@@ -153,10 +154,11 @@ def _verify(args: argparse.Namespace, token: Any) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     import json
+    import os
     from datetime import datetime, timezone
 
+    from sigv4_proxy.cli.secret_input import read_secret_access_key
     from sigv4_proxy.cli.sign import parse_timestamp
-    from sigv4_proxy.errors import UsageError
     from sigv4_proxy.inspect import (
         compare_tokens,
         inspect_token,
@@ -164,13 +166,14 @@ def run(args: argparse.Namespace) -> int:
         render_report,
         render_verification,
     )
+    from sigv4_proxy.terminal import printable
 
-    if args.token == "-" and args.compare == "-":
-        raise UsageError("only one of TOKEN and --compare can be read from stdin")
+    _check_stdin(args)
+    secret = read_secret_access_key(args, os.environ)
     now = parse_timestamp(args.now) or datetime.now(timezone.utc)
     token = _parse(args, read_token_argument(args.token))
     report = inspect_token(token, now=now, user=args.user)
-    verification = _verify(args, token) if args.verify else None
+    verification = _verify(args, token, secret) if args.verify else None
     if verification is not None and verification.ok:
         # A signature that verifies settles what the order note leaves open.
         report = type(report)(report.token, report.now, tuple(f for f in report.findings if f.code != "query_unsorted"))
@@ -194,10 +197,31 @@ def run(args: argparse.Namespace) -> int:
         if comparison is not None and other_report is not None:
             out += ["", "Second token (--compare)", render_report(other_report), "", "Differences",
                     render_comparison(comparison)]
-        sys.stdout.write("\n".join(out) + "\n")
+        # The renderers escape what comes from the tokens; this pass guarantees that no control character
+        # reaches the terminal even from a renderer that forgot (layout: the report's own line breaks stay).
+        sys.stdout.write(printable("\n".join(out), layout=True) + "\n")
     failed = (
         not report.ok
         or (other_report is not None and not other_report.ok)
         or (verification is not None and not verification.ok)
     )
     return 1 if failed else 0
+
+
+def _check_stdin(args: argparse.Namespace) -> None:
+    """Stdin can be read once: at most one input may come from it (an omitted TOKEN is read from it)."""
+    from sigv4_proxy.cli.secret_input import wants_stdin
+    from sigv4_proxy.errors import UsageError
+
+    readers = [
+        name
+        for name, reads in (
+            ("TOKEN", args.token == "-" or (args.token is None and wants_stdin(args))),
+            ("--compare", args.compare == "-"),
+            ("--data", args.header and args.verify and args.data == "@-"),
+            ("--secret-access-key-file", wants_stdin(args)),
+        )
+        if reads
+    ]
+    if len(readers) > 1:
+        raise UsageError(f"only one of {', '.join(readers[:-1])} and {readers[-1]} can be read from stdin")

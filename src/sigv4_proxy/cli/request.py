@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
-from typing import Any
+from typing import Any, BinaryIO
 
 HELP = "send a signed HTTP request and stream the response to stdout (like awscurl)"
 DESCRIPTION = """\
@@ -25,6 +26,10 @@ examples:
 -v prints the request line, the canonical request and the string to sign on stderr (the session token
 masked, never the signature or the secret), then the response status and headers.
 Private CA? set SSL_CERT_FILE=/path/to/ca.pem or pass --cacert.
+
+terminal safety: the body goes to stdout byte for byte when stdout is a pipe or a file; on a terminal its
+control characters (ESC, BEL, bidi overrides, ...) are shown escaped (\\x1b, \\u202e), line breaks and tabs
+kept: pipe through `cat` for the raw bytes. What goes to stderr (-v, the diagnosis) is always escaped.
 
 exit status: 0 for HTTP < 400; 1 for HTTP >= 400 or when no response arrived (DNS, TCP, TLS, timeout);
 2 for bad usage.
@@ -84,18 +89,18 @@ def _mask_header(name: str, value: str) -> str:
 
 def _print_verbose_request(request: Any) -> None:
     from sigv4_proxy.inspect import redact
+    from sigv4_proxy.terminal import printable
 
     signed = request.extensions.get("sigv4")
-    err = sys.stderr
-    err.write(f"> {request.method} {request.url}\n")
-    for name, value in request.headers.multi_items():
-        err.write(f"> {name}: {_mask_header(name, value)}\n")
+    lines = [f"> {request.method} {request.url}"]
+    lines += [f"> {name}: {_mask_header(name, value)}" for name, value in request.headers.multi_items()]
     if signed is not None:
-        err.write("* canonical request:\n")
-        err.write("".join(f"*   {line}\n" for line in (redact(signed.canonical_request) or "").split("\n")))
-        err.write("* string to sign:\n")
-        err.write("".join(f"*   {line}\n" for line in signed.string_to_sign.split("\n")))
-    err.flush()
+        lines.append("* canonical request:")
+        lines += [f"*   {line}" for line in (redact(signed.canonical_request) or "").split("\n")]
+        lines.append("* string to sign:")
+        lines += [f"*   {line}" for line in signed.string_to_sign.split("\n")]
+    sys.stderr.write("".join(f"{printable(line)}\n" for line in lines))
+    sys.stderr.flush()
 
 
 def _status_block(response: Any, prefix: str = "") -> bytes:
@@ -107,6 +112,99 @@ def _status_block(response: Any, prefix: str = "") -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", errors="replace")
 
 
+# RFC 9110 token characters: what a header name may contain.
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+def check_url(url: str) -> None:
+    """Reject a URL that cannot be sent, with what is wrong, before anything is signed or sent (httpx and
+    the diagnosis would otherwise fail with a traceback or blame connectivity)."""
+    from urllib.parse import urlsplit
+
+    import httpx
+
+    from sigv4_proxy.errors import UsageError
+    from sigv4_proxy.terminal import printable
+
+    shown = printable(url)
+    scheme, separator, rest = url.partition("://")
+    if not separator or scheme.lower() not in ("http", "https"):
+        raise UsageError(f"URL must start with https:// (or http://), got: {shown}")
+    control = next((char for char in url if char < " " or char == "\x7f"), None)
+    if control is not None:
+        raise UsageError(f"URL contains the control character {printable(control)}, got: {shown}")
+    host_port = re.split(r"[/?#]", rest, maxsplit=1)[0].rpartition("@")[2]
+    if host_port.startswith("[") and "]" not in host_port:
+        raise UsageError(f"URL has an unclosed '[' in its host (an IPv6 address is written [::1]), got: {shown}")
+    if not host_port.startswith("[") and host_port.count(":") > 1:
+        raise UsageError(f"URL host looks like an IPv6 address: put it in brackets, e.g. http://[::1]:8080/, got: "
+                         f"{shown}")
+    port = host_port.rpartition("]")[2].partition(":")[2]  # after an IPv6 literal's brackets; "" when none
+    if port and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+        raise UsageError(f"URL port '{printable(port)}' is not a number from 1 to 65535, got: {shown}")
+    try:
+        hostname = urlsplit(url).hostname
+        httpx.URL(url)  # whatever else httpx would refuse when sending
+    except (ValueError, httpx.InvalidURL) as exc:
+        raise UsageError(f"invalid URL ({printable(str(exc))}), got: {shown}") from None
+    if not hostname:
+        raise UsageError(f"URL has no host, got: {shown}")
+
+
+def check_headers(headers: list[tuple[str, str]]) -> None:
+    """Header names must be tokens and values visible ASCII (tabs allowed): HTTP/1.1 sends nothing else. The
+    value is never echoed (it may be a secret): the message names the header, the character and where."""
+    from sigv4_proxy.errors import UsageError
+    from sigv4_proxy.terminal import printable
+
+    for name, value in headers:
+        if not _HEADER_NAME.fullmatch(name):
+            raise UsageError(
+                f"header name '{printable(name)}' is not valid: letters, digits and !#$%&'*+-.^_`|~ only"
+            )
+        for position, char in enumerate(value, start=1):
+            if char == "\t" or " " <= char <= "~":
+                continue
+            if not char.isascii():
+                raise UsageError(
+                    f"header {name}: the value must be ASCII, found '{printable(char)}' at position {position} "
+                    "(percent-encode or base64 it)"
+                )
+            raise UsageError(
+                f"header {name}: the value contains the control character {printable(char)} at position {position}"
+            )
+
+
+class _RawWriter:
+    """stdout into a pipe or a file: the body byte for byte, as curl writes it."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+
+    def write(self, data: bytes) -> None:
+        self._out.write(data)
+        self._out.flush()
+
+    def close(self) -> None:
+        pass
+
+
+def _stdout_writer() -> Any:
+    """Where the status block and the body go: raw bytes for scripts, escaped text for a person at a
+    terminal (a hostile server must not drive the terminal: clear it, set the clipboard with OSC 52, ...)."""
+    from sigv4_proxy.terminal import TerminalWriter
+
+    out = sys.stdout.buffer
+    return TerminalWriter(out) if out.isatty() else _RawWriter(out)
+
+
+def _error(message: str) -> None:
+    """One `ERROR:` line on stderr; server-supplied text in it is escaped, line breaks included."""
+    from sigv4_proxy.terminal import printable
+
+    print(f"ERROR: {printable(message)}", file=sys.stderr, flush=True)
+
+
 def run(args: argparse.Namespace) -> int:
     import httpx
 
@@ -114,12 +212,12 @@ def run(args: argparse.Namespace) -> int:
     from sigv4_proxy.cli.sign import parse_header_args, read_body, resolve_scope
     from sigv4_proxy.credentials import CredentialProvider
     from sigv4_proxy.diagnose import MAX_DIAGNOSED_BODY, SigningContext, diagnose_exception, diagnose_response
-    from sigv4_proxy.errors import UsageError
+    from sigv4_proxy.terminal import printable
 
     url = args.url
-    if "://" not in url:
-        raise UsageError(f"URL must start with https:// (or http://), got: {url}")
+    check_url(url)
     headers = parse_header_args(args.headers)
+    check_headers(headers)
     body = read_body(args.data)
     region, service = resolve_scope(url, args.region, args.service_name)
     provider = CredentialProvider(args.profile)
@@ -132,26 +230,28 @@ def run(args: argparse.Namespace) -> int:
     )
     timeout = httpx.Timeout(args.timeout, connect=args.connect_timeout)
     hooks = {"request": [_print_verbose_request]} if args.verbose else {}
-    out = sys.stdout.buffer
+    out = _stdout_writer()
     kept = bytearray()  # the start of an error body, for the diagnosis
     try:
         with httpx.Client(timeout=timeout, verify=_ssl_verify(args), event_hooks=hooks) as client, client.stream(
             args.method.upper(), url, headers=headers, content=body, auth=auth
         ) as response:
             if args.verbose:
-                sys.stderr.write(_status_block(response, prefix="< ").decode("latin-1"))
+                # latin-1 is how HTTP/1.1 header bytes decode; their C1 controls (0x80-0x9f) are escaped too.
+                block = _status_block(response, prefix="< ").decode("latin-1")
+                sys.stderr.write(printable(block, layout=True))
                 sys.stderr.flush()
             if args.include:
                 out.write(_status_block(response))
-                out.flush()
             for chunk in response.iter_bytes():
                 out.write(chunk)
-                out.flush()
                 if response.status_code >= 400 and len(kept) < MAX_DIAGNOSED_BODY:
                     kept += chunk[: MAX_DIAGNOSED_BODY - len(kept)]
     except httpx.HTTPError as exc:
-        print(f"ERROR: {diagnose_exception(exc, context=context).message()}", file=sys.stderr)
+        out.close()
+        _error(diagnose_exception(exc, context=context).message())
         return 1
+    out.close()
     if response.status_code >= 400:
         signed = response.request.extensions.get("sigv4")
         diagnosis = diagnose_response(
@@ -160,7 +260,7 @@ def run(args: argparse.Namespace) -> int:
         )
         if kept and not kept.endswith(b"\n"):
             out.write(b"\n")
-            out.flush()
-        print(f"ERROR: {diagnosis.message()}", file=sys.stderr)
+            out.close()
+        _error(diagnosis.message())
         return 1
     return 0

@@ -32,6 +32,10 @@ examples:
 
 The signature, the secret key and the session token appear only where they must (the headers, curl and
 url outputs are the signed request itself); treat those outputs as secrets.
+
+Into a pipe or a file every output is written byte for byte. On a terminal, control characters (ESC, BEL,
+a bidi override, ...) from header values, the URL or the body are shown as escapes such as \\x1b instead of
+being sent to it, with a note on stderr.
 """
 OUTPUTS = ("canonical-request", "string-to-sign", "authorization", "headers", "url", "curl", "json")
 
@@ -211,8 +215,30 @@ def run(args: argparse.Namespace) -> int:
             content_sha256_header=args.content_sha256,
             **options,
         )
-    sys.stdout.write(render(result, args.output or ("url" if args.presign else "headers"), body))
+    sys.stdout.write(for_stdout(render(result, args.output or ("url" if args.presign else "headers"), body)))
     return 0
+
+
+def for_stdout(text: str) -> str:
+    """`text` as written to stdout: byte for byte into a pipe or a file (the outputs are the signed request
+    itself, and the canonical request must match the server's to the byte), escaped on a terminal.
+
+    Header values, the URL and a --raw-request file are often pasted from elsewhere: on a terminal an ESC
+    sequence in them is shown as ``\\x1b``, never obeyed (line breaks stay: the canonical request is
+    multi-line). The copy on screen then differs from the bytes signed, so a note on stderr says so.
+    """
+    from sigv4_proxy.terminal import printable
+
+    if not sys.stdout.isatty():
+        return text
+    shown = printable(text, layout=True)
+    if shown != text:
+        print(
+            "note: control characters in the output are shown as escapes (\\x1b, \\u202e); redirect it to a "
+            "file or a pipe for the exact bytes",
+            file=sys.stderr,
+        )
+    return shown
 
 
 def _read_file(path: str) -> bytes:
