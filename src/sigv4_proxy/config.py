@@ -293,7 +293,7 @@ def parse_headers(text: str) -> tuple[list[tuple[str, str]], list[str]]:
             problems.append(f"header name is not a valid HTTP token: {name!r}")
         elif any(ch in value for ch in "\r\n\x00"):
             problems.append(f"header {name} has a value with a line break or NUL character")
-        elif (bad := _unsendable_character(value)) is not None:
+        elif (bad := unsendable_character(value)) is not None:
             position, char = bad
             problems.append(
                 f"header {name} has a value with a non-ASCII or control character ({char!r} at position "
@@ -306,7 +306,7 @@ def parse_headers(text: str) -> tuple[list[tuple[str, str]], list[str]]:
     return headers, problems
 
 
-def _unsendable_character(value: str) -> tuple[int, str] | None:
+def unsendable_character(value: str) -> tuple[int, str] | None:
     """(position, character) of the first character HTTP/1.1 cannot carry in a header value, or None.
 
     httpx encodes header values as ASCII and h11 refuses control characters: caught here, such a value would

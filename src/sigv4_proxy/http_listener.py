@@ -453,6 +453,11 @@ class Refusal:
     message: str
     log: str
 
+    @classmethod
+    def bad_target(cls, method: str, refused: TargetRefused) -> Refusal:
+        """400 for a request target (or the URL built from it) that is not sent anywhere."""
+        return cls(400, "bad_request_target", str(refused), f"refused {method}: {refused}")
+
 
 def check_request_head(
     method: str,
@@ -479,7 +484,7 @@ def check_request_head(
     try:
         split_origin_form(target)
     except TargetRefused as exc:
-        return Refusal(400, "bad_request_target", str(exc), f"refused {method}: {exc}")
+        return Refusal.bad_target(method, exc)
     for name, value in pairs:
         if name.lower() == "host" and not host_allowed(value, listen_host, listen_port, allowed_hosts):
             shown = _shown(value.strip().lower(), 100)
@@ -967,7 +972,7 @@ class HttpListener:
             try:
                 incoming.url = upstream_url(self._target, incoming.target)
             except TargetRefused as exc:
-                refusal = Refusal(400, "bad_request_target", str(exc), f"refused {incoming.method}: {exc}")
+                refusal = Refusal.bad_target(incoming.method, exc)
         if refusal is None:
             return True
         await self._refuse(connection, refusal)
@@ -1171,9 +1176,7 @@ class HttpListener:
             except asyncio.CancelledError:
                 raise
             except TargetRefused as exc:  # the last check before signing: nothing was sent
-                await self._refuse(
-                    connection, Refusal(400, "bad_request_target", str(exc), f"refused {incoming.method}: {exc}")
-                )
+                await self._refuse(connection, Refusal.bad_target(incoming.method, exc))
                 return
             except Exception as exc:
                 diagnosis = diagnose.diagnose_exception(exc, context=self._context())

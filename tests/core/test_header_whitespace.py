@@ -96,8 +96,9 @@ def _crt_header_signature(value: str) -> str:
     return dict(request.headers)["Authorization"].rsplit("Signature=", 1)[1]
 
 
-def _our_header_signature(value: str) -> str:
-    signed = sign(
+def _sign_value(value: str) -> Any:
+    """A GET signed by us with the header ``X-Value: value``."""
+    return sign(
         "GET",
         f"https://{HOST}/",
         [("X-Value", value)],
@@ -106,7 +107,10 @@ def _our_header_signature(value: str) -> str:
         service=SERVICE,
         now=NOW,
     )
-    return signed.signature
+
+
+def _our_header_signature(value: str) -> str:
+    return str(_sign_value(value).signature)
 
 
 @pytest.mark.parametrize(("value", "canonical"), NOT_FOLDED + FOLDED)
@@ -168,15 +172,7 @@ NOT_THE_SAME = [
 
 @pytest.mark.parametrize(("signed_value", "received_value"), NOT_THE_SAME)
 def test_unicode_whitespace_is_not_a_signed_space(signed_value: str, received_value: str) -> None:
-    signed = sign(
-        "GET",
-        f"https://{HOST}/",
-        [("X-Value", signed_value)],
-        credentials=CREDENTIALS,
-        region=REGION,
-        service=SERVICE,
-        now=NOW,
-    )
+    signed = _sign_value(signed_value)
     assert _verify("/", signed.headers).ok
     received = [(name, received_value if name == "X-Value" else value) for name, value in signed.headers]
     result = _verify("/", received)
@@ -185,15 +181,7 @@ def test_unicode_whitespace_is_not_a_signed_space(signed_value: str, received_va
 
 def test_ascii_whitespace_runs_still_verify() -> None:
     """The other direction: runs of SP/HT (what proxies do to a value) are folded, so they still verify."""
-    signed = sign(
-        "GET",
-        f"https://{HOST}/",
-        [("X-Value", "a b")],
-        credentials=CREDENTIALS,
-        region=REGION,
-        service=SERVICE,
-        now=NOW,
-    )
+    signed = _sign_value("a b")
     received = [(name, " a \t\t b  " if name == "X-Value" else value) for name, value in signed.headers]
     assert _verify("/", received).ok
 

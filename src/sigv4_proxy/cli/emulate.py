@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from sigv4_proxy.cli.secret_input import SESSION_TOKEN, add_secret_access_key_arguments, add_secret_arguments
+from sigv4_proxy.cli.secret_input import SECRET_ACCESS_KEY, SESSION_TOKEN, add_secret_arguments
 
 HELP = "run a local IAM-protected endpoint that verifies signatures like AWS (emulate mcp)"
 DESCRIPTION = """\
@@ -78,7 +78,7 @@ def configure_mcp(parser: argparse.ArgumentParser) -> None:
         help="service requests must be signed for (default: execute-api)",
     )
     parser.add_argument("--access-key-id", metavar="ID", help="accept this access key (default: a random one)")
-    add_secret_access_key_arguments(parser, "the secret key of --access-key-id (required with it)")
+    add_secret_arguments(parser, SECRET_ACCESS_KEY, "the secret key of --access-key-id (required with it)")
     add_secret_arguments(parser, SESSION_TOKEN, "require this session token with the key")
     parser.add_argument(
         "--upstream",
@@ -147,14 +147,7 @@ def build_config(args: argparse.Namespace) -> Any:
     """Check the flags together and turn them into an :class:`EmulatorConfig` (all problems at once)."""
     import os
 
-    from sigv4_proxy.cli.secret_input import (
-        SECRET_ACCESS_KEY,
-        SECRET_KEY_ENV,
-        SESSION_TOKEN,
-        check_one_stdin_reader,
-        read_secret,
-        read_secret_access_key,
-    )
+    from sigv4_proxy.cli.secret_input import check_one_stdin_reader, read_secret
     from sigv4_proxy.emulate.server import EmulatorConfig
     from sigv4_proxy.errors import UsageError
     from sigv4_proxy.signing.model import Credentials
@@ -163,13 +156,13 @@ def build_config(args: argparse.Namespace) -> Any:
     # The environment variables are standing settings: they must not turn the default (generated credentials)
     # into an error, so they are read only for an --access-key-id.
     check_one_stdin_reader(args, SECRET_ACCESS_KEY, SESSION_TOKEN)
-    secret = read_secret_access_key(args, os.environ, use_environment=bool(args.access_key_id))
+    secret = read_secret(args, os.environ, SECRET_ACCESS_KEY, use_environment=bool(args.access_key_id))
     session_token = read_secret(args, os.environ, SESSION_TOKEN, use_environment=bool(args.access_key_id))
     problems: list[str] = []
     if bool(args.access_key_id) != bool(secret):
         problems.append(
             "--access-key-id and --secret-access-key go together (give the secret key with "
-            f"--secret-access-key-file PATH, --secret-access-key-file - or {SECRET_KEY_ENV})"
+            f"--secret-access-key-file PATH, --secret-access-key-file - or {SECRET_ACCESS_KEY.env})"
         )
     if session_token and not args.access_key_id:
         flag = "--session-token-file" if args.session_token_file is not None else "--session-token"

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from sigv4_proxy.cli.secret_input import add_secret_access_key_arguments
+from sigv4_proxy.cli.secret_input import SECRET_ACCESS_KEY, add_secret_arguments
 
 HELP = "explain an IAM token, presigned URL or Authorization header: fields, mistakes and fixes"
 DESCRIPTION = """\
@@ -58,7 +58,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--now", metavar="ISO8601", help="judge expiry as of this time (default: now)")
     verify = parser.add_argument_group("verification (--verify)")
     verify.add_argument("--profile", help="AWS profile whose credentials signed the token (default: the chain)")
-    add_secret_access_key_arguments(verify, "the secret key of the token's access key (instead of the chain)")
+    add_secret_arguments(verify, SECRET_ACCESS_KEY, "the secret key of the token's access key (instead of the chain)")
     verify.add_argument(
         "--canonical-request",
         metavar="FILE",
@@ -157,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
     import os
     from datetime import datetime, timezone
 
-    from sigv4_proxy.cli.secret_input import read_secret_access_key
+    from sigv4_proxy.cli.secret_input import read_secret
     from sigv4_proxy.cli.sign import parse_timestamp
     from sigv4_proxy.inspect import (
         compare_tokens,
@@ -169,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
     from sigv4_proxy.terminal import printable
 
     _check_stdin(args)
-    secret = read_secret_access_key(args, os.environ)
+    secret = read_secret(args, os.environ, SECRET_ACCESS_KEY)
     now = parse_timestamp(args.now) or datetime.now(timezone.utc)
     token = _parse(args, read_token_argument(args.token))
     report = inspect_token(token, now=now, user=args.user)

@@ -154,6 +154,7 @@ def check_url(url: str) -> None:
 def check_headers(headers: list[tuple[str, str]]) -> None:
     """Header names must be tokens and values visible ASCII (tabs allowed): HTTP/1.1 sends nothing else. The
     value is never echoed (it may be a secret): the message names the header, the character and where."""
+    from sigv4_proxy.config import unsendable_character
     from sigv4_proxy.errors import UsageError
     from sigv4_proxy.terminal import printable
 
@@ -162,17 +163,19 @@ def check_headers(headers: list[tuple[str, str]]) -> None:
             raise UsageError(
                 f"header name '{printable(name)}' is not valid: letters, digits and !#$%&'*+-.^_`|~ only"
             )
-        for position, char in enumerate(value, start=1):
-            if char == "\t" or " " <= char <= "~":
-                continue
-            if not char.isascii():
-                raise UsageError(
-                    f"header {name}: the value must be ASCII, found '{printable(char)}' at position {position} "
-                    "(percent-encode or base64 it)"
-                )
+        bad = unsendable_character(value)
+        if bad is None:
+            continue
+        index, char = bad
+        position = index + 1  # counted from 1 for a person
+        if not char.isascii():
             raise UsageError(
-                f"header {name}: the value contains the control character {printable(char)} at position {position}"
+                f"header {name}: the value must be ASCII, found '{printable(char)}' at position {position} "
+                "(percent-encode or base64 it)"
             )
+        raise UsageError(
+            f"header {name}: the value contains the control character {printable(char)} at position {position}"
+        )
 
 
 class _RawWriter:
@@ -259,8 +262,7 @@ def run(args: argparse.Namespace) -> int:
             canonical_request=signed.canonical_request if signed is not None else None,
         )
         if kept and not kept.endswith(b"\n"):
-            out.write(b"\n")
-            out.close()
+            out.write(b"\n")  # after close(): nothing is held back any more, the line break goes out at once
         _error(diagnosis.message())
         return 1
     return 0

@@ -21,17 +21,12 @@ from dataclasses import dataclass
 from typing import TextIO
 
 __all__ = [
-    "ARGV_WARNING",
     "SECRET_ACCESS_KEY",
-    "SECRET_KEY_ENV",
     "SESSION_TOKEN",
-    "SESSION_TOKEN_ENV",
     "SecretInput",
-    "add_secret_access_key_arguments",
     "add_secret_arguments",
     "check_one_stdin_reader",
     "read_secret",
-    "read_secret_access_key",
     "wants_stdin",
 ]
 
@@ -69,10 +64,6 @@ class SecretInput:
 SECRET_ACCESS_KEY = SecretInput("--secret-access-key", "SIGV4_PROXY_SECRET_ACCESS_KEY", "secret access key", "KEY")
 SESSION_TOKEN = SecretInput("--session-token", "SIGV4_PROXY_SESSION_TOKEN", "session token", "TOKEN")
 
-SECRET_KEY_ENV = SECRET_ACCESS_KEY.env
-SESSION_TOKEN_ENV = SESSION_TOKEN.env
-ARGV_WARNING = SECRET_ACCESS_KEY.argv_warning
-
 
 def add_secret_arguments(parser: argparse._ActionsContainer, secret: SecretInput, what: str) -> None:
     """``--NAME-file PATH|-`` and the discouraged ``--NAME VALUE``; `what` says whose secret it is, for the
@@ -88,11 +79,6 @@ def add_secret_arguments(parser: argparse._ActionsContainer, secret: SecretInput
         help=f"{what}, on the command line: visible to other users in `ps` (prints a warning); prefer "
         f"{secret.file_flag}",
     )
-
-
-def add_secret_access_key_arguments(parser: argparse._ActionsContainer, what: str) -> None:
-    """``--secret-access-key-file PATH|-`` and the discouraged ``--secret-access-key KEY``."""
-    add_secret_arguments(parser, SECRET_ACCESS_KEY, what)
 
 
 def wants_stdin(args: argparse.Namespace, secret: SecretInput = SECRET_ACCESS_KEY) -> bool:
@@ -134,19 +120,6 @@ def read_secret(
     if use_environment and environ.get(secret.env, "").strip():
         return environ[secret.env].strip()
     return None
-
-
-def read_secret_access_key(
-    args: argparse.Namespace,
-    environ: Mapping[str, str],
-    *,
-    use_environment: bool = True,
-    stdin: TextIO | None = None,
-    stderr: TextIO | None = None,
-) -> str | None:
-    """The secret key from ``--secret-access-key-file``, ``--secret-access-key`` (with a warning on `stderr`)
-    or, when `use_environment`, ``$SIGV4_PROXY_SECRET_ACCESS_KEY``; None when none is given."""
-    return read_secret(args, environ, SECRET_ACCESS_KEY, use_environment=use_environment, stdin=stdin, stderr=stderr)
 
 
 def _read(path: str, stdin: TextIO, secret: SecretInput) -> str:
