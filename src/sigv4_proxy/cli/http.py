@@ -19,7 +19,7 @@ SigV4/SigV4a. Any MCP client that speaks Streamable HTTP, and curl, can then use
   /healthz     is answered locally (status, target, signing parameters, masked access key)
 
 Response bodies stream (SSE included); request bodies are read completely first, because the signature
-covers their SHA-256. Only an allow-list of request headers is forwarded (see docs/http.md; extend it with
+covers their SHA-256. Only an allow-list of request headers is forwarded (see sigv4-proxy help http; extend it with
 --pass-header). Throttling, 502/503, AgentCore's 424 and connection failures are retried; a request the
 server may have started executing is never resent. A final failure is answered with the upstream status and
 a JSON body {"error": {...}} that says the cause and the fix (header x-sigv4-proxy-diagnosis: one line).
@@ -41,7 +41,7 @@ examples:
             "capabilities":{},"clientInfo":{"name":"curl","version":"1"}}}'
   sigv4-proxy http --listen 127.0.0.1:9000 --target-url https://xyz.lambda-url.eu-west-1.on.aws/ --retries 4
 
-Documentation: docs/http.md."""
+Documentation: sigv4-proxy help http."""
 
 LISTEN_ENV = "SIGV4_PROXY_LISTEN"
 RETRIES_ENV = "MCP_RETRIES"
@@ -67,7 +67,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         action="append",
         default=[],
-        help="also forward this client request header (repeatable, or comma-separated); see docs/http.md for "
+        help="also forward this client request header (repeatable, or comma-separated); see sigv4-proxy help http for "
         "the built-in allow-list",
     )
     group.add_argument(

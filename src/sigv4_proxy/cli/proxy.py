@@ -41,7 +41,7 @@ MCP client configuration (e.g. claude_desktop_config.json):
      "args": ["--target-url", "https://abc123.execute-api.us-east-1.amazonaws.com/prod/mcp"],
      "env": {"AWS_PROFILE": "dev"}}}}
 
-Try it without an AWS account: sigv4-proxy demo. Documentation: docs/proxy.md."""
+Try it without an AWS account: sigv4-proxy demo. Documentation: sigv4-proxy help proxy."""
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
