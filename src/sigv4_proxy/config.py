@@ -99,6 +99,28 @@ class ProxyConfig:
     def host(self) -> str:
         return endpoints.host_of(self.target_url)
 
+    def option_summary(self, *, changed_only: bool = False) -> list[str]:
+        """The run's options in the words of the proxy's start-up log line (``Options: ...``). With
+        ``changed_only`` (``doctor``), only those that make the proxy behave otherwise than by default."""
+        options = []
+        if self.timeout or not changed_only:
+            options.append(f"timeout {self.timeout:g}s" if self.timeout else "no timeout")
+        if self.transport != "auto" or not changed_only:
+            options.append(f"transport {self.transport}")
+        if self.retries != DEFAULT_RETRIES or not changed_only:
+            options.append(f"{self.retries} retr{'y' if self.retries == 1 else 'ies'}")
+        if self.request_deadline:
+            options.append(f"request deadline {self.request_deadline:g}s")
+        if self.max_message_bytes != DEFAULT_MAX_MESSAGE_BYTES:
+            options.append(f"max message {self.max_message_bytes} bytes")
+        if self.warm:
+            options.append("warm start")
+        if self.sse:
+            options.append("standalone event stream on")
+        if self.headers:
+            options.append("extra headers: " + ", ".join(name for name, _ in self.headers))
+        return options
+
 
 # --- argparse -----------------------------------------------------------------------------------------
 
@@ -109,7 +131,8 @@ def add_proxy_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGrou
     """Add the proxy's flags (the published set) to ``parser``. Every default is None: see load_proxy_config.
 
     ``bridge=True`` adds the stdio bridge's own flags too (``--transport``, ``--retries``, ``--warm``,
-    ``--request-deadline``); the other commands sharing these flags (``http``, ``doctor``) leave them out.
+    ``--request-deadline``). ``http`` leaves them out (it has its own ``--retries``); ``doctor`` takes them, to
+    check a configuration exactly as an MCP client passes it.
     """
     group = parser.add_argument_group("proxy options") if isinstance(parser, argparse.ArgumentParser) else parser
     add = group.add_argument
@@ -347,7 +370,7 @@ class _Resolver:
 def load_proxy_config(args: argparse.Namespace, environ: Mapping[str, str], *, bridge: bool = False) -> ProxyConfig:
     """Resolve and validate the proxy's configuration. Raises ConfigError listing every problem.
 
-    ``bridge=True`` (the stdio proxy) also resolves ``--transport``, ``--retries``, ``--warm`` and
+    ``bridge=True`` (the stdio proxy, and ``doctor``) also resolves ``--transport``, ``--retries``, ``--warm`` and
     ``--request-deadline``; other commands keep their defaults (``http`` reads its own ``--retries``)."""
     get = _Resolver(args, environ)
     problems: list[str] = []

@@ -1179,7 +1179,7 @@ class HttpListener:
                 await self._refuse(connection, Refusal.bad_target(incoming.method, exc))
                 return
             except Exception as exc:
-                diagnosis = diagnose.diagnose_exception(exc, context=self._context())
+                diagnosis = diagnose.diagnose_exception(exc, context=self._context(url))
                 outcome = retry.Outcome.from_diagnosis(diagnosis, replay_safe=replay_safe)
             else:
                 if response.status_code < 400:
@@ -1189,7 +1189,7 @@ class HttpListener:
                     prefix, rest = await _read_prefix(response, diagnose.MAX_DIAGNOSED_BODY)
                 except Exception as exc:  # the error body itself broke off
                     await response.aclose()
-                    diagnosis = diagnose.diagnose_exception(exc, context=self._context())
+                    diagnosis = diagnose.diagnose_exception(exc, context=self._context(url))
                     outcome = retry.Outcome.from_diagnosis(diagnosis, replay_safe=replay_safe)
                     response = None
                 else:
@@ -1197,12 +1197,12 @@ class HttpListener:
                         response.status_code,
                         response.headers.multi_items(),
                         decode_for_diagnosis(prefix, response.headers.get("content-encoding")),
-                        context=self._context(),
+                        context=self._context(url),
                     )
                     outcome = retry.Outcome.from_diagnosis(
                         diagnosis, headers=response.headers.multi_items(), request_sent=True, replay_safe=replay_safe
                     )
-            decision = self.options.policy.decide(state, outcome, random=self._random, now=utc_now())
+            decision = self._decide(state, outcome, diagnosis)
             if not decision.retry:
                 await self._fail(connection, incoming, diagnosis, decision, state, response, prefix, rest, started)
                 return
@@ -1219,6 +1219,14 @@ class HttpListener:
                 raise _ClientGone()  # nobody is waiting for a retry
             if decision.delay:
                 await self._sleep(decision.delay)
+
+    def _decide(self, state: retry.RetryState, outcome: retry.Outcome, diagnosis: diagnose.Diagnosis) -> retry.Decision:
+        from sigv4_proxy.mcp.runner import NOT_REFRESHABLE, credentials_refreshable
+
+        if diagnosis.kind == diagnose.EXPIRED_TOKEN and not credentials_refreshable(self.provider):
+            # Refreshing would hand back the same keys: the diagnosis says what to do, nothing is retried.
+            return retry.Decision(retry.GIVE_UP, reason=NOT_REFRESHABLE)
+        return self.options.policy.decide(state, outcome, random=self._random, now=utc_now())
 
     async def _send_upstream(
         self, method: str, url: httpx.URL, headers: list[tuple[str, str]], body: bytes
@@ -1278,7 +1286,7 @@ class HttpListener:
             await connection.send(h11.EndOfMessage())
         except (httpx.HTTPError, OSError) as exc:
             # The head is already out: the only honest signal left is an incomplete response.
-            diagnosis = diagnose.diagnose_exception(exc, context=self._context())
+            diagnosis = diagnose.diagnose_exception(exc, context=self._context(incoming.url))
             log.warning(
                 "%s %s: upstream response broke off after %d bytes: %s",
                 incoming.method,
@@ -1400,7 +1408,9 @@ class HttpListener:
 
     # -- helpers ----------------------------------------------------------------------------------------------------
 
-    def _context(self) -> diagnose.SigningContext:
+    def _context(self, request_url: httpx.URL | None = None) -> diagnose.SigningContext:
+        """How requests are signed; ``request_url`` is where the failed one went (the listener forwards other
+        paths than the target's, and a diagnosis must name the path that was asked for)."""
         credentials = None
         with contextlib.suppress(Exception):
             credentials = self.provider.cached() if hasattr(self.provider, "cached") else None
@@ -1413,6 +1423,7 @@ class HttpListener:
             has_session_token=bool(credentials.session_token) if credentials is not None else None,
             credential_method=getattr(self.provider, "method", None),
             profile=self.config.profile,
+            request_url=str(request_url) if request_url is not None else None,
         )
 
     def _log_done(

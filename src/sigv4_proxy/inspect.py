@@ -292,12 +292,21 @@ class Finding:
         return {"code": self.code, "severity": self.severity, "message": self.message, "fix": self.fix}
 
 
+class OwnText(str):
+    """Text this module wrote (a note, a fix): passed to :func:`finding` whole, never clipped like the values
+    echoed from a token."""
+
+
 def finding(code: str, **params: Any) -> Finding:
-    """Render rule `code` of :data:`RULES` with `params`."""
+    """Render rule `code` of :data:`RULES` with `params` (strings clipped, except :class:`OwnText`)."""
     rule = RULES[code]
-    params = {key: _clip(value) if isinstance(value, str) else value for key, value in params.items()}
+    params = {key: _clip(value) if _echoed(value) else value for key, value in params.items()}
     severity = rule.severity.format(**params)
     return Finding(code, severity, rule.message.format(**params), rule.fix.format(**params) if rule.fix else None)
+
+
+def _echoed(value: Any) -> bool:
+    return isinstance(value, str) and not isinstance(value, OwnText)
 
 
 def _clip(text: str, limit: int = 100) -> str:
@@ -408,7 +417,7 @@ def check_action(t: ParsedToken, ctx: Context) -> Iterator[Finding]:
         if t.action not in DSQL_ACTIONS:
             yield finding("wrong_action", action=t.action or "(missing)", label="Aurora DSQL",
                           expected="DbConnect or DbConnectAdmin",
-                          fix="Action=DbConnect for custom database roles, Action=DbConnectAdmin for admin")
+                          fix=OwnText("Action=DbConnect for custom database roles, Action=DbConnectAdmin for admin"))
             return
         hostname = t.hostname.lower() or "HOST"
         if ctx.user == "admin" and t.action == "DbConnect":
@@ -416,7 +425,7 @@ def check_action(t: ParsedToken, ctx: Context) -> Iterator[Finding]:
         elif ctx.user is not None and ctx.user != "admin" and t.action == "DbConnectAdmin":
             yield finding("admin_action_for_role", user=ctx.user, hostname=hostname)
         elif ctx.user is None:
-            note = (
+            note = OwnText(
                 "DbConnect logs in as a custom database role, not as 'admin' (admin needs DbConnectAdmin); "
                 "pass --user to check"
                 if t.action == "DbConnect"

@@ -418,12 +418,17 @@ class Bridge:
     async def _before_retry(self, message: Envelope, result: PostResult, state: RetryState) -> Failure | None:
         """Decide about a failed attempt; recover and wait before the retry, or return the final failure."""
         from sigv4_proxy import retry
+        from sigv4_proxy.diagnose import EXPIRED_TOKEN
+        from sigv4_proxy.mcp.runner import NOT_REFRESHABLE, credentials_refreshable
 
         if result.error is None and (result.status is None or result.status < 400):
             return self._problem_failure(result)
         if result.session_lost:
             return self._session_failure(result)
         diagnosis = self._diagnose(result)
+        if diagnosis.kind == EXPIRED_TOKEN and not credentials_refreshable(self.credentials):
+            # Refreshing would hand back the same keys: the diagnosis says what to do, nothing is retried.
+            return Failure.from_diagnosis(diagnosis, state.attempts, NOT_REFRESHABLE)
         unharmed = result.delivered == 0
         outcome = retry.Outcome.from_diagnosis(
             diagnosis,

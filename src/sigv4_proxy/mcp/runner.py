@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from sigv4_proxy.diagnose import SigningContext
     from sigv4_proxy.signing.model import Credentials
 
-__all__ = ["build_client", "credential_provider", "run_proxy"]
+__all__ = ["NOT_REFRESHABLE", "build_client", "credential_provider", "credentials_refreshable", "run_proxy"]
 
 log = get_logger("mcp")
 
@@ -34,6 +34,8 @@ READY_LINE = "Proxy is ready to accept MCP protocol messages"
 JITTER_ENV = "SIGV4_PROXY_RETRY_JITTER"
 DEFAULT_CONNECT_TIMEOUT = 30.0
 MAX_CONNECTIONS = 512
+# The retry policy's last word when the server says the token expired and nothing can bring another one.
+NOT_REFRESHABLE = "not retried: credentials from the environment cannot be refreshed, the same keys would fail again"
 
 
 class SecretRegisteringProvider:
@@ -64,6 +66,15 @@ class SecretRegisteringProvider:
         credentials = self._seen(self.provider.force_refresh())
         assert credentials is not None
         return credentials
+
+
+def credentials_refreshable(provider: Any) -> bool:
+    """Whether ``force_refresh()`` can bring other credentials than the ones the server refused.
+
+    Not for keys read from this process's environment (botocore's ``env`` method, or ours): nothing changes
+    the environment of a running process, so a "refresh" returns the same keys and a retry fails again.
+    """
+    return getattr(provider, "method", None) != "env"
 
 
 def credential_provider(config: ProxyConfig, environ: Mapping[str, str]) -> Any:
@@ -133,6 +144,8 @@ def signing_context_factory(config: ProxyConfig, provider: SecretRegisteringProv
             has_session_token=bool(credentials.session_token) if credentials else None,
             credential_method=provider.method,
             profile=config.profile,
+            # Known here only when --transport names it; with "auto" the diagnosis goes by the URL.
+            transport=None if config.transport == "auto" else config.transport,
         )
 
     return context
@@ -151,18 +164,7 @@ def log_startup(config: ProxyConfig, credentials: Credentials, method: str | Non
         signing = f"SigV4, region {config.region} ({config.sources.get('region', 'default')})"
     log.info("Signing: %s, service %s (%s)", signing, config.service, config.sources.get("service_name"))
     log.info("Credentials: %s", describe_credentials(credentials, method))
-    options = [f"timeout {config.timeout:g}s" if config.timeout else "no timeout"]
-    options.append(f"transport {config.transport}")
-    options.append(f"{config.retries} retr{'y' if config.retries == 1 else 'ies'}")
-    if config.request_deadline:
-        options.append(f"request deadline {config.request_deadline:g}s")
-    if config.warm:
-        options.append("warm start")
-    if config.sse:
-        options.append("standalone event stream on")
-    if config.headers:
-        options.append("extra headers: " + ", ".join(name for name, _ in config.headers))
-    log.info("Options: %s", "; ".join(options))
+    log.info("Options: %s", "; ".join(config.option_summary()))
     for warning in config.warnings:
         log.warning("%s", warning)
 
@@ -229,10 +231,75 @@ async def _serve(config: ProxyConfig, provider: SecretRegisteringProvider, envir
     )
     _install_signal_handlers(bridge)
     log.info(READY_LINE)
+    if _stdin_is_terminal():  # started by hand: say why nothing more happens, and how it is meant to be run
+        log.info("%s", terminal_hint(config))
     try:
         return await bridge.run()
     finally:
         await client.aclose()
+
+
+def _stdin_is_terminal() -> bool:
+    import sys
+
+    try:
+        return sys.stdin is not None and os.isatty(sys.stdin.fileno())
+    except (OSError, ValueError):  # no descriptor (closed, or replaced by an embedding program)
+        return False
+
+
+def terminal_hint(config: ProxyConfig, argv0: str | None = None) -> str:
+    """The line logged after the ready line when a person started the proxy in a terminal: what it waits
+    for, the MCP client configuration that launches it, and the one-line test by hand."""
+    import json
+    import shlex
+
+    command = launch_command(argv0)
+    args = [*command[1:], *client_arguments(config)]
+    server: dict[str, Any] = {"command": command[0], "args": args}
+    if config.profile and config.sources.get("profile") != "--profile":
+        # MCP clients do not inherit the shell's variables: the profile has to be in the config's env.
+        server["env"] = {"AWS_PROFILE": config.profile}
+    snippet = json.dumps({"mcpServers": {"sigv4-proxy": server}})
+    initialize = '{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}'
+    by_hand = f"echo {shlex.quote(initialize)} | {shlex.join([command[0], *args])}"
+    return (
+        "stdin is a terminal: sigv4-proxy reads MCP JSON-RPC messages on stdin, one per line, and is meant to be "
+        f"launched by an MCP client. Client configuration: {snippet}  Test by hand: {by_hand}  "
+        "(Ctrl-D or Ctrl-C ends this run)"
+    )
+
+
+def launch_command(argv0: str | None = None) -> list[str]:
+    """How this proxy was started, as an absolute command: the ``sigv4-proxy`` script, else ``python -m``."""
+    import sys
+
+    script = sys.argv[0] if argv0 is None else argv0
+    if os.path.basename(script).lower() in ("sigv4-proxy", "sigv4-proxy.exe") and os.path.isfile(script):
+        return [os.path.abspath(script)]
+    return [sys.executable, "-m", "sigv4_proxy"]
+
+
+def client_arguments(config: ProxyConfig) -> list[str]:
+    """The flags an MCP client's configuration needs to reproduce this run's target and signing: whatever
+    came from the environment too, since a client launched from a desktop does not have the shell's."""
+    inferred = "inferred from the target URL"
+    args = ["--target-url", _display_url(config.target_url)]
+    if config.sig_version == "v4a":
+        args += ["--sig-version", "v4a"]
+        if config.region_set:
+            args += ["--region-set", ",".join(config.region_set)]
+    elif config.region and config.sources.get("region") != inferred:
+        args += ["--region", config.region]
+    if config.sources.get("service_name") != inferred:
+        args += ["--service-name", config.service]
+    if config.sources.get("profile") == "--profile" and config.profile:
+        args += ["--profile", config.profile]
+    if config.allow_http:
+        args.append("--allow-http")
+    if config.transport != "auto":
+        args += ["--transport", config.transport]
+    return args
 
 
 def _install_signal_handlers(bridge: Any) -> None:
