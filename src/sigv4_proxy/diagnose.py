@@ -75,6 +75,7 @@ ACCESS_DENIED = "access_denied"
 FORBIDDEN = "forbidden"
 MISSING_AUTH = "missing_auth"
 INCOMPLETE_SIGNATURE = "incomplete_signature"
+UNSUPPORTED_ALGORITHM = "unsupported_algorithm"
 UNAUTHORIZED = "unauthorized"
 NOT_FOUND = "not_found"
 METHOD_NOT_ALLOWED = "method_not_allowed"
@@ -103,6 +104,7 @@ CONNECTION_RESET = "connection_reset"
 CONNECTION_CLOSED = "connection_closed"
 CREDENTIALS = "credentials"
 NETWORK_ERROR = "network_error"
+PROXY_REFUSED = "proxy_refused"
 
 # What a caller can do about a kind besides backing off: the bridge refreshes credentials once, or corrects
 # its clock once, then re-signs and retries.
@@ -124,6 +126,11 @@ class SigningContext:
     `access_key` is the masked key (``AKIA****MPLE``); its prefix tells long-term (AKIA) from temporary (ASIA)
     keys. `credential_method` is botocore's source name (env, sso, assume-role, shared-credentials-file, ...).
     `profile` names the profile for fixes like ``aws sso login --profile P``.
+
+    `url` is the target URL (``--target-url``). `request_url` is the URL the failed request actually went to when
+    that is another one (the HTTP listener forwards other paths of the origin; the legacy transport posts to
+    the URL its event stream named); None means `url`. `transport` is ``"sse"`` when the request went over the
+    legacy HTTP+SSE transport, ``"streamable-http"`` for Streamable HTTP, None when the caller does not know.
     """
 
     url: str
@@ -134,6 +141,13 @@ class SigningContext:
     has_session_token: bool | None = None
     credential_method: str | None = None
     profile: str | None = None
+    request_url: str | None = None
+    transport: str | None = None
+
+    @property
+    def requested_path(self) -> str:
+        """The path the failed request went to."""
+        return urlsplit(self.request_url or self.url).path or "/"
 
     @property
     def host(self) -> str:
@@ -596,12 +610,17 @@ def _token_hint(facts: Facts) -> str:
             "AWS_SESSION_TOKEN (or aws_session_token in the profile); it belongs to other credentials"
         )
     shown = f" {key}" if key else ""
+    causes = ["the key was deleted or deactivated"]
+    if ctx.has_session_token:  # the session token is a suspect only when one was sent
+        causes.append("the key and token come from different credentials")
+    causes.append("the key belongs to another partition (China, GovCloud)")
     region = _single_region(ctx)
-    region_note = f", or region {region} is not enabled for the account" if region else ""
+    if region:
+        causes.append(f"region {region} is not enabled for the account")
+    with_token = " with its session token" if ctx.has_session_token else ""
     return (
-        f"AWS does not recognise access key{shown} with its session token: the key was deleted or deactivated, "
-        f"the key and token come from different credentials, the key belongs to another partition (China, "
-        f"GovCloud){region_note}; check with `aws sts get-caller-identity`"
+        f"AWS does not recognise access key{shown}{with_token}: {', '.join(causes[:-1])}, or {causes[-1]}; "
+        "check with `aws sts get-caller-identity`"
     )
 
 
@@ -648,15 +667,42 @@ def _access_denied_hint(facts: Facts) -> str:
             f"Authorization header, or the target URL is not the signed endpoint; {action}{on} must be "
             "requested with a signature"
         )
+    resource, masked_note = _unmask_account(resource, principal) if resource else (resource, "")
+    on = f" on {resource}" if resource else ""
     deny = _EXPLICIT_DENY.search(match.group("rest") or "")
     if deny:
         return (
             f"an explicit Deny in {_with_article(deny.group(1))} blocks {action}{on} for {principal}: an Allow "
-            "elsewhere cannot override it; remove or narrow that Deny"
+            f"elsewhere cannot override it; remove or narrow that Deny{masked_note}"
         )
     missing = _NO_POLICY.search(match.group("rest") or "")
     where = _with_article(missing.group(1)) if missing else "the IAM policy (and the resource policy, if any)"
-    return f"missing IAM permission: allow {action}{on} for {principal} in {where}"
+    return f"missing IAM permission: allow {action}{on} for {principal} in {where}{masked_note}"
+
+
+# API Gateway masks the account id in the resource ARN of its deny message (``arn:aws:execute-api:us-east-1:
+# ********9012:abc123/prod/POST/mcp``): such an ARN cannot be pasted into a policy. Account ids are not secrets.
+_MASKED_ACCOUNT = _lazy_re(r"^(arn:[\w-]+:[\w-]+:[\w-]*:)\*+([0-9]{0,11}):")
+_ARN_ACCOUNT = _lazy_re(r"^arn:[\w-]+:[\w-]+:[\w-]*:([0-9]{12}):")
+
+
+def _unmask_account(resource: str, principal: str) -> tuple[str, str]:
+    """The resource ARN with the server-masked account id restored from the principal's ARN when the digits
+    the server left visible match it (the API is in the caller's account); otherwise the ARN unchanged and a
+    note saying what to put in place of the mask."""
+    masked = _MASKED_ACCOUNT.search(resource)
+    if masked is None:
+        return resource, ""
+    visible = masked.group(2)
+    own = _ARN_ACCOUNT.search(principal)
+    if own is not None and visible and own.group(1).endswith(visible):
+        return masked.group(1) + own.group(1) + resource[masked.end() - 1 :], ""
+    mask = resource[len(masked.group(1)) : masked.end() - 1]
+    which = f", the one ending in {visible}," if visible else ""
+    return resource, (
+        f" (the server masks the account id in the resource ARN: write the id of the account that owns the "
+        f"resource{which} in place of {mask})"
+    )
 
 
 def _with_article(noun: str) -> str:
@@ -672,21 +718,42 @@ def _wrong_service_hint(facts: Facts) -> str:
     return f"signed for service '{signed}' but the server expects '{expected}': use --service-name {expected}"
 
 
-_REGION_IN_MESSAGE = _lazy_re(r"expecting '([a-z0-9-]+)'", re.I)
+# Where a server names the region it wants: S3 "the region 'us-east-1' is wrong; expecting 'eu-central-1'",
+# S3-compatible servers "Credential should be scoped to correct region: 'eu-central-1'".
+_REGION_IN_MESSAGE = _lazy_re(r"expecting '([a-z0-9-]+)'|scoped to (?:the )?correct region:? '?([a-z0-9-]+)", re.I)
+
+
+def _expected_region(facts: Facts) -> str | None:
+    """The region the server wants: from its message, S3's <Region> element, or the endpoint's host name."""
+    found = _REGION_IN_MESSAGE.search(facts.text)
+    if found:
+        return found.group(1) or found.group(2)
+    return facts.error.fields.get("Region") or facts.host.region
 
 
 def _wrong_region_hint(facts: Facts) -> str:
-    expected = None
-    found = _REGION_IN_MESSAGE.search(facts.text)
-    if found:
-        expected = found.group(1)
-    expected = expected or facts.error.fields.get("Region") or facts.host.region
-    signed = _flag_region(facts.context)
+    ctx = facts.context
+    signed = _flag_region(ctx)
+    expected = _expected_region(facts)
+    if expected == signed:
+        expected = None  # suggesting the region that was just refused helps nobody
+    if ctx.algorithm == "v4a":
+        if expected:
+            return (
+                f"signed for region set '{signed}' but the endpoint is in {expected}: use --region-set {expected} "
+                "(or a set that includes it)"
+            )
+        return (
+            f"the endpoint's region is not in region set '{signed}': use --region-set with the endpoint's "
+            "region, or --region-set '*' for any region"
+        )
     if expected:
         return f"signed for region '{signed}' but the endpoint is in {expected}: use --region {expected}"
+    # No region to suggest: a placeholder, never the region that was just refused.
     return (
-        f"the endpoint is not in region '{signed}': set --region to the region in the endpoint's host name "
-        "(e.g. abc123.execute-api.eu-west-1.amazonaws.com -> eu-west-1)"
+        f"the endpoint is not in region '{signed}': use --region REGION with the endpoint's region (AWS host "
+        "names carry it, e.g. abc123.execute-api.REGION.amazonaws.com; for a custom domain, the region of the "
+        "API behind it)"
     )
 
 
@@ -719,6 +786,53 @@ def _incomplete_hint(facts: Facts) -> str:
     )
 
 
+# The signing algorithms, by --sig-version.
+_ALGORITHMS = {"v4": "AWS4-HMAC-SHA256", "v4a": "AWS4-ECDSA-P256-SHA256"}
+_SIG_NAMES = {"v4": "SigV4", "v4a": "SigV4a"}
+# How AWS services refuse a signature algorithm. Coral services (API Gateway, Lambda, STS, ...):
+# IncompleteSignatureException "Unsupported AWS 'algorithm': 'AWS4-ECDSA-P256-SHA256' (only AWS4-HMAC-SHA256 for
+# now). ". S3: InvalidRequest "The authorization mechanism you have provided is not supported. Please use
+# AWS4-HMAC-SHA256.", InvalidArgument "Unsupported Authorization Type", presigned URLs "X-Amz-Algorithm only
+# supports "AWS4-HMAC-SHA256"".
+_UNSUPPORTED_ALGORITHM = (
+    r"Unsupported AWS 'algorithm'|authorization mechanism you have provided is not supported|"
+    r"Unsupported Authorization Type|X-Amz-Algorithm only supports|"
+    r"Unsupported (?:authorization|signing|signature) algorithm"
+)
+_REFUSED_ALGORITHM = _lazy_re(r"'algorithm'\W+'([^']*)'", re.I)
+_ACCEPTED_ALGORITHM = _lazy_re(r"(?:\buse|\bonly|\bsupports)\W+(AWS4-[A-Z0-9-]+)", re.I)
+
+
+def _unsupported_algorithm_hint(facts: Facts) -> str:
+    ours = facts.context.algorithm if facts.context.algorithm in _ALGORITHMS else "v4"
+    other = "v4a" if ours == "v4" else "v4"
+    signed_with = f"{_SIG_NAMES[ours]} ({_ALGORITHMS[ours]})"
+    refused = _REFUSED_ALGORITHM.search(facts.text)
+    if refused and refused.group(1) != _ALGORITHMS[ours]:
+        return (
+            f"the server saw the signature algorithm '{refused.group(1)}' but we signed with {signed_with}: "
+            "something between us and the server altered the Authorization header"
+        )
+    accepted = _ACCEPTED_ALGORITHM.search(facts.text)
+    wanted = accepted.group(1).upper() if accepted else None
+    if wanted == _ALGORITHMS[ours]:
+        return (
+            f"the server asks for {wanted}, the algorithm we signed with: something between us and the server "
+            "replaced the Authorization header (or the request carried another signature, e.g. in its query string)"
+        )
+    if wanted == _ALGORITHMS[other]:
+        return (
+            f"the server does not accept {signed_with} signatures, it wants {_SIG_NAMES[other]}: use "
+            f"--sig-version {other}"
+        )
+    if ours == "v4a":
+        return f"the server does not accept {signed_with} signatures: use --sig-version v4"
+    return (
+        f"the server does not accept the signature algorithm we used, {signed_with}: if it wants SigV4a, use "
+        "--sig-version v4a; otherwise something between us and the server replaced the Authorization header"
+    )
+
+
 def _forbidden_hint(facts: Facts) -> str:
     return (
         "API Gateway answered 'Forbidden' without naming a permission: the stage may require an API key (send it"
@@ -728,12 +842,29 @@ def _forbidden_hint(facts: Facts) -> str:
 
 
 def _not_found_hint(facts: Facts) -> str:
-    path = urlsplit(facts.context.url).path or "/"
+    ctx = facts.context
+    path = ctx.requested_path  # what was requested: the HTTP listener forwards other paths than the target's
+    if _is_legacy_sse(ctx):
+        return (
+            f"nothing at {path} on {ctx.host}: check the target URL's path (legacy HTTP+SSE servers usually serve "
+            "their event stream at GET /sse, after the stage or prefix if any, and take messages at POST "
+            "/messages/; Streamable HTTP servers serve /mcp). For a message sent in a session, the server has "
+            "forgotten the session (it restarted, or its event stream ended)"
+        )
     return (
-        f"nothing at {path} on {facts.context.host}: check the target URL's path (MCP servers usually serve "
-        "/mcp; API Gateway needs the stage, e.g. /prod/mcp; AgentCore /runtimes/<url-encoded ARN>/invocations). "
-        "For an MCP request with a session id, the server has forgotten the session"
+        f"nothing at {path} on {ctx.host}: check the target URL's path (MCP servers usually serve /mcp, legacy "
+        "HTTP+SSE ones GET /sse and POST /messages/; API Gateway needs the stage, e.g. /prod/mcp; AgentCore "
+        "/runtimes/<url-encoded ARN>/invocations). For an MCP request with a session id, the server has "
+        "forgotten the session"
     )
+
+
+def _is_legacy_sse(ctx: SigningContext) -> bool:
+    """The request went over the legacy HTTP+SSE transport, or to one of its usual paths."""
+    if ctx.transport is not None:
+        return ctx.transport == "sse"
+    target = (urlsplit(ctx.url).path or "/").rstrip("/")
+    return target.endswith("/sse") or "/messages" in ctx.requested_path
 
 
 def _cold_start_hint(facts: Facts) -> str:
@@ -783,12 +914,14 @@ RULES: tuple[Rule, ...] = (
         pattern=r"security token included in the request is expired|"
         r"(provided|security) token has expired|token (is|has) expired",
     ),
+    # Before the IncompleteSignatureException/InvalidRequest types: a refused algorithm is not a rewritten header.
+    _rule(UNSUPPORTED_ALGORITHM, _unsupported_algorithm_hint, pattern=_UNSUPPORTED_ALGORITHM),
     _rule(WRONG_SERVICE, _wrong_service_hint, pattern=r"Credential should be scoped to correct service: '([^']+)'"),
     _rule(
         WRONG_REGION,
         _wrong_region_hint,
         pattern=r"Credential should be scoped to a valid region|"
-        r"the region '[^']+' is wrong",
+        r"the region '[^']+' is wrong|Credential should be scoped to (?:the )?correct region",
     ),
     _rule(INCOMPLETE_SIGNATURE, _incomplete_hint, pattern=r"Credential should be scoped with a valid terminator"),
     _rule(
@@ -958,6 +1091,155 @@ def diagnose_response(
 
 
 # ---------------------------------------------------------------------------------------------------------
+# The proxy a request went through: HTTPS_PROXY / HTTP_PROXY / ALL_PROXY and NO_PROXY from the environment, read
+# the way httpx reads them with trust_env (its default, which every door uses): urllib's
+# getproxies_environment(), then httpx's proxy mounts (most specific pattern first).
+# ---------------------------------------------------------------------------------------------------------
+_PROXY_LABELS = {"https": "the HTTPS proxy", "http": "the HTTP proxy", "all": "the proxy"}
+
+
+@dataclass(frozen=True)
+class ProxyInUse:
+    """A proxy from the environment. `url` may carry credentials: show :attr:`display`."""
+
+    url: str
+    variable: str  # the environment variable it came from, as spelled: HTTPS_PROXY, https_proxy, ALL_PROXY, ...
+
+    @property
+    def display(self) -> str:
+        """The URL with its credentials masked: ``http://user:****@proxy.corp:3128``."""
+        parts = urlsplit(self.url)
+        userinfo, at, host = parts.netloc.rpartition("@")
+        if not at:
+            return self.url
+        user, colon, _ = userinfo.partition(":")
+        shown = f"{user}:****" if colon else "****"  # a user name alone is often a token
+        return parts._replace(netloc=f"{shown}@{host}").geturl()
+
+    @property
+    def label(self) -> str:
+        """``the HTTPS proxy`` (from HTTPS_PROXY), ``the HTTP proxy``, ``the proxy`` (ALL_PROXY)."""
+        return _PROXY_LABELS.get(self.variable.lower().removesuffix("_proxy"), "the proxy")
+
+    def describe(self) -> str:
+        return f"{self.label} {self.display} (from {self.variable})"
+
+
+def environment_proxies(environ: Mapping[str, str]) -> dict[str, tuple[str, str]]:
+    """``{"https": (value, variable name), "no": ...}`` exactly as urllib.request.getproxies_environment() reads
+    the environment (a lowercase variable wins; an empty lowercase one unsets; HTTP_PROXY is ignored in CGI)."""
+    found: dict[str, tuple[str, str]] = {}
+    for name, value in environ.items():
+        if value and name.lower().endswith("_proxy"):
+            found[name.lower()[:-6]] = (value, name)
+    if "REQUEST_METHOD" in environ:
+        found.pop("http", None)
+    for name, value in environ.items():
+        if name.endswith("_proxy"):
+            if value:
+                found[name.lower()[:-6]] = (value, name)
+            else:
+                found.pop(name.lower()[:-6], None)
+    return found
+
+
+@dataclass(frozen=True)
+class _ProxyPattern:
+    """httpx's URLPattern: ``all://``, ``https://``, ``all://*example.com``, ``all://10.0.0.1``, ``http://h:8080``."""
+
+    scheme: str
+    host: str
+    port: int | None
+
+    @classmethod
+    def parse(cls, pattern: str) -> _ProxyPattern:
+        parts = urlsplit(pattern)
+        netloc = parts.netloc.rpartition("@")[2]
+        if netloc.startswith("["):  # [::1]:8080
+            host, _, rest = netloc[1:].partition("]")
+            port = rest.removeprefix(":")
+        else:
+            host, _, port = netloc.partition(":")
+        return cls(
+            "" if parts.scheme == "all" else parts.scheme,
+            "" if host == "*" else host.lower(),
+            int(port) if port.isdigit() else None,
+        )
+
+    @property
+    def priority(self) -> tuple[int, int, int]:
+        return (0 if self.port is not None else 1, -len(self.host), -len(self.scheme))
+
+    def matches(self, scheme: str, host: str, port: int | None) -> bool:
+        if self.scheme and self.scheme != scheme:
+            return False
+        if self.host:
+            if self.host.startswith("*."):
+                if not (host.endswith(self.host[1:]) and len(host) > len(self.host) - 1):
+                    return False
+            elif self.host.startswith("*"):
+                domain = self.host[1:]
+                if not (host == domain or host.endswith("." + domain)):
+                    return False
+            elif host != self.host:
+                return False
+        return self.port is None or self.port == port
+
+
+def _no_proxy_pattern(entry: str) -> str:
+    """A NO_PROXY entry as httpx mounts it (curl's rules: ``.example.com`` subdomains only, ``example.com``
+    the domain and its subdomains, IP addresses and ``localhost`` exactly)."""
+    import ipaddress
+
+    if "://" in entry:
+        return entry
+    address = entry.split("/")[0]
+    for kind, shape in ((ipaddress.IPv4Address, "all://{}"), (ipaddress.IPv6Address, "all://[{}]")):
+        try:
+            kind(address)
+        except ValueError:
+            continue
+        return shape.format(entry)
+    return f"all://{entry}" if entry.lower() == "localhost" else f"all://*{entry}"
+
+
+def proxy_for(url: str, environ: Mapping[str, str] | None = None, *, honour_no_proxy: bool = True) -> ProxyInUse | None:
+    """The proxy httpx (trust_env) sends a request for `url` through, per `environ` (default: os.environ,
+    read now); None for a direct connection. Pure apart from that default. System proxy settings (macOS,
+    Windows registry), which urllib adds when the environment has none, are not looked at."""
+    if environ is None:
+        import os
+
+        environ = os.environ
+    found = environment_proxies(environ)
+    mounts: list[tuple[_ProxyPattern, ProxyInUse | None]] = []
+    for scheme in ("http", "https", "all"):
+        if scheme in found:
+            value, variable = found[scheme]
+            proxy = ProxyInUse(value if "://" in value else f"http://{value}", variable)
+            mounts.append((_ProxyPattern.parse(f"{scheme}://"), proxy))
+    if honour_no_proxy and "no" in found:
+        for entry in (part.strip() for part in found["no"][0].split(",")):
+            if entry == "*":
+                return None
+            if entry:
+                mounts.append((_ProxyPattern.parse(_no_proxy_pattern(entry)), None))
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if port == {"http": 80, "https": 443}.get(scheme):
+        port = None  # httpx drops a URL's default port before matching
+    host = (parts.hostname or "").lower()
+    for pattern, proxy in sorted(mounts, key=lambda mount: mount[0].priority):
+        if pattern.matches(scheme, host, port):
+            return proxy
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------------
 # Failures without an HTTP answer
 # ---------------------------------------------------------------------------------------------------------
 def _chain(exc: BaseException) -> list[BaseException]:
@@ -1000,7 +1282,9 @@ class _Classified:
     hint: str
 
 
-def _classify(exc: BaseException, chain: list[BaseException], ctx: SigningContext) -> _Classified:
+def _classify(
+    exc: BaseException, chain: list[BaseException], ctx: SigningContext, environ: Mapping[str, str] | None
+) -> _Classified:
     import socket
     import ssl
 
@@ -1017,6 +1301,14 @@ def _classify(exc: BaseException, chain: list[BaseException], ctx: SigningContex
             redact(str(credentials_error)),
             "fix the credential source named above; the request was not sent",
         )
+
+    proxy = proxy_for(ctx.request_url or ctx.url, environ)
+    if "ProxyError" in names:
+        return _proxy_refusal(next(e for e in chain if "ProxyError" in _class_names(e)), proxy, ctx)
+    if proxy is not None:  # every connection goes to the proxy: a failure to connect is the proxy's
+        failed = _proxy_connect_failure(chain, names, text, proxy, ctx)
+        if failed is not None:
+            return failed
 
     if any(isinstance(e, ssl.SSLCertVerificationError) for e in chain) or _CERT_TEXT.search(text):
         reason = _ssl_reason(chain, text)
@@ -1053,8 +1345,8 @@ def _classify(exc: BaseException, chain: list[BaseException], ctx: SigningContex
             temporary,
             f"DNS lookup of {host} failed ({_short(text)})",
             f"check the host name in the target URL (typo, wrong region or API id?); `nslookup {host}` tests it; "
-            "a private API Gateway or VPC endpoint resolves only inside its VPC/VPN; behind a corporate proxy set "
-            "HTTPS_PROXY",
+            "a private API Gateway or VPC endpoint resolves only inside its VPC/VPN; "
+            + _corporate_proxy_advice(ctx, environ, "behind a corporate proxy set HTTPS_PROXY"),
         )
 
     if any(isinstance(e, ConnectionRefusedError) for e in chain) or _REFUSED_TEXT.search(text):
@@ -1079,8 +1371,8 @@ def _classify(exc: BaseException, chain: list[BaseException], ctx: SigningContex
             CONNECT_TIMEOUT,
             True,
             f"connecting to {where} timed out",
-            "no answer to the connection attempt: a firewall drops the packets, the host/port is wrong, or a "
-            "corporate proxy is required (HTTPS_PROXY)",
+            "no answer to the connection attempt: a firewall drops the packets, the host/port is wrong, or "
+            + _corporate_proxy_advice(ctx, environ, "a corporate proxy is required (HTTPS_PROXY)"),
         )
     if "PoolTimeout" in names:
         return _Classified(
@@ -1140,6 +1432,94 @@ def _classify(exc: BaseException, chain: list[BaseException], ctx: SigningContex
     )
 
 
+def _corporate_proxy_advice(ctx: SigningContext, environ: Mapping[str, str] | None, default: str) -> str:
+    """`default` (set HTTPS_PROXY) unless a proxy is configured and NO_PROXY makes this host bypass it."""
+    bypassed = proxy_for(ctx.request_url or ctx.url, environ, honour_no_proxy=False)
+    if bypassed is None:
+        return default
+    return (
+        f"the host may have to be reached through {bypassed.describe()}, which NO_PROXY makes it bypass: "
+        f"remove {ctx.host} from NO_PROXY if so"
+    )
+
+
+def _proxy_connect_failure(
+    chain: list[BaseException], names: set[str], text: str, proxy: ProxyInUse, ctx: SigningContext
+) -> _Classified | None:
+    """A failure to connect, when the connection was to `proxy`: name the proxy, never the target."""
+    import socket
+
+    undo = f"unset {proxy.variable} / add {ctx.host} to NO_PROXY if the host is reachable directly"
+    dns = next((e for e in chain if isinstance(e, socket.gaierror)), None)
+    if dns is not None or _DNS_TEXT.search(text):
+        temporary = (dns is not None and dns.errno == socket.EAI_AGAIN) or "Temporary failure" in text
+        proxy_host = urlsplit(proxy.url).hostname or "?"
+        return _Classified(
+            DNS_TEMPORARY if temporary else DNS,
+            temporary,
+            f"could not connect to {proxy.describe()}: DNS lookup of {proxy_host} failed ({_short(text)})",
+            f"check the proxy's host name in {proxy.variable}, or {undo}",
+        )
+    if any(isinstance(e, ConnectionRefusedError) for e in chain) or _REFUSED_TEXT.search(text):
+        return _Classified(
+            CONNECTION_REFUSED,
+            True,
+            f"could not connect to {proxy.describe()}: connection refused",
+            f"nothing is listening at the proxy's address: check that the proxy is running and the port in "
+            f"{proxy.variable}, or {undo}",
+        )
+    if _has_errno(chain, errno.ENETUNREACH, errno.EHOSTUNREACH):
+        return _Classified(
+            NETWORK_UNREACHABLE,
+            True,
+            f"could not connect to {proxy.describe()}: no route to it",
+            f"the network cannot reach the proxy: check VPN and network connection, or {undo}",
+        )
+    if "ConnectTimeout" in names:
+        return _Classified(
+            CONNECT_TIMEOUT,
+            True,
+            f"connecting through {proxy.describe()} to {ctx.host_port} timed out",
+            f"no answer in time from the proxy, or through it from the server: check the proxy's address in "
+            f"{proxy.variable} and the network, or {undo}",
+        )
+    return None
+
+
+_PROXY_STATUS = _lazy_re(r"^\s*(\d{3})\b")
+
+
+def _proxy_refusal(error: BaseException, proxy: ProxyInUse | None, ctx: SigningContext) -> _Classified:
+    """The proxy answered the CONNECT for the target with an error status (httpx.ProxyError "407 ...")."""
+    said = _short(redact(str(error)))
+    who = proxy.describe() if proxy is not None else "the proxy in use"
+    undo = f"add {ctx.host} to NO_PROXY"
+    if proxy is not None:
+        undo = f"unset {proxy.variable} / {undo}"
+    status = _PROXY_STATUS.search(said)
+    code = int(status.group(1)) if status else None
+    if code == 407:
+        setting = f"{proxy.variable}=" if proxy is not None else ""
+        hint = (
+            f"the proxy wants credentials: put them in the proxy URL ({setting}http://USER:PASSWORD@HOST:PORT), "
+            f"or {undo} if the host is reachable directly"
+        )
+    elif code == 403:
+        hint = (
+            f"the proxy's rules forbid connections to {ctx.host_port}: ask for it to be allowed, or {undo} if the "
+            "host is reachable directly"
+        )
+    elif code in (502, 503, 504):
+        hint = (
+            f"the proxy could not reach {ctx.host_port} itself (name resolution, firewall, or the server is down): "
+            f"check the target URL; for a host inside your network, {undo}"
+        )
+    else:
+        hint = f"check the proxy's logs, or {undo} if the host is reachable directly"
+    reason = f": {said}" if said else ""
+    return _Classified(PROXY_REFUSED, False, f"{who} refused the connection to {ctx.host_port}{reason}", hint)
+
+
 def _has_errno(chain: list[BaseException], *numbers: int) -> bool:
     return any(isinstance(e, OSError) and e.errno in numbers for e in chain)
 
@@ -1160,9 +1540,15 @@ def _short(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def diagnose_exception(exc: BaseException, *, context: SigningContext) -> Diagnosis:
-    """Diagnose a failure with no HTTP answer (httpx, socket, ssl and asyncio exceptions, CredentialsError)."""
-    classified = _classify(exc, _chain(exc), context)
+def diagnose_exception(
+    exc: BaseException, *, context: SigningContext, environ: Mapping[str, str] | None = None
+) -> Diagnosis:
+    """Diagnose a failure with no HTTP answer (httpx, socket, ssl and asyncio exceptions, CredentialsError).
+
+    `environ` is where the request's client took its proxy settings from (HTTPS_PROXY, NO_PROXY, ...): None
+    means os.environ, as httpx with trust_env (every door's client); pass ``{}`` for a client without
+    environment proxies. A failure to connect through a proxy names the proxy, not the target."""
+    classified = _classify(exc, _chain(exc), context, environ)
     return Diagnosis(
         status=None,
         error_type=None,

@@ -54,8 +54,9 @@ async def test_signing_mistakes_judged_by_the_verifier(emulator: Any) -> None:
     error = await initialize_error(emulator, "--region", "eu-west-1")
     assert error["message"] == (
         "HTTP 403 InvalidSignatureException: Credential should be scoped to a valid region, not 'eu-west-1'. "
-        "Diagnosis: the endpoint is not in region 'eu-west-1': set --region to the region in the endpoint's host "
-        "name (e.g. abc123.execute-api.eu-west-1.amazonaws.com -> eu-west-1)"
+        "Diagnosis: the endpoint is not in region 'eu-west-1': use --region REGION with the endpoint's region (AWS "
+        "host names carry it, e.g. abc123.execute-api.REGION.amazonaws.com; for a custom domain, the region of the "
+        "API behind it)"
     )
     assert error["data"]["kind"] == "wrong_region"
 
@@ -66,9 +67,9 @@ async def test_signing_mistakes_judged_by_the_verifier(emulator: Any) -> None:
     error = await initialize_error(emulator, env={"AWS_ACCESS_KEY_ID": "AKIAIOSFODNN7EXAMPLE"})
     assert error["message"] == (
         "HTTP 403 UnrecognizedClientException: The security token included in the request is invalid. Diagnosis: "
-        "AWS does not recognise access key AKIA****MPLE with its session token: the key was deleted or deactivated, "
-        "the key and token come from different credentials, the key belongs to another partition (China, "
-        "GovCloud), or region us-east-1 is not enabled for the account; check with `aws sts get-caller-identity`"
+        "AWS does not recognise access key AKIA****MPLE: the key was deleted or deactivated, the key belongs to "
+        "another partition (China, GovCloud), or region us-east-1 is not enabled for the account; check with `aws "
+        "sts get-caller-identity`"
     )
     assert error["data"]["kind"] == "invalid_token"
 
@@ -89,22 +90,22 @@ async def test_signing_mistakes_judged_by_the_verifier(emulator: Any) -> None:
         "HTTP 403 ExpiredTokenException: The security token included in the request is expired. Diagnosis: the "
         "temporary credentials in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY/AWS_SESSION_TOKEN have expired and "
         "environment credentials cannot refresh: export fresh ones and restart, or use a profile that refreshes "
-        "itself (SSO, role_arn + source_profile, credential_process) (the token is still expired after refreshing "
-        "the credentials)"
+        "itself (SSO, role_arn + source_profile, credential_process) (not retried: credentials from the "
+        "environment cannot be refreshed, the same keys would fail again)"
     )
     assert error["data"] == {
         "kind": "expired_token",
         "retryable": False,
         "status": 403,
         "errorType": "ExpiredTokenException",
-        "attempts": 2,
     }
 
     error = await initialize_error(emulator, "--target-url", emulator.base_url + "/nope")
     assert error["message"] == (
         "HTTP 404: Not Found. Diagnosis: nothing at /nope on 127.0.0.1: check the target URL's path (MCP servers "
-        "usually serve /mcp; API Gateway needs the stage, e.g. /prod/mcp; AgentCore /runtimes/<url-encoded "
-        "ARN>/invocations). For an MCP request with a session id, the server has forgotten the session"
+        "usually serve /mcp, legacy HTTP+SSE ones GET /sse and POST /messages/; API Gateway needs the stage, e.g. "
+        "/prod/mcp; AgentCore /runtimes/<url-encoded ARN>/invocations). For an MCP request with a session id, the "
+        "server has forgotten the session"
     )
 
 
@@ -117,7 +118,7 @@ FAULTS: list[tuple[str, Fault, str, dict[str, Any]]] = [
         "HTTP 403 AccessDeniedException: User: arn:aws:iam::123456789012:user/sigv4-proxy-emulator is not "
         "authorized to perform: execute-api:Invoke on resource: arn:aws:execute-api:us-east-1:********9012:emulator"
         "/prod/*. Diagnosis: missing IAM permission: allow execute-api:Invoke on arn:aws:execute-api:us-east-1:"
-        "********9012:emulator/prod/* for arn:aws:iam::123456789012:user/sigv4-proxy-emulator in the IAM policy "
+        "123456789012:emulator/prod/* for arn:aws:iam::123456789012:user/sigv4-proxy-emulator in the IAM policy "
         "(and the resource policy, if any)",
         {"kind": "access_denied", "retryable": False, "status": 403, "errorType": "AccessDeniedException"},
     ),

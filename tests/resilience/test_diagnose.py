@@ -134,8 +134,9 @@ CASES = [
         "wrong-region-custom-domain",
         apigw("InvalidSignatureException", "Credential should be scoped to a valid region. "),
         d.WRONG_REGION,
-        "the endpoint is not in region 'eu-west-1': set --region to the region in the endpoint's host name "
-        "(e.g. abc123.execute-api.eu-west-1.amazonaws.com -> eu-west-1)",
+        "the endpoint is not in region 'eu-west-1': use --region REGION with the endpoint's region (AWS host names "
+        "carry it, e.g. abc123.execute-api.REGION.amazonaws.com; for a custom domain, the region of the API behind "
+        "it)",
         context=replace(APIGW, url="https://mcp.example.com/", region="eu-west-1"),
         error_type="InvalidSignatureException",
         aws_message="Credential should be scoped to a valid region.",
@@ -270,10 +271,9 @@ CASES = [
         "unrecognized-client",
         apigw("UnrecognizedClientException", "The security token included in the request is invalid."),
         d.INVALID_TOKEN,
-        "AWS does not recognise access key AKIA****MPLE with its session token: the key was deleted or "
-        "deactivated, the key and token come from different credentials, the key belongs to another partition "
-        "(China, GovCloud), or region us-east-1 is not enabled for the account; check with `aws sts "
-        "get-caller-identity`",
+        "AWS does not recognise access key AKIA****MPLE: the key was deleted or deactivated, the key belongs to "
+        "another partition (China, GovCloud), or region us-east-1 is not enabled for the account; check with `aws "
+        "sts get-caller-identity`",
         error_type="UnrecognizedClientException",
         aws_message="The security token included in the request is invalid.",
     ),
@@ -286,10 +286,9 @@ CASES = [
             b"exist in our records.</Message><AWSAccessKeyId>AKIAIOSFODNN7EXAMPLE</AWSAccessKeyId></Error>",
         ),
         d.UNKNOWN_ACCESS_KEY,
-        "AWS does not recognise access key AKIA****MPLE with its session token: the key was deleted or "
-        "deactivated, the key and token come from different credentials, the key belongs to another partition "
-        "(China, GovCloud), or region us-east-1 is not enabled for the account; check with `aws sts "
-        "get-caller-identity`",
+        "AWS does not recognise access key AKIA****MPLE: the key was deleted or deactivated, the key belongs to "
+        "another partition (China, GovCloud), or region us-east-1 is not enabled for the account; check with `aws "
+        "sts get-caller-identity`",
         error_type="InvalidAccessKeyId",
         aws_message="The AWS Access Key Id you provided does not exist in our records.",
     ),
@@ -515,9 +514,9 @@ CASES = [
         (404, [("Content-Type", "text/plain")], b"Not Found"),
         d.NOT_FOUND,
         "nothing at /prod/mcp on abc123.execute-api.us-east-1.amazonaws.com: check the target URL's path (MCP "
-        "servers usually serve /mcp; API Gateway needs the stage, e.g. /prod/mcp; AgentCore /runtimes/"
-        "<url-encoded ARN>/invocations). For an MCP request with a session id, the server has forgotten the "
-        "session",
+        "servers usually serve /mcp, legacy HTTP+SSE ones GET /sse and POST /messages/; API Gateway needs the "
+        "stage, e.g. /prod/mcp; AgentCore /runtimes/<url-encoded ARN>/invocations). For an MCP request with a "
+        "session id, the server has forgotten the session",
         aws_message="Not Found",
     ),
     Case(

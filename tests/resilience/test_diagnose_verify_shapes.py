@@ -67,7 +67,8 @@ SCENARIOS = [
     Scenario(
         "v4a-region-set-excludes-endpoint",
         d.WRONG_REGION,
-        "signed for region 'eu-*' but the endpoint is in us-east-1: use --region us-east-1",
+        "signed for region set 'eu-*' but the endpoint is in us-east-1: use --region-set us-east-1 (or a set that "
+        "includes it)",
         algorithm="v4a",
         signed_region=["eu-*"],
     ),
@@ -90,10 +91,9 @@ SCENARIOS = [
     Scenario(
         "unknown-key",
         d.INVALID_TOKEN,
-        "AWS does not recognise access key AKID****0001 with its session token: the key was deleted or "
-        "deactivated, the key and token come from different credentials, the key belongs to another partition "
-        "(China, GovCloud), or region us-east-1 is not enabled for the account; check with `aws sts "
-        "get-caller-identity`",
+        "AWS does not recognise access key AKID****0001: the key was deleted or deactivated, the key belongs to "
+        "another partition (China, GovCloud), or region us-east-1 is not enabled for the account; check with `aws "
+        "sts get-caller-identity`",
         server_knows=[],
     ),
     Scenario(

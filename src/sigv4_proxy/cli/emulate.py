@@ -28,6 +28,7 @@ examples:
   sigv4-proxy emulate mcp --listen 127.0.0.1:8765 --region eu-west-1 --service-name lambda
   sigv4-proxy emulate mcp --transport sse                  # legacy 2024-11-05 HTTP+SSE server
   sigv4-proxy emulate mcp --stateless --json-response      # stateless server, JSON responses
+  sigv4-proxy emulate mcp --sigv4a reject                  # a service without SigV4a (most of them)
   sigv4-proxy emulate mcp --upstream http://127.0.0.1:8000/mcp --access-key-id AKIA... --secret-access-key-file key.txt
   pass show emulator-key | sigv4-proxy emulate mcp --access-key-id AKIA... --secret-access-key-file -
 
@@ -39,6 +40,8 @@ errors it answers with (as API Gateway does):
                                             service ("Credential should be scoped to correct service: 's'")
   403 UnrecognizedClientException           unknown access key ("The security token included in the request
                                             is invalid.")
+  403 IncompleteSignatureException          an algorithm --sigv4a refuses ("Unsupported AWS 'algorithm':
+                                            'AWS4-ECDSA-P256-SHA256' (only AWS4-HMAC-SHA256 for now). ")
 
 The generated credentials are printed on purpose: they are created for this run and unlock nothing but this
 emulator. Credentials you pass are not printed back (only the masked access key). Give the secret key with
@@ -48,6 +51,7 @@ token with --session-token-file PATH|- or SIGV4_PROXY_SESSION_TOKEN (both variab
 them in `ps`.
 """
 TRANSPORTS = ("streamable-http", "sse")
+SIGV4A_CHOICES = ("accept", "require", "reject")  # sigv4_proxy.emulate.state.SIGV4A_POLICIES (not imported: cheap)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -100,6 +104,14 @@ def configure_mcp(parser: argparse.ArgumentParser) -> None:
         "--json-response",
         action="store_true",
         help="built-in Streamable HTTP server answers with JSON bodies instead of SSE streams",
+    )
+    parser.add_argument(
+        "--sigv4a",
+        choices=SIGV4A_CHOICES,
+        default="accept",
+        help="SigV4a (AWS4-ECDSA-P256-SHA256) signatures: accept them as well as SigV4 (default), require them "
+        "(SigV4 is refused), or reject them (SigV4 only, as API Gateway and most services); a refused algorithm "
+        "gets 403 IncompleteSignatureException",
     )
     parser.add_argument(
         "--max-skew",
@@ -205,6 +217,7 @@ def build_config(args: argparse.Namespace) -> Any:
         stateless=args.stateless,
         json_response=args.json_response,
         max_skew_seconds=args.max_skew,
+        sigv4a=args.sigv4a,
     )
 
 
@@ -218,6 +231,8 @@ def banner(info: Any) -> str:
         f"  service:  {info.service}",
         f"  backend:  {info.backend}",
     ]
+    if info.signatures != "SigV4 and SigV4a":  # the default is not worth a line
+        lines.append(f"  signing:  {info.signatures}")
     command = f"sigv4-proxy --target-url {info.url} --region {info.region} --service-name {info.service}"
     if info.generated:
         env = f"AWS_ACCESS_KEY_ID={creds.access_key_id} AWS_SECRET_ACCESS_KEY={creds.secret_access_key}"
@@ -242,6 +257,7 @@ def info_json(info: Any) -> str:
         "region": info.region,
         "service": info.service,
         "backend": info.backend,
+        "signatures": info.signatures,
         "access_key_id": creds.access_key_id,
     }
     if info.generated:

@@ -29,7 +29,8 @@ from sigv4_proxy.emulate.faults import (
     describe_request,
 )
 from sigv4_proxy.emulate.log import RequestRecord, masked_scope
-from sigv4_proxy.emulate.state import EmulatorState
+from sigv4_proxy.emulate.state import EmulatorState, Sigv4aPolicy
+from sigv4_proxy.signing.model import V4, V4A
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -42,6 +43,8 @@ SIGNING_HEADERS = frozenset(
     {b"authorization", b"x-amz-date", b"x-amz-security-token", b"x-amz-content-sha256", b"x-amz-region-set"}
 )
 _NOT_VERIFIED_REASONS = frozenset({"missing", "malformed", "algorithm"})
+#: The signature algorithms each ``--sigv4a`` policy takes, the first one being what the refusal asks for.
+_ACCEPTED_ALGORITHMS: dict[str, tuple[str, ...]] = {"accept": (V4, V4A), "require": (V4A,), "reject": (V4,)}
 
 
 class Backend(Protocol):
@@ -138,6 +141,18 @@ class _ResponseWriter:
         await anyio.sleep(0)  # the cancellation is delivered here
 
 
+def algorithm_refusal(algorithm: str | None, policy: Sigv4aPolicy) -> Respond | None:
+    """How a service that does not take `algorithm` refuses it, or None when `policy` takes it (or the request
+    named none). AWS's own services answer so (API Gateway, Lambda and the other "coral" services check the
+    algorithm before the credential scope): 403 IncompleteSignatureException "Unsupported AWS 'algorithm':
+    'AWS4-ECDSA-P256-SHA256' (only AWS4-HMAC-SHA256 for now). "."""
+    accepted = _ACCEPTED_ALGORITHMS[policy]
+    if not algorithm or algorithm in accepted:
+        return None
+    message = f"Unsupported AWS 'algorithm': '{algorithm}' (only {accepted[0]} for now). "
+    return aws_error(403, "IncompleteSignatureException", message)
+
+
 def emulator_headers(state: EmulatorState) -> list[tuple[bytes, bytes]]:
     date = format_datetime(state.now(), usegmt=True)
     return [(b"date", date.encode()), (b"x-amzn-requestid", str(uuid.uuid4()).encode())]
@@ -225,6 +240,10 @@ class VerifyingFront:
         scope_text = masked_scope(result.access_key_id, result.amz_date, result.region, result.service)
         scope["sigv4_proxy.scope"] = scope_text
         scope["sigv4_proxy.algorithm"] = result.algorithm or ""
+        refusal = algorithm_refusal(result.algorithm, self.state.sigv4a)
+        if refusal is not None:
+            reason = "sigv4a_required" if self.state.sigv4a == "require" else "sigv4a_rejected"
+            return refusal, self._record(scope, refusal.status, "IncompleteSignatureException", reason, info)
         if (
             result.access_key_id
             and result.reason not in _NOT_VERIFIED_REASONS

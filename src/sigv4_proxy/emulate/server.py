@@ -32,7 +32,13 @@ from sigv4_proxy.emulate.credentials import AcceptedCredentials, CredentialsReso
 from sigv4_proxy.emulate.faults import Delay, Drop, FaultRule, Match, Respond, aws_error
 from sigv4_proxy.emulate.front import VerifyingFront
 from sigv4_proxy.emulate.log import RequestLog, RequestRecord
-from sigv4_proxy.emulate.state import DEFAULT_MAX_BODY_BYTES, EmulatorState, ExecutionCounter
+from sigv4_proxy.emulate.state import (
+    DEFAULT_MAX_BODY_BYTES,
+    SIGV4A_POLICIES,
+    EmulatorState,
+    ExecutionCounter,
+    Sigv4aPolicy,
+)
 from sigv4_proxy.signing.model import Credentials
 
 DEFAULT_REGION = "us-east-1"
@@ -62,6 +68,7 @@ class EmulatorConfig:
     json_response: bool = False
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_skew_seconds: int = 300
+    sigv4a: Sigv4aPolicy = "accept"
     credentials_resolver: CredentialsResolver | None = field(default=None, compare=False)
 
     @property
@@ -79,6 +86,14 @@ class EmulatorConfig:
         responses = "JSON responses" if self.json_response else "SSE responses"
         return f"built-in MCP server, Streamable HTTP, {mode}, {responses}"
 
+    def describe_signatures(self) -> str:
+        """Which signature algorithms requests may use (``--sigv4a``)."""
+        return {
+            "accept": "SigV4 and SigV4a",
+            "require": "SigV4a only (SigV4 requests are refused)",
+            "reject": "SigV4 only (SigV4a requests are refused)",
+        }[self.sigv4a]
+
 
 def build_app(config: EmulatorConfig, on_record: Callable[[RequestRecord], None] | None = None) -> VerifyingFront:
     """The verifying front with its backend, ready for any ASGI server."""
@@ -91,6 +106,7 @@ def build_app(config: EmulatorConfig, on_record: Callable[[RequestRecord], None]
         executions=ExecutionCounter(),
         max_body_bytes=config.max_body_bytes,
         max_skew_seconds=config.max_skew_seconds,
+        sigv4a=config.sigv4a,
     )
     backend: BuiltinBackend | UpstreamBackend
     if config.upstream is not None:
@@ -350,6 +366,7 @@ class McpEmulator:
         (capital ``Message``, as API Gateway writes it). The action defaults to the service's invoke action
         (``execute-api:Invoke``, ``lambda:InvokeFunctionUrl``, ``bedrock-agentcore:InvokeAgentRuntime``)."""
         action = action or INVOKE_ACTIONS.get(self.service, f"{self.service}:Invoke")
+        # API Gateway masks the account id of the resource ARN, keeping its last four digits (as here).
         resource = resource or f"arn:aws:{self.service}:{self.region}:********9012:emulator/prod/*"
         message = f"User: {principal} is not authorized to perform: {action} on resource: {resource}"
         body = json.dumps({"Message": message}).encode()
@@ -431,6 +448,22 @@ class McpEmulator:
     def clock_offset(self, seconds: float) -> None:
         self.state.clock_offset_seconds = float(seconds)
 
+    @property
+    def sigv4a(self) -> Sigv4aPolicy:
+        """Which signature algorithms are taken: ``accept`` (both), ``require`` (SigV4a only), ``reject`` (SigV4
+        only); a refused one gets 403 IncompleteSignatureException "Unsupported AWS 'algorithm': ..."."""
+        return self.state.sigv4a
+
+    @sigv4a.setter
+    def sigv4a(self, policy: Sigv4aPolicy) -> None:
+        self.state.sigv4a = _checked_policy(policy)
+
+
+def _checked_policy(policy: str) -> Sigv4aPolicy:
+    if policy not in SIGV4A_POLICIES:
+        raise ValueError(f"sigv4a must be one of {', '.join(SIGV4A_POLICIES)}, got: {policy!r}")
+    return policy  # type: ignore[return-value]
+
 
 def _reason_phrase(status: int) -> str:
     from http import HTTPStatus
@@ -456,10 +489,12 @@ def start_mcp(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     credentials_resolver: CredentialsResolver | None = None,
     on_record: Callable[[RequestRecord], None] | None = None,
+    sigv4a: Sigv4aPolicy = "accept",
 ) -> McpEmulator:
     """Start an IAM-verifying MCP endpoint on a background thread and return its handle (a context manager,
     sync or async). Defaults: loopback, a free port, us-east-1, execute-api, fresh random credentials, the
-    built-in MCP server on stateful Streamable HTTP with SSE responses."""
+    built-in MCP server on stateful Streamable HTTP with SSE responses, SigV4 and SigV4a both accepted
+    (``sigv4a="reject"``: SigV4 only, as most services; ``"require"``: SigV4a only)."""
     if isinstance(credentials, Credentials):
         creds: tuple[Credentials, ...] = (credentials,)
     else:
@@ -476,6 +511,7 @@ def start_mcp(
         stateless=stateless,
         json_response=json_response,
         max_body_bytes=max_body_bytes,
+        sigv4a=_checked_policy(sigv4a),
         credentials_resolver=credentials_resolver,
     )
     return McpEmulator(config, on_record).start()
@@ -501,6 +537,7 @@ async def serve_forever(
         credentials=front.state.credentials.all()[0],
         generated=not config.credentials,
         backend=config.describe_backend(),
+        signatures=config.describe_signatures(),
     )
 
     async def announce() -> None:
@@ -530,3 +567,4 @@ class McpEmulatorInfo:
     credentials: Credentials
     generated: bool
     backend: str
+    signatures: str = "SigV4 and SigV4a"

@@ -11,12 +11,17 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from typing import Literal, get_args
 
 from sigv4_proxy.emulate.credentials import AcceptedCredentials
 from sigv4_proxy.emulate.faults import FaultPlan
 from sigv4_proxy.emulate.log import RequestLog
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024 + 64 * 1024  # the proxy's default --max-message-bytes, plus slack
+#: Which signature algorithms the emulator takes (``--sigv4a``): ``accept`` SigV4 and SigV4a, ``require`` SigV4a
+#: only, ``reject`` SigV4 only (as a service that does not support SigV4a).
+Sigv4aPolicy = Literal["accept", "require", "reject"]
+SIGV4A_POLICIES: tuple[str, ...] = get_args(Sigv4aPolicy)
 
 
 class ExecutionCounter:
@@ -77,6 +82,7 @@ class EmulatorState:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_skew_seconds: int = 300
     clock_offset_seconds: float = 0.0
+    sigv4a: Sigv4aPolicy = "accept"
 
     def now(self) -> datetime:
         """The emulator's clock: real UTC time shifted by ``clock_offset_seconds``."""
