@@ -2,32 +2,45 @@
 
 Each check yields one :class:`Check` — pass, fail (with the fix), warn, or skip (with the reason) — in the
 order a connection is built: configuration, region/service inference, credentials, caller identity (STS),
-DNS, TCP, TLS, the target's clock, and one signed probe (an MCP ``initialize``, or a PostgreSQL connection
-attempt for an Aurora DSQL host). The configuration comes from :mod:`sigv4_proxy.config`, so the flags,
-rules and messages are exactly the proxy's; failures are worded by :mod:`sigv4_proxy.diagnose`, like
-everywhere else. The pure checks take their inputs as arguments; the network ones are thin and bounded by
-a timeout each (no check can hang the doctor).
+the proxy in use (``HTTPS_PROXY``), DNS, TCP, the proxy's CONNECT tunnel, TLS, the target's clock, and one
+signed probe (an MCP ``initialize``, or a PostgreSQL connection attempt for an Aurora DSQL host); then, when
+their flags ask for them, the standalone event stream (``--sse``) and the warm-start cache (``--warm``).
+
+The configuration comes from :mod:`sigv4_proxy.config` with every flag of the stdio proxy, so the flags,
+rules and messages are exactly the proxy's, and the probe behaves as the proxy would: ``--transport`` (the
+legacy HTTP+SSE transport, and ``auto``'s fallback to it, by the rules of :mod:`sigv4_proxy.mcp.transport`),
+``--retries`` (the policy of :mod:`sigv4_proxy.retry`), ``--timeout``, ``--request-deadline`` and
+``--max-message-bytes``. Failures are worded by :mod:`sigv4_proxy.diagnose` and the proxy's own messages,
+like everywhere else. The pure checks take their inputs as arguments; the network ones are thin and bounded
+by a timeout each (no check can hang the doctor).
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import concurrent.futures
 import contextlib
+import ipaddress
 import json
+import random as _random
+import re
 import socket
 import ssl
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
-from typing import Any
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urljoin, urlsplit
 
 from sigv4_proxy import endpoints
 from sigv4_proxy.errors import ConfigError, CredentialsError
 from sigv4_proxy.terminal import printable
+
+if TYPE_CHECKING:
+    from sigv4_proxy.diagnose import ProxyInUse
 
 PASS, FAIL, WARN, SKIP = "pass", "fail", "warn", "skip"
 MARKS = {PASS: "✓", FAIL: "✗", WARN: "!", SKIP: "-"}
@@ -35,7 +48,13 @@ MAX_SKEW = timedelta(minutes=5)  # AWS rejects signatures dated further than thi
 SKEW_WARNING = timedelta(seconds=60)
 DEFAULT_TIMEOUT = 5.0
 PROBE_PROTOCOL_VERSION = "2025-06-18"
-MAX_PROBE_BYTES = 1024 * 1024
+PROBE_ID = "sigv4-proxy-doctor"
+MAX_ERROR_BODY = 64 * 1024  # of an error answer: enough for any AWS error document
+MAX_HEAD_BYTES = 16 * 1024  # of a proxy's answer to CONNECT
+STS_ENDPOINT_ENV = "AWS_ENDPOINT_URL_STS"  # the AWS SDKs' variable for STS's endpoint
+# Top-level domains that never name a public host (RFC 6761, RFC 6762 appendix G, RFC 8375, ICANN's .internal).
+PRIVATE_TLDS = frozenset({"local", "localhost", "internal", "lan", "home", "corp", "intranet", "private", "test",
+                          "example", "invalid", "arpa"})
 
 CREDENTIAL_SOURCES = {
     "env": "environment variables (AWS_ACCESS_KEY_ID)",
@@ -113,7 +132,7 @@ def check_configuration(args: argparse.Namespace, environ: Mapping[str, str]) ->
     from sigv4_proxy.config import load_proxy_config
 
     try:
-        config = load_proxy_config(args, environ)
+        config = load_proxy_config(args, environ, bridge=True)
     except ConfigError as exc:
         return [
             Check("configuration", "configuration", FAIL, problem,
@@ -123,6 +142,9 @@ def check_configuration(args: argparse.Namespace, environ: Mapping[str, str]) ->
     signing = config.sig_version + (f" (region set {','.join(config.region_set or ())})"
                                     if config.sig_version == "v4a" else "")
     summary = f"target {config.target_url}, {signing}"
+    options = config.option_summary(changed_only=True)
+    if options:
+        summary += "; " + ", ".join(options)
     if config.warnings:
         return [Check("configuration", "configuration", WARN, summary + "; " + "; ".join(config.warnings),
                       details={"warnings": list(config.warnings)})], config
@@ -230,6 +252,55 @@ def check_clock(date_header: str | None, sent_at: datetime, received_at: datetim
     return Check("clock", "clock", PASS, summary, details=details)
 
 
+# ------------------------------------------------------------------------------------------ the proxy in use
+
+
+@dataclass(frozen=True)
+class ProxyBypass:
+    """A proxy variable covers the URL's scheme, but an entry of NO_PROXY exempts its host."""
+
+    proxy: ProxyInUse
+    variable: str  # NO_PROXY or no_proxy
+    entry: str  # the entry that matched ("*" turns every proxy off)
+
+
+def proxy_route(url: str, environ: Mapping[str, str]) -> ProxyInUse | ProxyBypass | None:
+    """The proxy a request to `url` goes through (the proxy's own rules: :func:`sigv4_proxy.diagnose.proxy_for`,
+    which are httpx's with ``trust_env``), or the NO_PROXY entry that bypasses the one its scheme would use, or
+    None when no proxy variable applies."""
+    from sigv4_proxy.diagnose import environment_proxies, proxy_for
+
+    proxy = proxy_for(url, environ)
+    if proxy is not None:
+        return proxy
+    exempted = proxy_for(url, environ, honour_no_proxy=False)
+    if exempted is None:
+        return None
+    no_proxy, variable = environment_proxies(environ)["no"]
+    entries = [entry.strip() for entry in no_proxy.split(",") if entry.strip()]
+    # The entry that does it: the one that alone exempts the URL from this proxy.
+    entry = next((entry for entry in entries if proxy_for(url, {exempted.variable: exempted.url, variable: entry})
+                  is None), no_proxy)
+    return ProxyBypass(exempted, variable, entry)
+
+
+def check_proxy(url: str, route: ProxyInUse | ProxyBypass) -> Check:
+    """Which way the target is reached: through the proxy (named), or directly because NO_PROXY says so."""
+    host = endpoints.host_of(url)
+    if isinstance(route, ProxyBypass):
+        why = (f"{route.variable}=* turns every proxy off" if route.entry == "*"
+               else f"{route.variable} entry '{route.entry}' matches {host}")
+        return Check("proxy", "proxy", PASS,
+                     f"not used for {host}: {why} ({route.proxy.describe()} serves other hosts); connecting directly",
+                     details={**_proxy_details(route.proxy), "bypass": route.entry})
+    return Check("proxy", "proxy", PASS, f"{route.describe()} for {host}: the checks below go through it",
+                 details=_proxy_details(route))
+
+
+def _proxy_details(proxy: ProxyInUse) -> dict[str, Any]:
+    return {"proxy": proxy.display, "variable": proxy.variable}
+
+
 # ------------------------------------------------------------------------------------------ network checks
 
 
@@ -248,7 +319,22 @@ def _target(url: str) -> _Target:
     return _Target(url, scheme, parts.hostname or "", parts.port or (443 if scheme == "https" else 80))
 
 
-def check_dns(target: _Target, timeout: float) -> Check:
+def _bypass_advice(host: str, bypass: ProxyBypass | None, default: str) -> str:
+    """Advice about the proxy for a direct connection that failed: never "set HTTPS_PROXY" when it is set."""
+    if bypass is None:
+        return default
+    return (f"{bypass.proxy.variable} is set, but {bypass.variable} exempts {host}: remove it from "
+            f"{bypass.variable} if only the proxy can reach it")
+
+
+def _proxy_fix(proxy: ProxyInUse, host: str, what: str) -> str:
+    return (f"{what}, or unset {proxy.variable} (or add {host} to NO_PROXY) if {host} is reachable without the "
+            "proxy")
+
+
+def check_dns(target: _Target, timeout: float, *, proxy: ProxyInUse | None = None,
+              bypass: ProxyBypass | None = None, for_host: str = "") -> Check:
+    """Resolve the target's host, or, with `proxy`, the proxy's (the proxy resolves the target `for_host`)."""
     def resolve() -> list[str]:
         infos = socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
         return list(dict.fromkeys(str(info[4][0]) for info in infos))
@@ -257,20 +343,34 @@ def check_dns(target: _Target, timeout: float) -> Check:
     try:
         target.addresses = pool.submit(resolve).result(timeout=timeout)
     except concurrent.futures.TimeoutError:
+        if proxy is not None:
+            return Check("dns", "DNS", FAIL, f"no answer for {target.host}, the host of {proxy.describe()}, "
+                         f"within {timeout:g} s", _proxy_fix(proxy, for_host, "check the DNS server / VPN"),
+                         _proxy_details(proxy))
         return Check("dns", "DNS", FAIL, f"no answer for {target.host} within {timeout:g} s",
                      "check the DNS server / VPN; try `nslookup " + target.host + "`")
     except OSError as exc:
+        if proxy is not None:
+            return Check("dns", "DNS", FAIL, f"cannot resolve {target.host}, the host of {proxy.describe()}: "
+                         f"{exc.strerror or exc}",
+                         _proxy_fix(proxy, for_host, f"check the proxy's host name in {proxy.variable}"),
+                         _proxy_details(proxy))
+        advice = _bypass_advice(target.host, bypass, "behind a corporate proxy set HTTPS_PROXY")
         return Check("dns", "DNS", FAIL, f"cannot resolve {target.host}: {exc.strerror or exc}",
-                     "check the target URL's host name for typos; `nslookup " + target.host + "`; behind a "
-                     "corporate proxy set HTTPS_PROXY")
+                     "check the target URL's host name for typos; `nslookup " + target.host + "`; " + advice)
     finally:
         pool.shutdown(wait=False)
     shown = ", ".join(target.addresses[:4]) + (" …" if len(target.addresses) > 4 else "")
+    if proxy is not None:
+        return Check("dns", "DNS", PASS, f"{target.host} → {shown}: {proxy.describe()}; it resolves {for_host} "
+                     "itself", details={"addresses": target.addresses, **_proxy_details(proxy)})
     return Check("dns", "DNS", PASS, f"{target.host} → {shown}", details={"addresses": target.addresses})
 
 
-def check_tcp(target: _Target, timeout: float) -> Check:
-    """Connect to each resolved address in turn (as HTTP clients do); the first that answers is used later."""
+def check_tcp(target: _Target, timeout: float, *, proxy: ProxyInUse | None = None,
+              bypass: ProxyBypass | None = None, for_host: str = "") -> Check:
+    """Connect to each resolved address in turn (as HTTP clients do); the first that answers is used later.
+    With `proxy`, `target` is the proxy (reached on the way to `for_host`)."""
     candidates = target.addresses or [target.host]
     failures: list[tuple[str, OSError]] = []
     for address in candidates:
@@ -283,8 +383,14 @@ def check_tcp(target: _Target, timeout: float) -> Check:
             continue
         elapsed = (time.perf_counter() - started) * 1000
         target.addresses = [address, *(a for a in candidates if a != address)]
+        if proxy is not None:
+            return Check("tcp", "TCP", PASS, f"connected to {proxy.describe()} at "
+                         f"{_hostport(address, target.port)} in {elapsed:.0f} ms",
+                         details=_proxy_details(proxy))
         return Check("tcp", "TCP", PASS, f"connected to {_hostport(address, target.port)} in {elapsed:.0f} ms")
     address, exc = failures[0]
+    if proxy is not None:
+        return _proxy_tcp_failure(_hostport(address, target.port), exc, timeout, proxy, for_host)
     shown = _hostport(address, target.port)
     if isinstance(exc, ConnectionRefusedError):
         return Check("tcp", "TCP", FAIL, f"connection to {shown} refused: nothing is listening",
@@ -293,13 +399,114 @@ def check_tcp(target: _Target, timeout: float) -> Check:
     if isinstance(exc, TimeoutError):
         return Check("tcp", "TCP", FAIL, f"no answer from {shown} within {timeout:g} s",
                      "a firewall is dropping the traffic, or the host is down; check outbound rules and "
-                     "HTTPS_PROXY")
+                     + ("HTTPS_PROXY" if bypass is None else f"{bypass.variable} (it exempts {target.host} from "
+                        f"{bypass.proxy.variable}: remove it there if only the proxy can reach it)"))
     return Check("tcp", "TCP", FAIL, f"cannot connect to {shown}: {exc.strerror or exc}",
                  "check the network route to the host (VPN, proxy, firewall)")
 
 
+def _proxy_tcp_failure(shown: str, exc: OSError, timeout: float, proxy: ProxyInUse, for_host: str) -> Check:
+    details = _proxy_details(proxy)
+    if isinstance(exc, ConnectionRefusedError):
+        summary = f"connection to {proxy.describe()} at {shown} refused: nothing is listening"
+        what = f"check that the proxy is running and that {proxy.variable} names its host and port"
+    elif isinstance(exc, TimeoutError):
+        summary = f"no answer from {proxy.describe()} at {shown} within {timeout:g} s"
+        what = f"check that the proxy is up and {proxy.variable} names it (a firewall may drop the traffic)"
+    else:
+        summary = f"cannot connect to {proxy.describe()} at {shown}: {exc.strerror or exc}"
+        what = "check the network route to the proxy (VPN, firewall)"
+    return Check("tcp", "TCP", FAIL, summary, _proxy_fix(proxy, for_host, what), details)
+
+
 def _hostport(address: str, port: int) -> str:
     return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
+class _TunnelRefused(Exception):
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(f"HTTP {status} {reason}".rstrip())
+        self.status = status
+        self.reason = reason
+
+
+def open_tunnel(proxy_target: _Target, proxy: ProxyInUse, target: _Target, context: ssl.SSLContext,
+                timeout: float) -> tuple[socket.socket, str]:
+    """A socket tunnelled through the proxy to the target (``CONNECT host:port``, with the proxy URL's user and
+    password as ``Proxy-Authorization: Basic``, as httpx sends them), and the proxy's status line. Raises
+    _TunnelRefused for a status other than 2xx, OSError for a broken connection or an unreadable answer."""
+    address = proxy_target.addresses[0] if proxy_target.addresses else proxy_target.host
+    raw = socket.create_connection((address, proxy_target.port), timeout=timeout)
+    try:
+        sock: socket.socket = raw
+        if proxy_target.scheme == "https":
+            sock = context.wrap_socket(raw, server_hostname=proxy_target.host)
+        authority = _hostport(target.host, target.port)
+        request = f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n"
+        parts = urlsplit(proxy.url)
+        if parts.username is not None:
+            secret = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+            request += f"Proxy-Authorization: Basic {base64.b64encode(secret).decode()}\r\n"
+        sock.sendall((request + "\r\n").encode("latin-1"))
+        status, reason = _read_status(sock)
+    except BaseException:
+        raw.close()
+        raise
+    if not 200 <= status < 300:
+        raw.close()
+        raise _TunnelRefused(status, reason)
+    return sock, f"HTTP {status} {reason}".rstrip()
+
+
+def _read_status(sock: socket.socket) -> tuple[int, str]:
+    """The status of a proxy's answer to CONNECT; reads its head only (the tunnel's bytes follow it)."""
+    head = bytearray()
+    while b"\r\n\r\n" not in head:
+        if len(head) > MAX_HEAD_BYTES:
+            raise OSError("the proxy's answer to CONNECT has no end of headers")
+        byte = sock.recv(1)
+        if not byte:
+            raise OSError("the proxy closed the connection without answering CONNECT")
+        head += byte
+    status_line = head.split(b"\r\n", 1)[0].decode("latin-1")
+    match = re.match(r"HTTP/\d(?:\.\d)? (\d{3}) ?(.*)", status_line)
+    if match is None:
+        raise OSError(f"the proxy's answer to CONNECT is not HTTP: {status_line[:80]!r}")
+    return int(match.group(1)), match.group(2).strip()
+
+
+def check_tunnel(proxy_target: _Target, proxy: ProxyInUse, target: _Target, context: ssl.SSLContext,
+                 timeout: float) -> tuple[Check, socket.socket | None]:
+    """(the check, the open tunnel for the TLS check or None)."""
+    authority = _hostport(target.host, target.port)
+    details = _proxy_details(proxy)
+    try:
+        sock, status = open_tunnel(proxy_target, proxy, target, context, timeout)
+    except _TunnelRefused as refused:
+        details["status"] = refused.status
+        summary = f"CONNECT {authority} through {proxy.describe()}: {refused}"
+        return Check("tunnel", "proxy tunnel", FAIL, summary, _tunnel_fix(refused.status, proxy, target), details), None
+    except TimeoutError:
+        return Check("tunnel", "proxy tunnel", FAIL, f"CONNECT {authority}: {proxy.describe()} did not answer "
+                     f"within {timeout:g} s", _proxy_fix(proxy, target.host, "check the proxy"), details), None
+    except (OSError, ssl.SSLError) as exc:
+        return Check("tunnel", "proxy tunnel", FAIL, f"CONNECT {authority} through {proxy.describe()} failed: "
+                     f"{exc}", _proxy_fix(proxy, target.host, f"is {proxy.variable} an HTTP proxy?"), details), None
+    return Check("tunnel", "proxy tunnel", PASS, f"CONNECT {authority} through {proxy.describe()}: {status}",
+                 details=details), sock
+
+
+def _tunnel_fix(status: int, proxy: ProxyInUse, target: _Target) -> str:
+    if status == 407:
+        return (f"the proxy wants a user name and password: put them in {proxy.variable} "
+                "(http://USER:PASSWORD@host:port, special characters percent-encoded)")
+    if status == 403:
+        return _proxy_fix(proxy, target.host, f"the proxy does not allow tunnels to {target.host}:{target.port}: "
+                          "ask its administrators to allow the host")
+    if status in (502, 503, 504):
+        return (f"the proxy could not reach {target.host}:{target.port} (its DNS, its route, or the server is down): "
+                "check the target URL, then the proxy's logs")
+    return _proxy_fix(proxy, target.host, "check the proxy's configuration and logs")
 
 
 def ssl_context(environ: Mapping[str, str]) -> ssl.SSLContext:
@@ -313,30 +520,40 @@ def ssl_context(environ: Mapping[str, str]) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=certifi.where())
 
 
-def check_tls(target: _Target, context: ssl.SSLContext, timeout: float) -> Check:
+def check_tls(target: _Target, context: ssl.SSLContext, timeout: float, *, tunnel: socket.socket | None = None,
+              proxy: ProxyInUse | None = None) -> Check:
+    """The handshake with SNI and certificate verification; over `tunnel` (through `proxy`) when given."""
     if target.scheme != "https":
-        note = "loopback" if endpoints.is_loopback(target.host) else "--allow-http"
-        return Check("tls", "TLS", SKIP, f"plain http ({note}): no TLS to check")
+        return _plain_http(target)
     address = target.addresses[0] if target.addresses else target.host
+    where = f"{target.host}:{target.port}" + (f" through {proxy.describe()}" if proxy is not None else "")
     try:
-        with socket.create_connection((address, target.port), timeout=timeout) as raw, context.wrap_socket(
-            raw, server_hostname=target.host
-        ) as tls:
+        raw = tunnel if tunnel is not None else socket.create_connection((address, target.port), timeout=timeout)
+        with raw, context.wrap_socket(raw, server_hostname=target.host) as tls:
             version, cert = tls.version(), tls.getpeercert() or {}
     except ssl.SSLCertVerificationError as exc:
         return _tls_verify_failure(target, exc)
     except ssl.SSLError as exc:
-        return Check("tls", "TLS", FAIL, f"TLS handshake with {target.host}:{target.port} failed: {exc.reason or exc}",
+        return Check("tls", "TLS", FAIL, f"TLS handshake with {where} failed: {exc.reason or exc}",
                      "is this port speaking TLS? use http:// for a plain listener, or check for a TLS-inspecting "
                      "proxy")
     except OSError as exc:
-        return Check("tls", "TLS", FAIL, f"TLS connection to {target.host}:{target.port} failed: {exc}",
+        return Check("tls", "TLS", FAIL, f"TLS connection to {where} failed: {exc}",
                      "check the network route to the host")
     subject = _name(cert.get("subject", ()))
     issuer = _name(cert.get("issuer", ()))
     expires = cert.get("notAfter", "?")
     summary = f"{version}, certificate {subject} (SNI {target.host}) issued by {issuer}, valid until {expires}"
-    return Check("tls", "TLS", PASS, summary, details={"version": version, "subject": subject, "issuer": issuer})
+    details: dict[str, Any] = {"version": version, "subject": subject, "issuer": issuer}
+    if proxy is not None:
+        summary += f", through {proxy.describe()}"
+        details.update(_proxy_details(proxy))
+    return Check("tls", "TLS", PASS, summary, details=details)
+
+
+def _plain_http(target: _Target) -> Check:
+    note = "loopback" if endpoints.is_loopback(target.host) else "--allow-http"
+    return Check("tls", "TLS", SKIP, f"plain http ({note}): no TLS to check")
 
 
 def _name(rdns: Any) -> str:
@@ -370,23 +587,46 @@ def default_sts_endpoint(region: str) -> str:
     return f"https://sts.{region}.{suffix}/"
 
 
-def check_identity(provider: Any, region: str, endpoint: str, verify: Any, timeout: float) -> Check:
-    """STS GetCallerIdentity, signed like every request; unreachable STS is a skip, not a failure."""
+def not_aws_reason(host: str) -> str | None:
+    """Why `host` cannot be an AWS endpoint — loopback, a private or link-local address, a private name — or None
+    when it may be one (an AWS host name, or a public custom domain, which may front API Gateway or CloudFront)."""
+    if not host:
+        return None
+    if endpoints.is_loopback(host):
+        return f"{host} is not an AWS endpoint"
+    if endpoints.is_ip(host):
+        address = ipaddress.ip_address(host)
+        private = address.is_private or address.is_link_local or address.is_unspecified or address.is_reserved
+        return f"{host} is not an AWS endpoint" if private else None
+    if endpoints.infer(host) != endpoints.Endpoint(None, None):
+        return None
+    labels = host.rstrip(".").split(".")
+    if len(labels) == 1 or labels[-1] in PRIVATE_TLDS:
+        return f"{host} is not an AWS endpoint"
+    return None
+
+
+def check_identity(provider: Any, region: str, endpoint: str, verify: Any, timeout: float, *,
+                   proxy: ProxyInUse | None = None) -> Check:
+    """STS GetCallerIdentity, signed like every request (through `proxy` when the environment names one for STS);
+    unreachable STS is a skip, not a failure."""
     import httpx
 
     from sigv4_proxy.auth import SigV4Auth
     from sigv4_proxy.diagnose import SigningContext, diagnose_response
 
     host = endpoints.host_of(endpoint)
-    reachable = _reachable(endpoint, timeout)
+    reachable = _reachable(proxy.url if proxy is not None else endpoint, timeout)
     if reachable is not None:
+        where = f"STS at {host}" if proxy is None else f"{proxy.describe()} on the way to STS at {host}"
         return Check("identity", "caller identity", SKIP,
-                     f"skipped: STS at {host} is unreachable ({reachable}); the other checks do not need it",
+                     f"skipped: {where} is unreachable ({reachable}); the other checks do not need it",
                      details={"endpoint": endpoint})
     body = b"Action=GetCallerIdentity&Version=2011-06-15"
     headers = {"content-type": "application/x-www-form-urlencoded; charset=utf-8", "accept": "application/json"}
     try:
-        with httpx.Client(timeout=timeout, verify=verify) as client:
+        with httpx.Client(timeout=timeout, verify=verify, trust_env=False,
+                          proxy=proxy.url if proxy is not None else None) as client:
             response = client.post(endpoint, content=body, headers=headers,
                                    auth=SigV4Auth(provider, region, "sts"))
     except httpx.HTTPError as exc:
@@ -401,6 +641,22 @@ def check_identity(provider: Any, region: str, endpoint: str, verify: Any, timeo
     arn, account = _caller_identity(response)
     return Check("identity", "caller identity", PASS, f"{arn} (account {account})",
                  details={"arn": arn, "account": account})
+
+
+def _identity(provider: Any, credentials: Any, region: str, target_host: str, environ: Mapping[str, str],
+              sts_endpoint: str | None, sts: bool, context: ssl.SSLContext | None, timeout: float) -> Check:
+    """The caller-identity check, or why it is skipped: no credentials, or a target that is not AWS's (its
+    credentials need not be AWS's: an emulator, a local test server) unless --sts or --sts-endpoint asks."""
+    if credentials is None:
+        return _skipped("identity", "caller identity", "no credentials")
+    local = not_aws_reason(target_host)
+    if local is not None and not sts and sts_endpoint is None:
+        return _skipped("identity", "caller identity", f"{local}, so its credentials need not be AWS's; pass --sts "
+                        "to check them with STS anyway")
+    endpoint = sts_endpoint or environ.get(STS_ENDPOINT_ENV) or default_sts_endpoint(region)
+    route = proxy_route(endpoint, environ)
+    return check_identity(provider, region, endpoint, context if context is not None else True, timeout,
+                          proxy=None if isinstance(route, ProxyBypass) else route)
 
 
 def _reachable(url: str, timeout: float) -> str | None:
@@ -428,8 +684,6 @@ def _caller_identity(response: Any) -> tuple[str, str]:
     if response.headers.get("content-type", "").startswith("application/json"):
         result = json.loads(text).get("GetCallerIdentityResponse", {}).get("GetCallerIdentityResult", {})
         return str(result.get("Arn", "?")), str(result.get("Account", "?"))
-    import re
-
     arn = re.search(r"<Arn>([^<]*)</Arn>", text)
     account = re.search(r"<Account>([^<]*)</Account>", text)
     return (arn.group(1) if arn else "?"), (account.group(1) if account else "?")
@@ -441,83 +695,451 @@ def _head(diagnosis: Any) -> str:
     return message.split(" Diagnosis: ", 1)[0] if diagnosis.hint else message
 
 
+def _split_problem(problem: str) -> tuple[str, str | None]:
+    """One of the proxy's "cause. Diagnosis: fix" texts as (summary, fix)."""
+    cause, separator, fix = problem.partition(". Diagnosis: ")
+    return (cause, fix) if separator else (problem, None)
+
+
 @dataclass
 class ProbeResult:
     check: Check
     date_header: str | None = None
     sent_at: datetime | None = None
     received_at: datetime | None = None
+    extra: list[Check] = field(default_factory=list)  # the standalone event stream's check (--sse)
 
 
-def probe_mcp(config: Any, provider: Any, verify: Any, timeout: float, clock: Callable[[], datetime]) -> ProbeResult:
-    """One signed MCP `initialize` (raw JSON-RPC: the proxy's own path never loads the mcp SDK)."""
+@dataclass
+class _Budget:
+    """The probe's time limits, as the proxy applies them to a request."""
+
+    connect: float  # --check-timeout
+    read: float  # --timeout when given (a stream that keeps delivering is never cut), else --check-timeout
+    deadline: float | None  # --request-deadline: the whole request, retries included
+    started: float = field(default_factory=time.monotonic)
+
+    def remaining(self) -> float | None:
+        return None if self.deadline is None else self.deadline - (time.monotonic() - self.started)
+
+    def expired(self) -> bool:
+        remaining = self.remaining()
+        return remaining is not None and remaining <= 0.01  # a read timeout set to the rest fires right at it
+
+    def timeout(self) -> Any:
+        import httpx
+
+        remaining = self.remaining()
+        limit = (lambda seconds: max(0.01, min(seconds, remaining))) if remaining is not None else (lambda s: s)
+        return httpx.Timeout(limit(self.connect), read=limit(self.read), write=limit(self.connect),
+                             pool=limit(self.connect))
+
+    def problem(self) -> str:
+        from sigv4_proxy.mcp.bridge import PROBLEM_DEADLINE
+
+        return PROBLEM_DEADLINE.format(seconds=self.deadline)
+
+
+@dataclass
+class _Exchange:
+    """One attempt at the probe's initialize, as far as it got."""
+
+    transport: str  # "streamable-http" or "sse" (the legacy HTTP+SSE transport)
+    status: int | None = None
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""  # the start of an error answer (status >= 400)
+    error: Exception | None = None  # no HTTP answer, or it broke off
+    problem: str | None = None  # an unusable answer, in the proxy's own words ("cause. Diagnosis: fix")
+    answer: dict[str, Any] | None = None  # the JSON-RPC answer to the probe
+    opened: bool = False  # legacy: the event stream is open and its endpoint known (auto's test for falling back)
+    session_id: str | None = None
+    date: str | None = None
+    sent_at: datetime | None = None
+    received_at: datetime | None = None
+
+    def record_head(self, response: Any, received_at: datetime) -> None:
+        self.received_at = received_at
+        self.status = response.status_code
+        self.headers = list(response.headers.multi_items())
+        self.date = response.headers.get("date")
+        self.session_id = response.headers.get("mcp-session-id")
+
+    def record_error(self, exc: Exception, budget: _Budget) -> None:
+        import httpx
+
+        if isinstance(exc, httpx.TimeoutException) and budget.expired():
+            self.problem = budget.problem()
+        else:
+            self.error = exc
+
+
+def probe_mcp(config: Any, provider: Any, verify: Any, timeout: float, clock: Callable[[], datetime], *,
+              proxy: ProxyInUse | None = None, sleep: Callable[[float], None] = time.sleep,
+              random: Callable[[], float] = _random.random) -> ProbeResult:
+    """One signed MCP `initialize` (raw JSON-RPC: the proxy's own path never loads the mcp SDK), sent the way the
+    proxy would send it: over ``--transport`` (``auto`` falls back to the legacy transport on 400/404/405, like
+    the proxy), retried as ``--retries`` allows, bounded by ``--timeout``, ``--request-deadline`` and
+    ``--max-message-bytes``, through `proxy` when the environment names one. With ``--sse``, the standalone
+    event stream is tried in the session the probe opened."""
     import httpx
 
     from sigv4_proxy import __version__
     from sigv4_proxy.auth import SigV4Auth
-    from sigv4_proxy.diagnose import SigningContext, diagnose_exception, diagnose_response
+    from sigv4_proxy.diagnose import SigningContext
 
-    message = {"jsonrpc": "2.0", "id": "sigv4-proxy-doctor", "method": "initialize", "params": {
+    message = {"jsonrpc": "2.0", "id": PROBE_ID, "method": "initialize", "params": {
         "protocolVersion": PROBE_PROTOCOL_VERSION, "capabilities": {},
         "clientInfo": {"name": "sigv4-proxy-doctor", "version": __version__}}}
-    headers = [*config.headers, ("content-type", "application/json"),
-               ("accept", "application/json, text/event-stream")]
     auth = SigV4Auth(provider, config.signing_region, config.service, algorithm=config.sig_version)
     context = SigningContext(url=config.target_url, region=config.signing_region, service=config.service,
                              algorithm=config.sig_version, credential_method=getattr(provider, "method", None),
                              profile=config.profile)
-    sent_at = clock()
+    budget = _Budget(timeout, config.timeout or timeout, config.request_deadline)
     try:
-        with httpx.Client(timeout=timeout, verify=verify) as client:
-            with client.stream("POST", config.target_url, headers=headers, content=json.dumps(message).encode(),
-                               auth=auth) as response:
-                received_at = clock()
-                body = _read_until_answer(response, message["id"])
-            _close_session(client, config.target_url, response.headers.get("mcp-session-id"), auth)
+        client = httpx.Client(timeout=timeout, verify=verify, trust_env=False,
+                              proxy=proxy.url if proxy is not None else None)
+    except ImportError as exc:  # a socks5:// proxy without the socksio package
+        assert proxy is not None
+        return ProbeResult(Check("probe", "signed probe", FAIL, f"cannot use {proxy.describe()}: {exc}",
+                                 "install the SOCKS support (pip install 'httpx[socks]'), or use an HTTP proxy"))
+    with client:
+        exchange, check = _probe_with_retries(client, config, auth, json.dumps(message).encode(), budget, clock,
+                                              context, timeout, sleep, random)
+        extra = [_standalone_stream(client, config, auth, exchange, budget, context)] if config.sse else []
+        if exchange.transport == "streamable-http":
+            _close_session(client, config, exchange.session_id, auth)
+    return ProbeResult(check, exchange.date, exchange.sent_at, exchange.received_at, extra)
+
+
+def _probe_with_retries(client: Any, config: Any, auth: Any, body: bytes, budget: _Budget,
+                        clock: Callable[[], datetime], context: Any, timeout: float, sleep: Callable[[float], None],
+                        random: Callable[[], float]) -> tuple[_Exchange, Check]:
+    """Attempt the probe until it gets an answer or the proxy's retry policy gives up; the last exchange and its
+    check. The policy's other recoveries (a corrected clock, refreshed credentials) are not tried: the clock and
+    credentials checks report what they would hide."""
+    from sigv4_proxy import retry
+    from sigv4_proxy.mcp.transport import FALLBACK_STATUSES
+
+    policy, state = retry.RetryPolicy(retries=config.retries), retry.RetryState()
+    transport, fell_back_on = config.transport, None
+    retried: list[str] = []
+    while True:
+        exchange, fallback = _attempt(client, config, auth, body, budget, clock, transport)
+        if fallback is not None:
+            transport, fell_back_on = "sse", fallback
+        elif transport == "auto" and exchange.status is not None and exchange.status < 300:
+            transport = "streamable-http"  # decided, as the proxy's AutoTransport decides on its first answer
+        elif transport == "auto" and exchange.status in FALLBACK_STATUSES:
+            transport = "streamable-http"  # the GET opened no legacy stream: the proxy stays with Streamable HTTP
+        diagnosis = _diagnosis(exchange, context)
+        if diagnosis is None:
+            return exchange, _answer_check(exchange, config, fell_back_on, retried, state.attempts)
+        outcome = retry.Outcome.from_diagnosis(
+            diagnosis, headers=exchange.headers, request_sent=True if exchange.status is not None else None,
+            replay_safe=retry.mcp_replay_safe("initialize"))
+        decision = policy.decide(state, outcome, random=random, now=datetime.now(timezone.utc))
+        if decision.action != retry.RETRY:
+            reason = decision.reason if decision.action == retry.GIVE_UP else ""
+            if reason.startswith("gave up after") and state.attempts == 1:
+                reason = "--retries is 0"
+            return exchange, _failure_check(exchange, diagnosis, reason)
+        remaining = budget.remaining()
+        if remaining is not None and decision.delay >= remaining:
+            exchange.problem = budget.problem()
+            return exchange, _problem_check(exchange.problem)
+        if decision.delay > timeout:
+            return exchange, _failure_check(exchange, diagnosis, f"{decision.reason}; the doctor waits at most "
+                                            f"{timeout:g} s (--check-timeout)")
+        retried.append(f"HTTP {diagnosis.status}" if diagnosis.status is not None else diagnosis.kind.replace("_", " "))
+        sleep(decision.delay)
+
+
+def _attempt(client: Any, config: Any, auth: Any, body: bytes, budget: _Budget, clock: Callable[[], datetime],
+             transport: str) -> tuple[_Exchange, int | None]:
+    """One initialize over `transport`, and the status that made ``auto`` fall back (else None). The proxy's rule
+    for ``auto``: an initialize POST answered 400, 404 or 405 is tried the legacy way, and the legacy exchange
+    counts when a GET on the URL opened its event stream (else the POST's answer stands)."""
+    from sigv4_proxy.mcp.transport import FALLBACK_STATUSES
+
+    if transport == "sse":
+        return _legacy_initialize(client, config, auth, body, budget, clock), None
+    exchange = _post_initialize(client, config, auth, body, budget, clock)
+    if transport != "auto" or exchange.error is not None or exchange.status not in FALLBACK_STATUSES:
+        return exchange, None
+    legacy = _legacy_initialize(client, config, auth, body, budget, clock)
+    return (legacy, exchange.status) if legacy.opened else (exchange, None)
+
+
+def _post_initialize(client: Any, config: Any, auth: Any, body: bytes, budget: _Budget,
+                     clock: Callable[[], datetime]) -> _Exchange:
+    """Streamable HTTP: POST the initialize, read a JSON answer or events until the one that answers it."""
+    import httpx
+
+    exchange = _Exchange("streamable-http")
+    headers = [*config.headers, ("content-type", "application/json"),
+               ("accept", "application/json, text/event-stream")]
+    exchange.sent_at = clock()
+    try:
+        with client.stream("POST", config.target_url, headers=headers, content=body, auth=auth,
+                           timeout=budget.timeout()) as response:
+            exchange.record_head(response, clock())
+            if response.status_code >= 400:
+                exchange.body = _read_some(response, MAX_ERROR_BODY)
+            elif _media_type(response) == "text/event-stream":
+                exchange.answer = next(filter(None, map(_probe_answer, _events(response, config, budget, exchange))),
+                                       None)
+            else:
+                _read_json_answer(response, config.max_message_bytes, budget, exchange)
     except httpx.HTTPError as exc:
-        diagnosis = diagnose_exception(exc, context=context)
-        return ProbeResult(Check("probe", "signed probe", FAIL, _head(diagnosis), diagnosis.hint))
-    date = response.headers.get("date")
-    if response.status_code >= 400:
-        diagnosis = diagnose_response(response.status_code, list(response.headers.multi_items()), body,
-                                      context=context)
-        check = Check("probe", "signed probe", FAIL, "initialize: " + _head(diagnosis), diagnosis.hint,
-                      {"status": response.status_code, "error_type": diagnosis.error_type, "kind": diagnosis.kind})
-        return ProbeResult(check, date, sent_at, received_at)
-    return ProbeResult(_initialize_check(response, body, received_at - sent_at), date, sent_at, received_at)
+        exchange.record_error(exc, budget)
+    return exchange
 
 
-def _read_until_answer(response: Any, request_id: str) -> bytes:
-    """Read a JSON body, or SSE events until the one answering `request_id` (the stream may stay open)."""
-    content_type = response.headers.get("content-type", "")
+def _legacy_initialize(client: Any, config: Any, auth: Any, body: bytes, budget: _Budget,
+                       clock: Callable[[], datetime]) -> _Exchange:
+    """The 2024-11-05 HTTP+SSE transport: GET the event stream, wait for its ``endpoint`` event, POST the initialize
+    there, and read the answer on the stream. Problems are worded as the proxy's legacy transport words them."""
+    import httpx
+
+    from sigv4_proxy.mcp import legacy
+    from sigv4_proxy.mcp.transport import PROBLEM_REDIRECT
+
+    exchange = _Exchange("sse")
+    url = config.target_url
+    waiting_for_endpoint = True
+    exchange.sent_at = clock()
+    try:
+        with client.stream("GET", url, headers=[*config.headers, ("accept", "text/event-stream")], auth=auth,
+                           timeout=budget.timeout()) as response:
+            exchange.record_head(response, clock())
+            if response.status_code >= 400:
+                exchange.body = _read_some(response, MAX_ERROR_BODY)
+                return exchange
+            if response.status_code >= 300:
+                exchange.problem = PROBLEM_REDIRECT.format(status=response.status_code,
+                                                           location=response.headers.get("location", "?"))
+                return exchange
+            if _media_type(response) != "text/event-stream":
+                exchange.problem = legacy.PROBLEM_NO_STREAM.format(status=response.status_code,
+                                                                   content_type=_media_type(response) or "none")
+                return exchange
+            events = _events(response, config, budget, exchange)
+            endpoint = next((urljoin(url, bytes(event.data).decode("utf-8", "replace").strip()) for event in events
+                             if event.event == "endpoint" and event.has_data), None)
+            if exchange.problem is not None:
+                return exchange
+            if endpoint is None:
+                exchange.problem = legacy.PROBLEM_NO_ENDPOINT.format(seconds=budget.read)
+                return exchange
+            if not legacy._same_origin(url, endpoint):
+                exchange.problem = legacy.PROBLEM_FOREIGN_ENDPOINT.format(endpoint=legacy._origin(endpoint))
+                return exchange
+            exchange.opened, waiting_for_endpoint = True, False
+            if not _acknowledged(client, config, auth, endpoint, body, budget, exchange):
+                return exchange
+            exchange.answer = next(filter(None, map(_probe_answer, events)), None)
+            if exchange.answer is None and exchange.problem is None:
+                exchange.problem = legacy.PROBLEM_LEGACY_STREAM_ENDED
+    except httpx.HTTPError as exc:
+        if waiting_for_endpoint and isinstance(exc, httpx.ReadTimeout) and not budget.expired():
+            exchange.problem = legacy.PROBLEM_NO_ENDPOINT.format(seconds=budget.read)
+        else:
+            exchange.record_error(exc, budget)
+    return exchange
+
+
+def _acknowledged(client: Any, config: Any, auth: Any, endpoint: str, body: bytes, budget: _Budget,
+                  exchange: _Exchange) -> bool:
+    """POST the initialize to the legacy endpoint; False (with the refusal in `exchange`) unless it was accepted."""
+    from sigv4_proxy.mcp.transport import PROBLEM_REDIRECT
+
+    with client.stream("POST", endpoint, headers=[*config.headers, ("content-type", "application/json")],
+                       content=body, auth=auth, timeout=budget.timeout()) as ack:
+        error_body = _read_some(ack, MAX_ERROR_BODY)  # a short body is read to its end; a long one does not matter
+        if ack.status_code >= 400:
+            exchange.status, exchange.body = ack.status_code, error_body
+            exchange.headers = list(ack.headers.multi_items())
+            return False
+        if ack.status_code >= 300:
+            location = ack.headers.get("location", "?")
+            exchange.problem = PROBLEM_REDIRECT.format(status=ack.status_code, location=location)
+            return False
+    return True
+
+
+def _events(response: Any, config: Any, budget: _Budget, exchange: _Exchange) -> Iterator[Any]:
+    """The events of an event stream as they arrive; ends early, with the proxy's problem in `exchange`, at an
+    event larger than --max-message-bytes or at the request deadline."""
+    from sigv4_proxy.mcp.sse import SSEParser
+    from sigv4_proxy.mcp.transport import PROBLEM_TOO_LARGE
+
+    parser = SSEParser(config.max_message_bytes)
+    for chunk in response.iter_bytes():
+        yield from parser.feed(chunk)
+        if parser.too_large:
+            exchange.problem = PROBLEM_TOO_LARGE.format(limit=config.max_message_bytes)
+            return
+        if budget.expired():
+            exchange.problem = budget.problem()
+            return
+    yield from parser.close()
+
+
+def _read_json_answer(response: Any, limit: int, budget: _Budget, exchange: _Exchange) -> None:
+    from sigv4_proxy.mcp.transport import PROBLEM_TOO_LARGE
+
+    body = bytearray()
+    for chunk in response.iter_bytes():
+        body += chunk
+        if len(body) > limit:
+            exchange.problem = PROBLEM_TOO_LARGE.format(limit=limit)
+            return
+        if budget.expired():
+            exchange.problem = budget.problem()
+            return
+    try:
+        answer = json.loads(bytes(body).decode("utf-8", "replace"))
+    except ValueError:
+        return
+    if isinstance(answer, dict) and answer.get("id") == PROBE_ID:
+        exchange.answer = answer
+
+
+def _probe_answer(event: Any) -> dict[str, Any] | None:
+    """The JSON-RPC answer to the probe an event carries, or None (another message, a keep-alive, not JSON)."""
+    if not event.has_data:
+        return None
+    try:
+        message = json.loads(bytes(event.data).decode("utf-8", "replace"))
+    except ValueError:
+        return None
+    return message if isinstance(message, dict) and message.get("id") == PROBE_ID else None
+
+
+def _read_some(response: Any, limit: int) -> bytes:
     data = bytearray()
     for chunk in response.iter_bytes():
-        data += chunk
-        if len(data) > MAX_PROBE_BYTES:
-            break
-        complete_event = b"\n\n" in data.replace(b"\r\n", b"\n")
-        if content_type.startswith("text/event-stream") and complete_event and _jsonrpc_answer(
-            bytes(data), content_type
-        ):
+        data += chunk[: limit - len(data)]
+        if len(data) >= limit:
             break
     return bytes(data)
 
 
-def _close_session(client: Any, url: str, session_id: str | None, auth: Any) -> None:
+def _media_type(response: Any) -> str:
+    return str(response.headers.get("content-type", "")).split(";", 1)[0].strip().lower()
+
+
+def _diagnosis(exchange: _Exchange, context: Any) -> Any:
+    """The diagnosis of a failed exchange (no answer, or an HTTP error), or None when there is something else to
+    report: an answer, or a problem the proxy words itself (those are never retried)."""
+    from sigv4_proxy.diagnose import diagnose_exception, diagnose_response
+
+    if exchange.problem is not None:
+        return None
+    if exchange.error is not None:
+        return diagnose_exception(exchange.error, context=context)
+    if exchange.status is not None and exchange.status >= 400:
+        return diagnose_response(exchange.status, exchange.headers, exchange.body, context=context)
+    return None
+
+
+def _failure_check(exchange: _Exchange, diagnosis: Any, reason: str) -> Check:
+    """The failed probe's line: the server's answer (or the network's), and the retry policy's last word."""
+    head = _head(diagnosis)
+    if reason:
+        head = f"{head.rstrip('.')} ({reason})"
+    if exchange.status is None:
+        return Check("probe", "signed probe", FAIL, head, diagnosis.hint)
+    return Check("probe", "signed probe", FAIL, "initialize: " + head, diagnosis.hint,
+                 {"status": exchange.status, "error_type": diagnosis.error_type, "kind": diagnosis.kind})
+
+
+def _problem_check(problem: str) -> Check:
+    summary, fix = _split_problem(problem)
+    return Check("probe", "signed probe", FAIL, summary, fix)
+
+
+def _answer_check(exchange: _Exchange, config: Any, fell_back_on: int | None, retried: list[str],
+                  attempts: int) -> Check:
+    if exchange.problem is not None:
+        return _problem_check(exchange.problem)
+    elapsed = (exchange.received_at - exchange.sent_at) if exchange.received_at and exchange.sent_at else timedelta()
+    check = _initialize_check(exchange.status or 0, exchange.answer, elapsed)
+    if check.status != PASS:
+        return check
+    notes = ""
+    details = dict(check.details)
+    if exchange.transport == "sse":
+        notes += " over the legacy HTTP+SSE transport " + (
+            f"(the initialize POST got HTTP {fell_back_on}: --transport auto falls back to it, as the proxy does)"
+            if fell_back_on is not None else "(--transport sse)")
+        details["transport"] = "sse"
+    if retried:
+        notes += (f", on attempt {attempts} (--retries {config.retries}: retried after {', '.join(retried)}, as the "
+                  "proxy would)")
+        details["attempts"] = attempts
+    return Check(check.name, check.title, check.status, check.summary + notes, check.fix, details)
+
+
+def _standalone_stream(client: Any, config: Any, auth: Any, exchange: _Exchange, budget: _Budget,
+                       context: Any) -> Check:
+    """--sse: open the standalone GET event stream in the probe's session, as the proxy would, and close it."""
+    import httpx
+
+    from sigv4_proxy.diagnose import diagnose_exception, diagnose_response
+    from sigv4_proxy.mcp.routing import MCP_PROTOCOL_VERSION, MCP_SESSION_ID
+
+    title = "event stream"
+    if exchange.answer is None or "result" not in exchange.answer:
+        return _skipped("stream", title, "no MCP session to open it in (the probe did not get through)")
+    if exchange.transport == "sse":
+        return _skipped("stream", title, "the legacy HTTP+SSE transport has no standalone stream: server messages "
+                        "arrive on its one stream")
+    if not exchange.session_id:
+        return _skipped("stream", title, "the server gave no session id (a stateless server), so the proxy opens no "
+                        "standalone stream")
+    headers = [*config.headers, ("accept", "text/event-stream"), (MCP_SESSION_ID, exchange.session_id)]
+    result = exchange.answer.get("result")
+    version = result.get("protocolVersion") if isinstance(result, dict) else None
+    if isinstance(version, str):
+        headers.append((MCP_PROTOCOL_VERSION, version))
+    try:
+        with client.stream("GET", config.target_url, headers=headers, auth=auth, timeout=budget.timeout()) as response:
+            status, media_type = response.status_code, _media_type(response)
+            error_body = _read_some(response, MAX_ERROR_BODY) if status >= 400 else b""
+            headers_in = list(response.headers.multi_items())
+    except httpx.HTTPError as exc:
+        diagnosis = diagnose_exception(exc, context=context)
+        return Check("stream", title, FAIL, "GET: " + _head(diagnosis), diagnosis.hint)
+    if status == 405:
+        return Check("stream", title, PASS, "the server offers no standalone event stream (HTTP 405): the proxy does "
+                     "without it, as MCP allows", details={"status": status})
+    if status >= 400:
+        diagnosis = diagnose_response(status, headers_in, error_body, context=context)
+        return Check("stream", title, FAIL, "GET: " + _head(diagnosis), diagnosis.hint,
+                     {"status": status, "error_type": diagnosis.error_type})
+    if media_type != "text/event-stream":
+        shown = media_type or "no content type"
+        return Check("stream", title, FAIL, f"the server answered the GET with HTTP {status} ({shown}) instead of an "
+                     "event stream", "is the target URL the MCP endpoint itself?", {"status": status})
+    return Check("stream", title, PASS, f"the server opened the standalone event stream (HTTP {status}): its own "
+                 "messages (list changes, requests) reach the client", details={"status": status})
+
+
+def _close_session(client: Any, config: Any, session_id: str | None, auth: Any) -> None:
     """Be a good client: end the session the probe opened (best effort)."""
     if not session_id:
         return
     # The probe's verdict is already known; a failed goodbye changes nothing.
     with contextlib.suppress(Exception):
-        client.delete(url, headers={"mcp-session-id": session_id}, auth=auth)
+        client.delete(config.target_url, headers={"mcp-session-id": session_id}, auth=auth)
 
 
-def _initialize_check(response: Any, body: bytes, elapsed: timedelta) -> Check:
-    answer = _jsonrpc_answer(body, response.headers.get("content-type", ""))
+def _initialize_check(status: int, answer: dict[str, Any] | None, elapsed: timedelta) -> Check:
     took = f"{elapsed.total_seconds() * 1000:.0f} ms"
     if answer is None:
         return Check("probe", "signed probe", FAIL,
-                     f"HTTP {response.status_code} but no JSON-RPC answer to initialize in the response",
+                     f"HTTP {status} but no JSON-RPC answer to initialize in the response",
                      "is the target URL the MCP endpoint itself (often ending in /mcp)?")
     if "error" in answer:
         error = answer["error"] if isinstance(answer["error"], dict) else {}
@@ -529,26 +1151,6 @@ def _initialize_check(response: Any, body: bytes, elapsed: timedelta) -> Check:
     summary = (f"initialize answered by {info.get('name', '?')} {info.get('version', '')}".rstrip()
                + f" (protocol {result.get('protocolVersion', '?')}) in {took}")
     return Check("probe", "signed probe", PASS, summary, details={"server": info})
-
-
-def _jsonrpc_answer(body: bytes, content_type: str) -> dict[str, Any] | None:
-    text = body.decode("utf-8", "replace")
-    candidates: list[str] = []
-    if content_type.startswith("text/event-stream"):
-        for event in text.replace("\r\n", "\n").split("\n\n"):
-            data = "\n".join(line[5:].lstrip() for line in event.split("\n") if line.startswith("data:"))
-            if data:
-                candidates.append(data)
-    else:
-        candidates.append(text)
-    for candidate in candidates:
-        try:
-            message = json.loads(candidate)
-        except ValueError:
-            continue
-        if isinstance(message, dict) and message.get("id") == "sigv4-proxy-doctor":
-            return message
-    return None
 
 
 def probe_dsql(config: Any, credentials: Any, db_user: str, timeout: float) -> ProbeResult:
@@ -587,14 +1189,18 @@ def run_doctor(
     *,
     provider: Any = None,
     sts_endpoint: str | None = None,
+    sts: bool = False,
     timeout: float = DEFAULT_TIMEOUT,
     clock: Callable[[], datetime] | None = None,
     db_user: str = "admin",
 ) -> DoctorReport:
-    """Run every check. `args` holds the proxy's flags (see :func:`sigv4_proxy.config.add_proxy_arguments`).
+    """Run every check. `args` holds the proxy's flags (see :func:`sigv4_proxy.config.add_proxy_arguments`, with
+    ``bridge=True``: the stdio proxy's complete set).
 
-    `provider` defaults to the credential chain for the configured profile; `sts_endpoint` to STS in the
-    configured region; `clock` (for tests) to the system clock.
+    `provider` defaults to the credential chain for the configured profile; `sts_endpoint` to
+    ``AWS_ENDPOINT_URL_STS``, else STS in the configured region. The caller-identity check is skipped for a target
+    that cannot be AWS's (loopback, a private address or name) unless `sts` or `sts_endpoint` is given. `clock`
+    (for tests) defaults to the system clock. Proxies come from `environ` (``HTTPS_PROXY``, ``NO_PROXY``, ...).
     """
     now = clock or (lambda: datetime.now(timezone.utc))
     checks: list[Check] = []
@@ -613,17 +1219,20 @@ def run_doctor(
     checks.append(credentials_check)
     context = _safe_ssl_context(environ, checks)
     region = (config.region if config is not None else None) or environ.get("AWS_REGION") or "us-east-1"
-    if credentials is None:
-        checks.append(_skipped("identity", "caller identity", "no credentials"))
-    else:
-        checks.append(check_identity(provider, region, sts_endpoint or default_sts_endpoint(region),
-                                     context if context is not None else True, timeout))
+    target_url = config.target_url if config is not None else (getattr(args, "target_url", None)
+                                                               or environ.get("MCP_TARGET_URL"))
+    target_host = endpoints.host_of(target_url) if target_url else ""
+    checks.append(_identity(provider, credentials, region, target_host, environ, sts_endpoint, sts, context, timeout))
     if config is None:
         for name, title in (("dns", "DNS"), ("tcp", "TCP"), ("tls", "TLS"), ("clock", "clock"),
                             ("probe", "signed probe")):
             checks.append(_skipped(name, title, "fix the configuration first"))
-        return DoctorReport(getattr(args, "target_url", None) or environ.get("MCP_TARGET_URL"), tuple(checks))
-    checks.extend(_network_checks(config, provider, credentials, context, timeout, now, db_user))
+        return DoctorReport(target_url, tuple(checks))
+    checks.extend(_network_checks(config, provider, credentials, context, timeout, now, db_user, environ))
+    if config.sse and not any(check.name == "stream" for check in checks):
+        checks.append(_skipped("stream", "event stream", "no MCP session to open it in (the probe did not run)"))
+    if config.warm:
+        checks.append(check_warm(config, environ, now()))
     return DoctorReport(config.target_url, tuple(checks))
 
 
@@ -636,36 +1245,139 @@ def _safe_ssl_context(environ: Mapping[str, str], checks: list[Check]) -> ssl.SS
         return None
 
 
+class _Steps:
+    """The network checks in order, so that after a failure each later one is skipped with the reason."""
+
+    def __init__(self, proxied: bool) -> None:
+        self.order = [("dns", "DNS"), ("tcp", "TCP"), *([("tunnel", "proxy tunnel")] if proxied else []),
+                      ("tls", "TLS"), ("clock", "clock"), ("probe", "signed probe")]
+
+    def skipped_after(self, name: str, why: str) -> list[Check]:
+        names = [step for step, _ in self.order]
+        return [_skipped(step, title, why) for step, title in self.order[names.index(name) + 1:]]
+
+
 def _network_checks(config: Any, provider: Any, credentials: Any, context: ssl.SSLContext | None,
-                    timeout: float, now: Callable[[], datetime], db_user: str) -> list[Check]:
+                    timeout: float, now: Callable[[], datetime], db_user: str,
+                    environ: Mapping[str, str]) -> list[Check]:
     target = _target(config.target_url)
-    checks = [check_dns(target, timeout)]
-    if checks[-1].status == FAIL:
-        return [*checks, *(_skipped(n, t, "DNS failed") for n, t in
-                           (("tcp", "TCP"), ("tls", "TLS"), ("clock", "clock"), ("probe", "signed probe")))]
-    checks.append(check_tcp(target, timeout))
-    if checks[-1].status == FAIL:
-        return [*checks, *(_skipped(n, t, "no TCP connection") for n, t in
-                           (("tls", "TLS"), ("clock", "clock"), ("probe", "signed probe")))]
-    if context is None:
-        checks.append(_skipped("tls", "TLS", "no usable CA bundle"))
+    # PostgreSQL connections (Aurora DSQL) do not go through HTTP proxies.
+    route = None if config.service == "dsql" else proxy_route(config.target_url, environ)
+    bypass = route if isinstance(route, ProxyBypass) else None
+    proxy = None if isinstance(route, ProxyBypass) else route
+    steps = _Steps(proxied=proxy is not None)
+    checks = [check_proxy(config.target_url, route)] if route is not None else []
+    if proxy is None:
+        checks.append(check_dns(target, timeout, bypass=bypass))
+        if checks[-1].status == FAIL:
+            return [*checks, *steps.skipped_after("dns", "DNS failed")]
+        checks.append(check_tcp(target, timeout, bypass=bypass))
+        if checks[-1].status == FAIL:
+            return [*checks, *steps.skipped_after("tcp", "no TCP connection")]
+        checks.append(_skipped("tls", "TLS", "no usable CA bundle") if context is None
+                      else check_tls(target, context, timeout))
     else:
-        checks.append(check_tls(target, context, timeout))
+        proxy_target = _target(proxy.url)
+        checks.append(check_dns(proxy_target, timeout, proxy=proxy, for_host=target.host))
+        if checks[-1].status == FAIL:
+            return [*checks, *steps.skipped_after("dns", "the proxy's host does not resolve")]
+        checks.append(check_tcp(proxy_target, timeout, proxy=proxy, for_host=target.host))
+        if checks[-1].status == FAIL:
+            return [*checks, *steps.skipped_after("tcp", "no connection to the proxy")]
+        tunnel, tls = _through_proxy(proxy_target, proxy, target, context, timeout)
+        checks.append(tunnel)
+        if tls is None:
+            return [*checks, *steps.skipped_after("tunnel", "no tunnel through the proxy")]
+        checks.append(tls)
     if checks[-1].status == FAIL:
-        return [*checks, _skipped("clock", "clock", "no TLS connection"),
-                _skipped("probe", "signed probe", "no TLS connection")]
+        return [*checks, *steps.skipped_after("tls", "no TLS connection")]
     if credentials is None:
         return [*checks, _skipped("clock", "clock", "no credentials to sign the probe"),
                 _skipped("probe", "signed probe", "no credentials")]
     if config.service == "dsql":
         probe = probe_dsql(config, credentials, db_user, timeout)
         return [*checks, _skipped("clock", "clock", "PostgreSQL has no Date header"), probe.check]
-    probe = probe_mcp(config, provider, context if target.scheme == "https" else True, timeout, now)
+    probe = probe_mcp(config, provider, context if target.scheme == "https" else True, timeout, now, proxy=proxy)
     if probe.sent_at is None or probe.received_at is None:
         clock_check = _skipped("clock", "clock", "no answer from the target")
     else:
         clock_check = check_clock(probe.date_header, probe.sent_at, probe.received_at)
-    return [*checks, clock_check, probe.check]
+    return [*checks, clock_check, probe.check, *probe.extra]
+
+
+def _through_proxy(proxy_target: _Target, proxy: ProxyInUse, target: _Target, context: ssl.SSLContext | None,
+                   timeout: float) -> tuple[Check, Check | None]:
+    """(the tunnel check, the TLS check through the tunnel, or None when there is no tunnel)."""
+    if target.scheme != "https":
+        return (_skipped("tunnel", "proxy tunnel", f"plain http: {proxy.describe()} forwards each request (no "
+                         "CONNECT tunnel)"), _plain_http(target))
+    if proxy_target.scheme not in ("http", "https"):
+        return (_skipped("tunnel", "proxy tunnel", f"{proxy.describe()} is not an HTTP proxy: the doctor's own "
+                         "checks speak HTTP CONNECT only; the signed probe goes through it"),
+                _skipped("tls", "TLS", "the signed probe checks it through the proxy"))
+    check, tunnel = check_tunnel(proxy_target, proxy, target, context or ssl.create_default_context(), timeout)
+    if tunnel is None:
+        return check, None
+    if proxy_target.scheme == "https" or context is None:
+        tunnel.close()
+        why = ("TLS inside the TLS connection to an https:// proxy: the signed probe checks it"
+               if context is not None else "no usable CA bundle")
+        return check, _skipped("tls", "TLS", why)
+    return check, check_tls(target, context, timeout, tunnel=tunnel, proxy=proxy)
+
+
+# --------------------------------------------------------------------------------------------- warm start
+
+
+def check_warm(config: Any, environ: Mapping[str, str], now: datetime) -> Check:
+    """--warm: whether the proxy has an initialize answer cached for this target (it answers from it at once)."""
+    from sigv4_proxy.mcp.warm import WarmCache, user_cache_dir
+
+    cache = WarmCache(user_cache_dir(environ), config.target_url)
+    entries = list(_warm_entries(cache))
+    if not entries:
+        return Check("warm", "warm start", WARN,
+                     f"no initialize answer cached for this target yet (in {cache.directory}): the proxy's next start "
+                     "waits for the server's answer, then caches it", details={"directory": str(cache.directory)})
+    version, entry = max(entries, key=lambda item: item[1].saved)
+    result = json.loads(entry.result)
+    info = result.get("serverInfo") if isinstance(result.get("serverInfo"), dict) else {}
+    server = f"{info.get('name', '?')} {info.get('version', '')}".rstrip()
+    saved = _parse_saved(entry.saved)
+    age = f"{_duration(now - saved)} ago" if saved is not None else "at an unknown time"
+    return Check("warm", "warm start", PASS,
+                 f"the answer of {server} (protocol {version or 'not named'}) is cached since {entry.saved} ({age}): "
+                 "the proxy answers initialize from it at once",
+                 details={"directory": str(cache.directory), "saved": entry.saved, "protocol_version": version})
+
+
+def _warm_entries(cache: Any) -> Iterator[tuple[str | None, Any]]:
+    """(requested protocol version, entry) of every answer cached for the cache's target. The file names hash the
+    target URL with the version, so a file is this target's when its own version leads back to its name."""
+    from sigv4_proxy.mcp.warm import MAX_ENTRY_BYTES
+
+    try:
+        files = sorted(cache.directory.glob("*.json"))
+    except OSError:
+        return
+    for path in files:
+        try:
+            with path.open("rb") as file:
+                data = json.loads(file.read(MAX_ENTRY_BYTES + 1))
+        except (OSError, ValueError):
+            continue
+        version = data.get("protocolVersion") if isinstance(data, dict) else 0
+        if (version is None or isinstance(version, str)) and cache.path(version) == path:
+            entry = cache.load(version)
+            if entry is not None:
+                yield version, entry
+
+
+def _parse_saved(text: str) -> datetime | None:
+    try:
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    except ValueError:
+        return None
 
 
 def _duration(delta: timedelta) -> str:

@@ -50,8 +50,8 @@ def test_bad_values_are_reported_together() -> None:
 
 
 def test_other_commands_keep_their_own_flags() -> None:
-    """`http` defines its own --retries and `doctor` has no use for these: their parsers and configuration
-    stay as they were (even though the top-level parser, which runs the proxy, defines them)."""
+    """`http` defines its own --retries: its parser and configuration stay as they were (even though the
+    top-level parser, which runs the proxy, defines them). `doctor` takes them: tests/tools/test_doctor_flags.py."""
     parser = argparse.ArgumentParser()
     add_proxy_arguments(parser, bridge=True)
     args = parser.parse_args([*BASE, "--retries", "abc"])

@@ -298,3 +298,80 @@ def test_cli_escapes_a_hostile_answer_and_json_stays_exact() -> None:
     assert f"✗ signed probe     initialize: HTTP 500: {ESCAPED_BODY}" in text.stdout.decode()
     probe = json.loads(as_json.stdout)["checks"][-1]
     assert probe["summary"].startswith("initialize: HTTP 500: boom \x1b[2J\x07 \x1b]52;c;aGVsbG8=\x07 \u202e end")
+
+
+# --- a local target stays local: no STS unless asked -------------------------------------------------------------
+
+LOCAL_SKIP = ("skipped: 127.0.0.1 is not an AWS endpoint, so its credentials need not be AWS's; pass --sts to check "
+              "them with STS anyway")
+_RECORDING: dict[str, list[str]] = {}
+
+
+def _audit(event: str, args: tuple[object, ...]) -> None:
+    """Every host this process resolves or connects to while a test records (an audit hook cannot be removed)."""
+    hosts = _RECORDING.get("hosts")
+    if hosts is None:
+        return
+    if event == "socket.getaddrinfo":
+        hosts.append(str(args[0]))
+    elif event == "socket.connect" and isinstance(args[1], tuple):
+        hosts.append(str(args[1][0]))
+
+
+@pytest.fixture
+def network_log() -> Iterator[list[str]]:
+    if not _RECORDING.get("installed"):
+        sys.addaudithook(_audit)
+        _RECORDING["installed"] = []
+    _RECORDING["hosts"] = []
+    try:
+        yield _RECORDING["hosts"]
+    finally:
+        del _RECORDING["hosts"]
+
+
+def test_a_local_target_makes_no_connection_outside_loopback(emu: McpEmulator, network_log: list[str]) -> None:
+    args = doctor_args("--target-url", emu.url, "--region", emu.region, "--service-name", emu.service)
+    report = run_doctor(args, {}, provider=StaticCredentialProvider(emu.credentials, method="env"), timeout=3)
+    assert line(report, "identity") == (LOCAL_SKIP, None)
+    assert report.ok, report.render()
+    from sigv4_proxy.endpoints import is_loopback
+
+    assert network_log and all(is_loopback(host) for host in network_log), network_log
+
+
+def test_cli_skips_sts_for_the_emulator(emu: McpEmulator) -> None:
+    result = subprocess.run([sys.executable, "-m", "sigv4_proxy", "doctor"], env=child_env(emu.env()),
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stdout
+    assert f"- caller identity  {LOCAL_SKIP}" in result.stdout.splitlines()
+
+
+def test_sts_flag_checks_a_local_target_anyway(emu: McpEmulator, sts: LocalSts) -> None:
+    """--sts runs the check against the STS endpoint the AWS SDKs would use (AWS_ENDPOINT_URL_STS here)."""
+    argv = [sys.executable, "-m", "sigv4_proxy", "doctor"]
+    env = child_env(emu.env() | {"AWS_ENDPOINT_URL_STS": sts.url})
+    skipped = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert f"- caller identity  {LOCAL_SKIP}" in skipped.stdout.splitlines() and sts.calls == 0
+    checked = subprocess.run([*argv, "--sts"], env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert checked.returncode == 0, checked.stdout
+    assert f"✓ caller identity  {ARN} (account 123456789012)" in checked.stdout.splitlines()
+    assert sts.calls == 1
+
+
+@pytest.mark.parametrize(
+    ("host", "aws"),
+    [
+        ("127.0.0.1", False), ("::1", False), ("localhost", False), ("mcp.localhost", False), ("10.1.2.3", False),
+        ("192.168.0.10", False), ("fe80::1", False), ("mcpserver", False), ("mcp.internal", False),
+        ("box.local", False), ("nas.home.arpa", False), ("mcp.corp", False),
+        ("abc123.execute-api.us-east-1.amazonaws.com", True), ("abc.lambda-url.eu-west-1.on.aws", True),
+        ("bedrock-agentcore.us-east-1.amazonaws.com", True), ("sts.amazonaws.com", True),
+        ("mcp.example.com", True),  # a custom domain may front API Gateway or CloudFront
+        ("52.1.2.3", True),
+    ],
+)
+def test_which_targets_can_be_aws(host: str, aws: bool) -> None:
+    from sigv4_proxy.doctor import not_aws_reason
+
+    assert (not_aws_reason(host) is None) == aws
