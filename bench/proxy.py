@@ -26,7 +26,7 @@ Measured, per contender:
 | peak RSS growth | the proxy's VmHWM after that call minus its RSS before it (Linux /proc) |
 | idle RSS | the proxy's resident memory after `initialize` and a short pause |
 
-Targets (issue 4): spawn→initialize ≤ ⅓ of the peer's; added p50 ≤ 1 ms, p99 ≤ 3 ms; 16-way calls/s ≥ 3×
+Targets: spawn→initialize ≤ ⅓ of the peer's; added p50 ≤ 1 ms, p99 ≤ 3 ms; 16-way calls/s ≥ 3×
 the peer's and ≥ 75 % of direct; peak RSS growth ≤ 1.5 × the result size; idle RSS ≤ 60 MiB. `--strict`
 exits 1 when one is missed; otherwise the script only reports (the machine is shared).
 """

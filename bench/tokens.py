@@ -14,7 +14,7 @@ Measures µs per Aurora DSQL token (best of N timeit repeats, so a busy machine'
 
 Each contender runs with long-term credentials and with a realistic ~800-character session token (which
 must be percent-encoded twice: into the canonical query and into the token). Ours must be ≥ 10× faster
-than boto3 (issue 5); `--strict` exits 1 when it is not.
+than boto3; `--strict` exits 1 when it is not.
 """
 
 from __future__ import annotations
