@@ -33,8 +33,7 @@ import argparse
 import re
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 from sigv4_proxy.errors import CommandLineError
 
@@ -77,8 +76,7 @@ _UNBOUNDED = sys.maxsize
 _CLOSE_ENOUGH = 0.6
 
 
-@dataclass(frozen=True)
-class Mistake:
+class Mistake(NamedTuple):
     """What is wrong with the arguments, and the one suggestion that fixes it (None when there is none)."""
 
     message: str
