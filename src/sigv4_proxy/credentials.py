@@ -178,6 +178,15 @@ class StaticCredentialProvider:
         return describe_credentials(self.get(), self.method)
 
 
+def credentials_refreshable(provider: Any) -> bool:
+    """Whether ``provider.force_refresh()`` can bring other credentials than the ones the server refused.
+
+    Not for keys read from this process's environment (botocore's ``env`` method, or ours): nothing changes
+    the environment of a running process, so a "refresh" returns the same keys and a retry fails again.
+    """
+    return getattr(provider, "method", None) != "env"
+
+
 def describe_credentials(credentials: Credentials, method: str | None) -> str:
     parts = [f"access key {credentials.masked_access_key}"]
     if method:

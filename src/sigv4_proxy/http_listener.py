@@ -64,6 +64,7 @@ import httpx
 
 from sigv4_proxy import diagnose, retry
 from sigv4_proxy.clock import SkewedClock, utc_now
+from sigv4_proxy.credentials import credentials_refreshable
 from sigv4_proxy.logging import get_logger
 
 if TYPE_CHECKING:
@@ -1167,7 +1168,7 @@ class HttpListener:
         replay_safe = retry.http_replay_safe(incoming.method) or retry.mcp_replay_safe(
             jsonrpc_methods(incoming.body, diagnose.header_value(incoming.headers, "content-type"))
         )
-        state = retry.RetryState()
+        state = retry.RetryState(credentials_refreshable=credentials_refreshable(self.provider))
         while True:
             response: httpx.Response | None = None
             prefix, rest = b"", None
@@ -1202,7 +1203,7 @@ class HttpListener:
                     outcome = retry.Outcome.from_diagnosis(
                         diagnosis, headers=response.headers.multi_items(), request_sent=True, replay_safe=replay_safe
                     )
-            decision = self._decide(state, outcome, diagnosis)
+            decision = self.options.policy.decide(state, outcome, random=self._random, now=utc_now())
             if not decision.retry:
                 await self._fail(connection, incoming, diagnosis, decision, state, response, prefix, rest, started)
                 return
@@ -1219,14 +1220,6 @@ class HttpListener:
                 raise _ClientGone()  # nobody is waiting for a retry
             if decision.delay:
                 await self._sleep(decision.delay)
-
-    def _decide(self, state: retry.RetryState, outcome: retry.Outcome, diagnosis: diagnose.Diagnosis) -> retry.Decision:
-        from sigv4_proxy.mcp.runner import NOT_REFRESHABLE, credentials_refreshable
-
-        if diagnosis.kind == diagnose.EXPIRED_TOKEN and not credentials_refreshable(self.provider):
-            # Refreshing would hand back the same keys: the diagnosis says what to do, nothing is retried.
-            return retry.Decision(retry.GIVE_UP, reason=NOT_REFRESHABLE)
-        return self.options.policy.decide(state, outcome, random=self._random, now=utc_now())
 
     async def _send_upstream(
         self, method: str, url: httpx.URL, headers: list[tuple[str, str]], body: bytes

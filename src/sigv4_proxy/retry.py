@@ -16,8 +16,9 @@ each failed attempt the caller diagnoses the failure (:mod:`sigv4_proxy.diagnose
 Rules, in order:
 
 - **Clock skew** (the server says the signature is expired / not yet valid): correct the clock and retry
-  once, immediately. **Expired token**: refresh the credentials and retry once, immediately. Neither counts
-  against ``--retries``.
+  once, immediately. **Expired token**: refresh the credentials and retry once, immediately — unless they
+  cannot be refreshed (keys from the process's environment: ``RetryState(credentials_refreshable=False)``),
+  when a retry would send the same keys again. Neither counts against ``--retries``.
 - **A request the server may have started executing is never resent** unless the caller says replaying it is
   harmless (``replay_safe``): a read timeout, a reset or a closed connection after the request went out, a
   504 (the backend may still be running it).
@@ -47,6 +48,8 @@ RETRY = "retry"
 REFRESH_CREDENTIALS = "refresh_credentials"
 CORRECT_CLOCK = "correct_clock"
 GIVE_UP = "give_up"
+# Why an expired token is final when the credentials cannot be refreshed.
+NOT_REFRESHABLE = "not retried: credentials from the environment cannot be refreshed, the same keys would fail again"
 
 # The request never reached the server completely: resending cannot execute it twice.
 NOT_SENT_KINDS = frozenset(
@@ -139,8 +142,10 @@ class Decision:
 
 @dataclass
 class RetryState:
-    """Per request: what has been tried so far. :meth:`RetryPolicy.decide` updates it."""
+    """Per request: what has been tried so far (:meth:`RetryPolicy.decide` updates it), and whether the
+    credentials can be refreshed at all (see :func:`sigv4_proxy.credentials.credentials_refreshable`)."""
 
+    credentials_refreshable: bool = True
     attempts: int = 1
     backoff_retries: int = 0
     refreshed_credentials: bool = False
@@ -209,6 +214,8 @@ class RetryPolicy:
                 return Decision(GIVE_UP, reason="still rejected after correcting the clock")
             return Decision(CORRECT_CLOCK, reason="clock skew: signing with the server's time and retrying once")
         if kind == d.EXPIRED_TOKEN:
+            if not state.credentials_refreshable:
+                return Decision(GIVE_UP, reason=NOT_REFRESHABLE)
             if state.refreshed_credentials:
                 return Decision(GIVE_UP, reason="the token is still expired after refreshing the credentials")
             return Decision(REFRESH_CREDENTIALS, reason="expired token: refreshing the credentials and retrying once")

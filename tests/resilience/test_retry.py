@@ -191,6 +191,17 @@ def test_cold_start_backoff_is_longer_and_never_near_zero() -> None:
     assert [POLICY.backoff(n, d.COLD_START, lambda: 1.0) for n in (1, 2, 3, 5)] == [2.0, 4.0, 8.0, 30.0]
 
 
+def test_an_expired_token_is_final_when_the_credentials_cannot_be_refreshed() -> None:
+    """Keys from the environment: a "refresh" would hand back the same keys, so nothing is retried."""
+    state = RetryState(credentials_refreshable=False)
+    decision = POLICY.decide(state, Outcome(d.EXPIRED_TOKEN, 403), random=half, now=NOW)
+    assert (decision.action, decision.reason) == (
+        GIVE_UP,
+        "not retried: credentials from the environment cannot be refreshed, the same keys would fail again",
+    )
+    assert (state.attempts, state.refreshed_credentials) == (1, False)
+
+
 def test_retries_are_bounded_by_the_budget() -> None:
     state = RetryState()
     outcome = Outcome(d.UNAVAILABLE, 503)

@@ -408,9 +408,10 @@ class Bridge:
                 log.info("resending %s in the new session", _describe(message))
                 continue
             if state is None:
+                from sigv4_proxy.credentials import credentials_refreshable
                 from sigv4_proxy.retry import RetryState
 
-                state = RetryState()
+                state = RetryState(credentials_refreshable=credentials_refreshable(self.credentials))
             failure = await self._before_retry(message, result, state)
             if failure is not None:
                 return Settled(result, failure)
@@ -418,17 +419,12 @@ class Bridge:
     async def _before_retry(self, message: Envelope, result: PostResult, state: RetryState) -> Failure | None:
         """Decide about a failed attempt; recover and wait before the retry, or return the final failure."""
         from sigv4_proxy import retry
-        from sigv4_proxy.diagnose import EXPIRED_TOKEN
-        from sigv4_proxy.mcp.runner import NOT_REFRESHABLE, credentials_refreshable
 
         if result.error is None and (result.status is None or result.status < 400):
             return self._problem_failure(result)
         if result.session_lost:
             return self._session_failure(result)
         diagnosis = self._diagnose(result)
-        if diagnosis.kind == EXPIRED_TOKEN and not credentials_refreshable(self.credentials):
-            # Refreshing would hand back the same keys: the diagnosis says what to do, nothing is retried.
-            return Failure.from_diagnosis(diagnosis, state.attempts, NOT_REFRESHABLE)
         unharmed = result.delivered == 0
         outcome = retry.Outcome.from_diagnosis(
             diagnosis,

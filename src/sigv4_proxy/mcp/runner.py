@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from sigv4_proxy.diagnose import SigningContext
     from sigv4_proxy.signing.model import Credentials
 
-__all__ = ["NOT_REFRESHABLE", "build_client", "credential_provider", "credentials_refreshable", "run_proxy"]
+__all__ = ["build_client", "credential_provider", "run_proxy"]
 
 log = get_logger("mcp")
 
@@ -34,8 +34,6 @@ READY_LINE = "Proxy is ready to accept MCP protocol messages"
 JITTER_ENV = "SIGV4_PROXY_RETRY_JITTER"
 DEFAULT_CONNECT_TIMEOUT = 30.0
 MAX_CONNECTIONS = 512
-# The retry policy's last word when the server says the token expired and nothing can bring another one.
-NOT_REFRESHABLE = "not retried: credentials from the environment cannot be refreshed, the same keys would fail again"
 
 
 class SecretRegisteringProvider:
@@ -66,15 +64,6 @@ class SecretRegisteringProvider:
         credentials = self._seen(self.provider.force_refresh())
         assert credentials is not None
         return credentials
-
-
-def credentials_refreshable(provider: Any) -> bool:
-    """Whether ``force_refresh()`` can bring other credentials than the ones the server refused.
-
-    Not for keys read from this process's environment (botocore's ``env`` method, or ours): nothing changes
-    the environment of a running process, so a "refresh" returns the same keys and a retry fails again.
-    """
-    return getattr(provider, "method", None) != "env"
 
 
 def credential_provider(config: ProxyConfig, environ: Mapping[str, str]) -> Any:
