@@ -6,8 +6,10 @@ The official `mcp` SDK client speaks httpx2, not httpx; :class:`Httpx2SigV4Auth`
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Generator
-from contextlib import asynccontextmanager
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Generator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -116,3 +118,23 @@ async def mcp_client(emulator: McpEmulator, *, mode: str = "legacy", **kwargs: A
         Client(streamable_http_client(emulator.url, http_client=http_client), mode=mode, **kwargs) as client,
     ):
         yield client
+
+
+@contextmanager
+def emulate(*args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """Run `sigv4-proxy emulate mcp ARGS`; yields the process and the first stdout line."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sigv4_proxy", "emulate", "mcp", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()
+        assert first, process.stderr.read() if process.stderr else "no output"
+        yield process, first
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(10)

@@ -9,8 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -21,29 +19,9 @@ from sigv4_proxy.cli import build_parser, main
 from sigv4_proxy.cli.emulate import build_config, parse_listen
 from sigv4_proxy.errors import UsageError
 
-from .helpers import initialize_body
+from .helpers import emulate, initialize_body
 
 HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
-
-
-@contextmanager
-def emulate(*args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """Run `sigv4-proxy emulate mcp ARGS`; yields the process and the first stdout line."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "sigv4_proxy", "emulate", "mcp", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        first = process.stdout.readline()
-        assert first, process.stderr.read() if process.stderr else "no output"
-        yield process, first
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(10)
 
 
 def stop(process: subprocess.Popen[str], sig: int = signal.SIGTERM) -> tuple[int, str, str]:

@@ -14,7 +14,6 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -25,7 +24,7 @@ from sigv4_proxy.emulate import McpEmulator, start_mcp
 from sigv4_proxy.signing.model import V4, V4A
 from tests.mcp_proxy.harness import initialize_message, raw_proxy
 
-from .helpers import initialize_body
+from .helpers import emulate, initialize_body
 
 HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
 REFUSED_V4A = "Unsupported AWS 'algorithm': 'AWS4-ECDSA-P256-SHA256' (only AWS4-HMAC-SHA256 for now). "
@@ -136,24 +135,6 @@ def test_algorithm_refusal_is_a_pure_decision() -> None:
 
 
 # --- the CLI -----------------------------------------------------------------------------------------------
-
-
-@contextmanager
-def emulate(*args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "sigv4_proxy", "emulate", "mcp", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        first = process.stdout.readline()
-        assert first, process.stderr.read() if process.stderr else "no output"
-        yield process, first
-    finally:
-        process.terminate()
-        process.communicate(timeout=15)
 
 
 def test_cli_flag_json_and_refusal() -> None:

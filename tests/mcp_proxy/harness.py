@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import os
+import subprocess
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -20,6 +21,20 @@ from typing import Any
 
 PROXY = [sys.executable, "-m", "sigv4_proxy"]
 READY = "Proxy is ready to accept MCP protocol messages"
+
+
+def run_cli(args: Sequence[str], env: Mapping[str, str], *, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """``sigv4-proxy ARGS`` run to its end with stdin at end of input (nothing waits for a client) and its
+    output captured as text."""
+    return subprocess.run(
+        [*PROXY, *args],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env=dict(env),
+        timeout=timeout,
+        check=False,
+    )
 
 
 def proxy_env(emulator: Any, extra: Mapping[str, str] | None = None, credentials: Any = None) -> dict[str, str]:

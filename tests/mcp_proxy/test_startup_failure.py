@@ -26,7 +26,7 @@ import pytest
 
 from sigv4_proxy.mcp.startup_failure import WAIT_ENV, answer_first_request
 
-from .harness import initialize_message
+from .harness import initialize_message, run_cli
 
 MESSAGE = "configuration error: target URL must use http or https scheme, got: ftp\nregion is required"
 DATA = {"kind": "configuration", "fix": None, "exit_code": 1}
@@ -231,18 +231,6 @@ def no_aws(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def run_without_client(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "sigv4_proxy", *args],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
-
-
 def error_text(stderr: str) -> str:
     """What follows ``ERROR: `` on stderr, to its end (a configuration error spans several lines)."""
     assert "ERROR: " in stderr, stderr
@@ -257,7 +245,7 @@ async def test_the_sdk_client_raises_the_stderr_message(
     from mcp.client.stdio import stdio_client
 
     env = {**no_aws, **extra_env}
-    alone = run_without_client(args, env)
+    alone = run_cli(args, env)
     assert alone.returncode == exit_code, alone.stderr
     assert alone.stdout == ""
     params = StdioServerParameters(command=sys.executable, args=["-m", "sigv4_proxy", *args], env=env)

@@ -19,9 +19,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +28,7 @@ import pytest
 from sigv4_proxy import diagnose as d
 from sigv4_proxy.diagnose import SigningContext, diagnose_exception, diagnose_response
 from tests.mcp_proxy.harness import initialize_message, raw_proxy
+from tests.support.connect_proxy import ConnectProxy
 
 APIGW_URL = "https://abc123.execute-api.us-east-1.amazonaws.com/prod/mcp"
 LOCAL_URL = "http://127.0.0.1:8080/mcp"
@@ -652,76 +650,39 @@ def test_connect_failures_name_the_proxy(
     assert (diagnosis.kind, diagnosis.message()) == (kind, message)
 
 
-@contextmanager
-def refusing_proxy(status_line: bytes) -> Iterator[int]:
-    """A loopback HTTP proxy that answers every CONNECT with `status_line` (and records nothing else)."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    stop = threading.Event()
-
-    def serve() -> None:
-        listener.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            with conn:
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        break
-                    data += chunk
-                assert data.startswith(b"CONNECT "), data
-                conn.sendall(status_line + b"\r\nContent-Length: 0\r\n\r\n")
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield port
-    finally:
-        stop.set()
-        thread.join()
-        listener.close()
-
-
 PROXY_REFUSALS = [
     (
-        b"HTTP/1.1 407 Proxy Authentication Required",
+        407,
         "refused the connection to localhost:9443: 407 Proxy Authentication Required. Diagnosis: the proxy wants "
         "credentials: put them in the proxy URL (HTTPS_PROXY=http://USER:PASSWORD@HOST:PORT), or unset "
         "HTTPS_PROXY / add localhost to NO_PROXY if the host is reachable directly",
     ),
     (
-        b"HTTP/1.1 403 Forbidden",
+        403,
         "refused the connection to localhost:9443: 403 Forbidden. Diagnosis: the proxy's rules forbid connections "
         "to localhost:9443: ask for it to be allowed, or unset HTTPS_PROXY / add localhost to NO_PROXY if the host "
         "is reachable directly",
     ),
     (
-        b"HTTP/1.1 502 Bad Gateway",
+        502,
         "refused the connection to localhost:9443: 502 Bad Gateway. Diagnosis: the proxy could not reach "
         "localhost:9443 itself (name resolution, firewall, or the server is down): check the target URL; for a "
         "host inside your network, unset HTTPS_PROXY / add localhost to NO_PROXY",
     ),
     (
-        b"HTTP/1.1 418 I'm a teapot",
+        418,
         "refused the connection to localhost:9443: 418 I'm a teapot. Diagnosis: check the proxy's logs, or unset "
         "HTTPS_PROXY / add localhost to NO_PROXY if the host is reachable directly",
     ),
 ]
 
 
-@pytest.mark.parametrize(("status_line", "message"), PROXY_REFUSALS, ids=["407", "403", "502", "418"])
-def test_a_proxy_refusing_the_tunnel_is_named(
-    status_line: bytes, message: str, proxy_environment: pytest.MonkeyPatch
-) -> None:
+@pytest.mark.parametrize(("status", "message"), PROXY_REFUSALS, ids=["407", "403", "502", "418"])
+def test_a_proxy_refusing_the_tunnel_is_named(status: int, message: str, proxy_environment: pytest.MonkeyPatch) -> None:
     target = "https://localhost:9443/mcp"
-    with refusing_proxy(status_line) as port:
-        proxy_environment.setenv("HTTPS_PROXY", f"http://bob:pa55@127.0.0.1:{port}")
+    with ConnectProxy(refuse=status) as proxy:
+        port = proxy.port
+        proxy_environment.setenv("HTTPS_PROXY", proxy.url_with("bob", "pa55"))
         exc = attempt(target)
     assert type(exc) is httpx.ProxyError
     diagnosis = diagnose_exception(exc, context=context(url=target))

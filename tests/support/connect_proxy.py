@@ -25,7 +25,7 @@ import threading
 from dataclasses import dataclass
 from types import TracebackType
 
-__all__ = ["ConnectProxy", "Tunnel"]
+__all__ = ["ConnectProxy", "Tunnel", "pipe"]
 
 MAX_HEAD_BYTES = 16 * 1024
 REASONS = {
@@ -33,6 +33,7 @@ REASONS = {
     403: "Forbidden",
     405: "Method Not Allowed",
     407: "Proxy Authentication Required",
+    418: "I'm a teapot",
     502: "Bad Gateway",
 }
 
@@ -111,8 +112,8 @@ class ConnectProxy:
         if upstream is None:
             client.close()
             return
-        threading.Thread(target=_pipe, args=(upstream, client), daemon=True).start()
-        _pipe(client, upstream)
+        threading.Thread(target=pipe, args=(upstream, client), daemon=True).start()
+        pipe(client, upstream)
 
     def _decide(self, method: str, authority: str, headers: dict[str, str]) -> int:
         if method.upper() != "CONNECT":
@@ -190,7 +191,8 @@ def _basic_user(value: str | None) -> str | None:
         return None
 
 
-def _pipe(source: socket.socket, sink: socket.socket) -> None:
+def pipe(source: socket.socket, sink: socket.socket) -> None:
+    """Copy `source` to `sink` until either side closes, then close both (one direction of a tunnel)."""
     try:
         while chunk := source.recv(65536):
             sink.sendall(chunk)

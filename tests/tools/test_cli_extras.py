@@ -8,13 +8,12 @@ import exactly as a missing package does (``ModuleNotFoundError`` with its ``nam
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from sigv4_proxy import cli
+from tests.mcp_proxy.harness import run_cli
 
 MCP_FIX = (
     "in the project's clone, reinstall with them: pip install '.[mcp]' (or pipx install --force '.[mcp]', "
@@ -35,18 +34,6 @@ def without(tmp_path: Path, *modules: str) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
 
 
-def run(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "sigv4_proxy", *argv],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
-
-
 @pytest.mark.parametrize(
     ("argv", "missing", "command"),
     [
@@ -65,7 +52,7 @@ def run(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str
 def test_a_missing_extra_is_one_line_naming_it(
     argv: list[str], missing: tuple[str, ...], command: str, tmp_path: Path
 ) -> None:
-    done = run(argv, without(tmp_path, *missing))
+    done = run_cli(argv, without(tmp_path, *missing))
     assert done.returncode == 1
     assert done.stdout == ""
     assert done.stderr == (
@@ -76,7 +63,7 @@ def test_a_missing_extra_is_one_line_naming_it(
 def test_the_proxy_needs_no_extra(tmp_path: Path) -> None:
     """The proxy path never imports the mcp SDK: with it hidden, the proxy still starts (and here fails on its
     configuration, with the guide's message)."""
-    done = run([], {**without(tmp_path, "mcp", "uvicorn", "starlette", "httpx2"), "MCP_TARGET_URL": ""})
+    done = run_cli([], {**without(tmp_path, "mcp", "uvicorn", "starlette", "httpx2"), "MCP_TARGET_URL": ""})
     assert done.returncode == 1
     assert done.stderr.splitlines()[0] == (
         "ERROR: configuration error: target URL is required (set MCP_TARGET_URL or --target-url)"

@@ -7,7 +7,6 @@ clients at it with a CA the client does not trust (→ verification error) or do
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import socket
 import ssl
@@ -20,6 +19,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from tests.support.connect_proxy import pipe
 
 
 @dataclass(frozen=True)
@@ -113,8 +114,8 @@ class TlsFront:
         except OSError:
             tls.close()
             return
-        threading.Thread(target=_pipe, args=(upstream, tls), daemon=True).start()
-        _pipe(tls, upstream)
+        threading.Thread(target=pipe, args=(upstream, tls), daemon=True).start()
+        pipe(tls, upstream)
 
     def close(self) -> None:
         self._closed.set()
@@ -125,17 +126,3 @@ class TlsFront:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _pipe(source: socket.socket, sink: socket.socket) -> None:
-    try:
-        while chunk := source.recv(65536):
-            sink.sendall(chunk)
-    except OSError:
-        pass
-    finally:
-        for sock in (source, sink):
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            with contextlib.suppress(OSError):
-                sock.close()
