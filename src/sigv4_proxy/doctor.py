@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urljoin, urlsplit
+from urllib.parse import unquote, urlsplit
 
 from sigv4_proxy import endpoints
 from sigv4_proxy.errors import ConfigError, CredentialsError
@@ -924,15 +924,15 @@ def _legacy_initialize(client: Any, config: Any, auth: Any, body: bytes, budget:
                                                                    content_type=_media_type(response) or "none")
                 return exchange
             events = _events(response, config, budget, exchange)
-            endpoint = next((urljoin(url, bytes(event.data).decode("utf-8", "replace").strip()) for event in events
+            endpoint = next((legacy.endpoint_url(url, event.data) for event in events
                              if event.event == "endpoint" and event.has_data), None)
             if exchange.problem is not None:
                 return exchange
             if endpoint is None:
                 exchange.problem = legacy.PROBLEM_NO_ENDPOINT.format(seconds=budget.read)
                 return exchange
-            if not legacy._same_origin(url, endpoint):
-                exchange.problem = legacy.PROBLEM_FOREIGN_ENDPOINT.format(endpoint=legacy._origin(endpoint))
+            exchange.problem = legacy.foreign_endpoint_problem(url, endpoint)
+            if exchange.problem is not None:
                 return exchange
             exchange.opened, waiting_for_endpoint = True, False
             if not _acknowledged(client, config, auth, endpoint, body, budget, exchange):

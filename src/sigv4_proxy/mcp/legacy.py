@@ -193,9 +193,10 @@ class LegacySseTransport:
             else:
                 result.problem = PROBLEM_NO_ENDPOINT.format(seconds=self.endpoint_wait)
             return result
-        if not _same_origin(self.url, stream.endpoint):
+        foreign = foreign_endpoint_problem(self.url, stream.endpoint)
+        if foreign is not None:
             await self._close(stream)
-            result.problem = PROBLEM_FOREIGN_ENDPOINT.format(endpoint=_origin(stream.endpoint))
+            result.problem = foreign
             return result
         self._stream = stream
         log.info("legacy SSE event stream open; messages go to %s", urlsplit(stream.endpoint).path or "/")
@@ -230,7 +231,7 @@ class LegacySseTransport:
     async def _on_event(self, stream: _Stream, kind: str, data: bytearray, has_data: bool) -> None:
         if kind == "endpoint":
             if stream.endpoint is None and has_data:
-                stream.endpoint = urljoin(self.url, data.decode("utf-8", "replace").strip())
+                stream.endpoint = endpoint_url(self.url, data)
                 stream.endpoint_seen.set()
             return
         envelope = message_event(kind, data, has_data)
@@ -377,6 +378,19 @@ def _end_cause(stream: _Stream) -> str:
     if stream.end_reason is not None:
         return type(stream.end_reason).__name__
     return "closed by the server"
+
+
+def endpoint_url(stream_url: str, data: bytes | bytearray) -> str:
+    """The URL an ``endpoint`` event names (often relative, with the session in its query), made absolute."""
+    return urljoin(stream_url, bytes(data).decode("utf-8", "replace").strip())
+
+
+def foreign_endpoint_problem(stream_url: str, endpoint: str) -> str | None:
+    """The problem when the endpoint is on another origin than the stream (the proxy would sign requests for a
+    host the user never named), else None."""
+    if _same_origin(stream_url, endpoint):
+        return None
+    return PROBLEM_FOREIGN_ENDPOINT.format(endpoint=_origin(endpoint))
 
 
 def _origin(url: str) -> str:
