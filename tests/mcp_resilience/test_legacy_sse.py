@@ -88,3 +88,37 @@ async def test_full_message_set(legacy: Any, transport: str) -> None:
     assert len(log_lines(stderr[0], "legacy SSE event stream open")) == 1
     assert "Traceback" not in stderr[0]
     assert legacy.executions.duplicates() == {}
+
+
+# --- the endpoint event (pure) -----------------------------------------------------------------------------
+STREAM = "https://mcp.example.com:8443/prod/sse"
+FOREIGN = (
+    "the server's endpoint event names another origin ({}). Diagnosis: signed requests are only sent to the target "
+    "URL's origin; point --target-url at the server that receives the messages"
+)
+
+
+@pytest.mark.parametrize(
+    ("data", "endpoint", "problem"),
+    [
+        (b"/prod/messages?session_id=abc", "https://mcp.example.com:8443/prod/messages?session_id=abc", None),
+        (b"  messages/?sessionId=1\r\n", "https://mcp.example.com:8443/prod/messages/?sessionId=1", None),
+        (b"https://MCP.example.com:8443/m", "https://MCP.example.com:8443/m", None),
+        (b"https://evil.example/m?s=1", "https://evil.example/m?s=1", FOREIGN.format("https://evil.example")),
+        (b"//evil.example:8443/m", "https://evil.example:8443/m", FOREIGN.format("https://evil.example:8443")),
+        (
+            b"http://mcp.example.com:8443/m",
+            "http://mcp.example.com:8443/m",
+            FOREIGN.format("http://mcp.example.com:8443"),
+        ),
+        (b"https://mcp.example.com/m", "https://mcp.example.com/m", FOREIGN.format("https://mcp.example.com")),
+        (b"https://u:p@evil.example/m", "https://u:p@evil.example/m", FOREIGN.format("https://evil.example")),
+    ],
+)
+def test_the_endpoint_event_is_resolved_and_confined_to_the_streams_origin(
+    data: bytes, endpoint: str, problem: str | None
+) -> None:
+    from sigv4_proxy.mcp.legacy import endpoint_url, foreign_endpoint_problem
+
+    assert endpoint_url(STREAM, bytearray(data)) == endpoint
+    assert foreign_endpoint_problem(STREAM, endpoint) == problem
