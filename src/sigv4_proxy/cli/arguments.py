@@ -37,7 +37,7 @@ from typing import Any, NamedTuple, NoReturn
 
 from sigv4_proxy.errors import CommandLineError
 
-__all__ = ["COMMAND_PROG", "CommandLineParser", "Mistake", "find_mistake"]
+__all__ = ["COMMAND_PROG", "CommandLineParser", "Mistake", "closest", "find_mistake"]
 
 # The namespace attribute naming the command that runs ("sigv4-proxy emulate mcp"), for messages.
 COMMAND_PROG = "_command_prog"
@@ -305,7 +305,7 @@ def _unknown_option(parser: argparse.ArgumentParser, token: str, rest: list[str]
             f"({owner.prog} {name} ...)",
             fix=f"{owner.prog} {name}",
         )
-    close = _closest(name, _long_options(parser))
+    close = closest(name, _long_options(parser))
     if close is not None:
         return Mistake(f"unknown option {name}: did you mean {close}?", fix=close)
     return Mistake(f"unknown option {name} ({parser.prog} --help lists the options)")
@@ -353,7 +353,7 @@ def _flag_and_value_in_one(parser: argparse.ArgumentParser, word: str) -> Mistak
     kind, action = _classify(parser, flag)
     spelled = ""
     if kind == "unknown":
-        close = _closest(flag, _long_options(parser))
+        close = closest(flag, _long_options(parser))
         if close is None:
             return Mistake(f"unknown option {flag} (in {_quoted(word)}; {parser.prog} --help lists the options)")
         action = parser._option_string_actions[close]
@@ -406,7 +406,7 @@ def _unknown_command(parser: argparse.ArgumentParser, word: str) -> Mistake:
     assert subcommands is not None
     # "command" for sigv4-proxy's COMMAND, "target" for emulate's TARGET.
     what = (subcommands.metavar if isinstance(subcommands.metavar, str) else "command").lower()
-    close = _closest(word, list(subcommands.choices))
+    close = closest(word, list(subcommands.choices))
     if close is not None:
         return Mistake(f"unknown {what} '{word}'; did you mean {close}?", fix=close, command_word=word)
     return Mistake(f"unknown {what} '{word}'; the {what}s are: {', '.join(subcommands.choices)}", command_word=word)
@@ -414,10 +414,11 @@ def _unknown_command(parser: argparse.ArgumentParser, word: str) -> Mistake:
 
 def _closest_command(parser: argparse.ArgumentParser, word: str) -> str | None:
     subcommands = _subcommands(parser)
-    return None if subcommands is None else _closest(word, list(subcommands.choices))
+    return None if subcommands is None else closest(word, list(subcommands.choices))
 
 
-def _closest(word: str, candidates: list[str]) -> str | None:
+def closest(word: str, candidates: list[str]) -> str | None:
+    """The known name `word` is probably a typo of (for "did you mean ...?"), or None."""
     import difflib  # only a mistake pays for it
 
     matches = difflib.get_close_matches(word, candidates, n=1, cutoff=_CLOSE_ENOUGH)

@@ -97,10 +97,10 @@ def topic_list(pages: dict[str, Path]) -> str:
 
 
 def unknown_topic_message(topic: str, topics: list[str]) -> str:
-    import difflib
+    from sigv4_proxy.cli.arguments import closest
 
-    close = difflib.get_close_matches(topic, [*topics, *ALIASES], n=1, cutoff=0.6)
-    suggestion = f"did you mean {close[0]}? " if close else ""
+    close = closest(topic, [*topics, *ALIASES])
+    suggestion = f"did you mean {close}? " if close else ""
     return f"no help topic '{topic}': {suggestion}The topics are: {', '.join(topics)}"
 
 
