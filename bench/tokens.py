@@ -133,8 +133,13 @@ def run_all(repeat: int, budget: float) -> list[Row]:
             rows.append(Row("boto3 generate_db_connect_auth_token", label, None))
         else:
             with python_signer():
-                rows.append(Row("boto3 generate_db_connect_auth_token", label,
-                                measure(boto3_token(creds), repeat=repeat, budget=budget)))
+                rows.append(
+                    Row(
+                        "boto3 generate_db_connect_auth_token",
+                        label,
+                        measure(boto3_token(creds), repeat=repeat, budget=budget),
+                    )
+                )
             crt = crt_signer()
             with crt if crt is not None else nullcontext():
                 seconds = measure(boto3_token(creds), repeat=repeat, budget=budget) if crt is not None else None
@@ -149,8 +154,10 @@ def fmt(value: float | None, spec: str) -> str:
 
 def print_table(rows: list[Row]) -> list[float]:
     """Print the table; return ours-vs-boto3 speed-ups (one per credentials kind)."""
-    print(f"Aurora DSQL tokens - Python {platform.python_version()} on {platform.machine()}, "
-          f"boto3 {_version('boto3')}, botocore {_version('botocore')}, awscrt {_version('awscrt')}")
+    print(
+        f"Aurora DSQL tokens - Python {platform.python_version()} on {platform.machine()}, "
+        f"boto3 {_version('boto3')}, botocore {_version('botocore')}, awscrt {_version('awscrt')}"
+    )
     print()
     header = f"{'contender':<44} {'credentials':<14} {'µs/token':>9} {'tokens/s':>10} {'vs boto3':>9}"
     print(header)
@@ -166,8 +173,10 @@ def print_table(rows: list[Row]) -> list[float]:
                 if row.name.startswith("sigv4-proxy"):
                     speedups.append(ratio)
             rate = None if row.seconds is None else 1 / row.seconds
-            print(f"{row.name:<44} {row.credentials:<14} {fmt(row.micros, '9.2f')} {fmt(rate, '10,.0f')} "
-                  f"{fmt(ratio, '8.1f') + ('×' if ratio else ''):>9}")
+            print(
+                f"{row.name:<44} {row.credentials:<14} {fmt(row.micros, '9.2f')} {fmt(rate, '10,.0f')} "
+                f"{fmt(ratio, '8.1f') + ('×' if ratio else ''):>9}"
+            )
     print()
     return speedups
 

@@ -152,8 +152,7 @@ def add_proxy_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGrou
     add(
         "--sig-version",
         metavar="{v4,v4a}",
-        help="signature version: v4 (HMAC, one region) or v4a (ECDSA, a region set) (env AWS_SIG_VERSION; "
-        "default v4)",
+        help="signature version: v4 (HMAC, one region) or v4a (ECDSA, a region set) (env AWS_SIG_VERSION; default v4)",
     )
     add(
         "--region-set",
@@ -166,8 +165,7 @@ def add_proxy_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGrou
         "--sse",
         action=argparse.BooleanOptionalAction,
         default=_UNSET,
-        help="open the standalone GET event stream for server-initiated messages (env MCP_ENABLE_SSE; "
-        "default off)",
+        help="open the standalone GET event stream for server-initiated messages (env MCP_ENABLE_SSE; default off)",
     )
     add(
         "--timeout",

@@ -53,8 +53,22 @@ MAX_ERROR_BODY = 64 * 1024  # of an error answer: enough for any AWS error docum
 MAX_HEAD_BYTES = 16 * 1024  # of a proxy's answer to CONNECT
 STS_ENDPOINT_ENV = "AWS_ENDPOINT_URL_STS"  # the AWS SDKs' variable for STS's endpoint
 # Top-level domains that never name a public host (RFC 6761, RFC 6762 appendix G, RFC 8375, ICANN's .internal).
-PRIVATE_TLDS = frozenset({"local", "localhost", "internal", "lan", "home", "corp", "intranet", "private", "test",
-                          "example", "invalid", "arpa"})
+PRIVATE_TLDS = frozenset(
+    {
+        "local",
+        "localhost",
+        "internal",
+        "lan",
+        "home",
+        "corp",
+        "intranet",
+        "private",
+        "test",
+        "example",
+        "invalid",
+        "arpa",
+    }
+)
 
 CREDENTIAL_SOURCES = {
     "env": "environment variables (AWS_ACCESS_KEY_ID)",
@@ -80,8 +94,14 @@ class Check:
     details: Mapping[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"check": self.name, "title": self.title, "status": self.status, "summary": self.summary,
-                "fix": self.fix, "details": dict(self.details)}
+        return {
+            "check": self.name,
+            "title": self.title,
+            "status": self.status,
+            "summary": self.summary,
+            "fix": self.fix,
+            "details": dict(self.details),
+        }
 
 
 @dataclass(frozen=True)
@@ -117,11 +137,15 @@ class DoctorReport:
 
 # Fixes for the published configuration messages that do not carry their own.
 CONFIG_FIXES: tuple[tuple[str, str], ...] = (
-    ("target URL must use http or https scheme", "use https://HOST/PATH (http:// only for loopback or with "
-     "--allow-http)"),
+    (
+        "target URL must use http or https scheme",
+        "use https://HOST/PATH (http:// only for loopback or with --allow-http)",
+    ),
     ("region is required", "pass --region or set AWS_REGION to the endpoint's region"),
-    ("service name is required", "pass --service-name: execute-api (API Gateway), lambda (function URLs), "
-     "bedrock-agentcore (AgentCore), ..."),
+    (
+        "service name is required",
+        "pass --service-name: execute-api (API Gateway), lambda (function URLs), bedrock-agentcore (AgentCore), ...",
+    ),
     ("signature version must be", "use --sig-version v4 (the default) or v4a"),
 )
 
@@ -135,19 +159,32 @@ def check_configuration(args: argparse.Namespace, environ: Mapping[str, str]) ->
         config = load_proxy_config(args, environ, bridge=True)
     except ConfigError as exc:
         return [
-            Check("configuration", "configuration", FAIL, problem,
-                  next((fix for prefix, fix in CONFIG_FIXES if problem.startswith(prefix)), None))
+            Check(
+                "configuration",
+                "configuration",
+                FAIL,
+                problem,
+                next((fix for prefix, fix in CONFIG_FIXES if problem.startswith(prefix)), None),
+            )
             for problem in _join_hints(exc.problems)
         ], None
-    signing = config.sig_version + (f" (region set {','.join(config.region_set or ())})"
-                                    if config.sig_version == "v4a" else "")
+    signing = config.sig_version + (
+        f" (region set {','.join(config.region_set or ())})" if config.sig_version == "v4a" else ""
+    )
     summary = f"target {config.target_url}, {signing}"
     options = config.option_summary(changed_only=True)
     if options:
         summary += "; " + ", ".join(options)
     if config.warnings:
-        return [Check("configuration", "configuration", WARN, summary + "; " + "; ".join(config.warnings),
-                      details={"warnings": list(config.warnings)})], config
+        return [
+            Check(
+                "configuration",
+                "configuration",
+                WARN,
+                summary + "; " + "; ".join(config.warnings),
+                details={"warnings": list(config.warnings)},
+            )
+        ], config
     return [Check("configuration", "configuration", PASS, summary)], config
 
 
@@ -167,15 +204,21 @@ def check_inference(config: Any) -> Check:
     implied = endpoints.infer(config.target_url)
     sources = config.sources
     region_text = config.region if config.sig_version != "v4a" else ",".join(config.region_set or ("*",))
-    summary = (f"service {config.service} ({sources.get('service_name', 'default')}), "
-               f"region {region_text} ({sources.get('region', 'default')})")
+    summary = (
+        f"service {config.service} ({sources.get('service_name', 'default')}), "
+        f"region {region_text} ({sources.get('region', 'default')})"
+    )
     problems = []
     if implied.service and implied.service != config.service:
-        problems.append(f"host {config.host} is an endpoint of service '{implied.service}', but the service name is "
-                        f"'{config.service}': use --service-name {implied.service}")
+        problems.append(
+            f"host {config.host} is an endpoint of service '{implied.service}', but the service name is "
+            f"'{config.service}': use --service-name {implied.service}"
+        )
     if implied.region and config.region and implied.region != config.region and config.sig_version == "v4":
-        problems.append(f"host {config.host} is in {implied.region}, but the region is {config.region}: "
-                        f"use --region {implied.region}")
+        problems.append(
+            f"host {config.host} is in {implied.region}, but the region is {config.region}: "
+            f"use --region {implied.region}"
+        )
     if problems:
         return Check("inference", "region/service", FAIL, summary, "; ".join(problems))
     if implied.service is None and implied.region is None:
@@ -193,15 +236,24 @@ def check_credentials(provider: Any, now: datetime) -> tuple[Check, Any]:
     source = CREDENTIAL_SOURCES.get(method or "", method or "an unknown source")
     kind = "temporary key with session token" if credentials.session_token else "long-term key"
     summary = f"{credentials.masked_access_key}: {kind} from {source}"
-    details = {"access_key": credentials.masked_access_key, "method": method,
-               "session_token": bool(credentials.session_token)}
+    details = {
+        "access_key": credentials.masked_access_key,
+        "method": method,
+        "session_token": bool(credentials.session_token),
+    }
     if credentials.expiry is None:
         return Check("credentials", "credentials", PASS, summary + ", no expiry", details=details), credentials
     left = credentials.expiry - now
     details["expires_at"] = credentials.expiry.isoformat()
     if left <= timedelta(0):
-        return Check("credentials", "credentials", FAIL, summary + f", expired {_duration(-left)} ago",
-                     _refresh_fix(method, provider), details), credentials
+        return Check(
+            "credentials",
+            "credentials",
+            FAIL,
+            summary + f", expired {_duration(-left)} ago",
+            _refresh_fix(method, provider),
+            details,
+        ), credentials
     note = f", expires in {_duration(left)}"
     if left < timedelta(minutes=5):
         note += " (refreshed automatically before use)"
@@ -220,8 +272,11 @@ def _refresh_fix(method: str | None, provider: Any) -> str:
 
 def _credentials_fix(message: str, provider: Any) -> str | None:
     # The provider's message already carries the cause and its fix (the published start-up message).
-    return None if "(ensure AWS credentials" in message or "aws sso login" in message else _refresh_fix(
-        getattr(provider, "method", None), provider)
+    return (
+        None
+        if "(ensure AWS credentials" in message or "aws sso login" in message
+        else _refresh_fix(getattr(provider, "method", None), provider)
+    )
 
 
 def check_clock(date_header: str | None, sent_at: datetime, received_at: datetime) -> Check:
@@ -243,10 +298,16 @@ def check_clock(date_header: str | None, sent_at: datetime, received_at: datetim
     direction = "behind" if offset > timedelta(0) else "ahead of"
     summary = f"the local clock is {_duration(abs(offset))} {direction} the target's (Date: {date_header})"
     if abs(offset) > MAX_SKEW:
-        return Check("clock", "clock", FAIL, summary,
-                     "AWS rejects signatures more than 5 minutes off: sync the clock (Linux: `sudo timedatectl "
-                     "set-ntp true`; macOS: `sudo sntp -sS time.apple.com`); the proxy also corrects for a "
-                     "skew the server reports", details)
+        return Check(
+            "clock",
+            "clock",
+            FAIL,
+            summary,
+            "AWS rejects signatures more than 5 minutes off: sync the clock (Linux: `sudo timedatectl "
+            "set-ntp true`; macOS: `sudo sntp -sS time.apple.com`); the proxy also corrects for a "
+            "skew the server reports",
+            details,
+        )
     if abs(offset) > SKEW_WARNING:
         return Check("clock", "clock", WARN, summary + "; AWS allows 5 minutes", details=details)
     return Check("clock", "clock", PASS, summary, details=details)
@@ -279,8 +340,10 @@ def proxy_route(url: str, environ: Mapping[str, str]) -> ProxyInUse | ProxyBypas
     no_proxy, variable = environment_proxies(environ)["no"]
     entries = [entry.strip() for entry in no_proxy.split(",") if entry.strip()]
     # The entry that does it: the one that alone exempts the URL from this proxy.
-    entry = next((entry for entry in entries if proxy_for(url, {exempted.variable: exempted.url, variable: entry})
-                  is None), no_proxy)
+    entry = next(
+        (entry for entry in entries if proxy_for(url, {exempted.variable: exempted.url, variable: entry}) is None),
+        no_proxy,
+    )
     return ProxyBypass(exempted, variable, entry)
 
 
@@ -288,13 +351,25 @@ def check_proxy(url: str, route: ProxyInUse | ProxyBypass) -> Check:
     """Which way the target is reached: through the proxy (named), or directly because NO_PROXY says so."""
     host = endpoints.host_of(url)
     if isinstance(route, ProxyBypass):
-        why = (f"{route.variable}=* turns every proxy off" if route.entry == "*"
-               else f"{route.variable} entry '{route.entry}' matches {host}")
-        return Check("proxy", "proxy", PASS,
-                     f"not used for {host}: {why} ({route.proxy.describe()} serves other hosts); connecting directly",
-                     details={**_proxy_details(route.proxy), "bypass": route.entry})
-    return Check("proxy", "proxy", PASS, f"{route.describe()} for {host}: the checks below go through it",
-                 details=_proxy_details(route))
+        why = (
+            f"{route.variable}=* turns every proxy off"
+            if route.entry == "*"
+            else f"{route.variable} entry '{route.entry}' matches {host}"
+        )
+        return Check(
+            "proxy",
+            "proxy",
+            PASS,
+            f"not used for {host}: {why} ({route.proxy.describe()} serves other hosts); connecting directly",
+            details={**_proxy_details(route.proxy), "bypass": route.entry},
+        )
+    return Check(
+        "proxy",
+        "proxy",
+        PASS,
+        f"{route.describe()} for {host}: the checks below go through it",
+        details=_proxy_details(route),
+    )
 
 
 def _proxy_details(proxy: ProxyInUse) -> dict[str, Any]:
@@ -323,18 +398,26 @@ def _bypass_advice(host: str, bypass: ProxyBypass | None, default: str) -> str:
     """Advice about the proxy for a direct connection that failed: never "set HTTPS_PROXY" when it is set."""
     if bypass is None:
         return default
-    return (f"{bypass.proxy.variable} is set, but {bypass.variable} exempts {host}: remove it from "
-            f"{bypass.variable} if only the proxy can reach it")
+    return (
+        f"{bypass.proxy.variable} is set, but {bypass.variable} exempts {host}: remove it from "
+        f"{bypass.variable} if only the proxy can reach it"
+    )
 
 
 def _proxy_fix(proxy: ProxyInUse, host: str, what: str) -> str:
-    return (f"{what}, or unset {proxy.variable} (or add {host} to NO_PROXY) if {host} is reachable without the "
-            "proxy")
+    return f"{what}, or unset {proxy.variable} (or add {host} to NO_PROXY) if {host} is reachable without the proxy"
 
 
-def check_dns(target: _Target, timeout: float, *, proxy: ProxyInUse | None = None,
-              bypass: ProxyBypass | None = None, for_host: str = "") -> Check:
+def check_dns(
+    target: _Target,
+    timeout: float,
+    *,
+    proxy: ProxyInUse | None = None,
+    bypass: ProxyBypass | None = None,
+    for_host: str = "",
+) -> Check:
     """Resolve the target's host, or, with `proxy`, the proxy's (the proxy resolves the target `for_host`)."""
+
     def resolve() -> list[str]:
         infos = socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
         return list(dict.fromkeys(str(info[4][0]) for info in infos))
@@ -344,31 +427,61 @@ def check_dns(target: _Target, timeout: float, *, proxy: ProxyInUse | None = Non
         target.addresses = pool.submit(resolve).result(timeout=timeout)
     except concurrent.futures.TimeoutError:
         if proxy is not None:
-            return Check("dns", "DNS", FAIL, f"no answer for {target.host}, the host of {proxy.describe()}, "
-                         f"within {timeout:g} s", _proxy_fix(proxy, for_host, "check the DNS server / VPN"),
-                         _proxy_details(proxy))
-        return Check("dns", "DNS", FAIL, f"no answer for {target.host} within {timeout:g} s",
-                     "check the DNS server / VPN; try `nslookup " + target.host + "`")
+            return Check(
+                "dns",
+                "DNS",
+                FAIL,
+                f"no answer for {target.host}, the host of {proxy.describe()}, within {timeout:g} s",
+                _proxy_fix(proxy, for_host, "check the DNS server / VPN"),
+                _proxy_details(proxy),
+            )
+        return Check(
+            "dns",
+            "DNS",
+            FAIL,
+            f"no answer for {target.host} within {timeout:g} s",
+            "check the DNS server / VPN; try `nslookup " + target.host + "`",
+        )
     except OSError as exc:
         if proxy is not None:
-            return Check("dns", "DNS", FAIL, f"cannot resolve {target.host}, the host of {proxy.describe()}: "
-                         f"{exc.strerror or exc}",
-                         _proxy_fix(proxy, for_host, f"check the proxy's host name in {proxy.variable}"),
-                         _proxy_details(proxy))
+            return Check(
+                "dns",
+                "DNS",
+                FAIL,
+                f"cannot resolve {target.host}, the host of {proxy.describe()}: {exc.strerror or exc}",
+                _proxy_fix(proxy, for_host, f"check the proxy's host name in {proxy.variable}"),
+                _proxy_details(proxy),
+            )
         advice = _bypass_advice(target.host, bypass, "behind a corporate proxy set HTTPS_PROXY")
-        return Check("dns", "DNS", FAIL, f"cannot resolve {target.host}: {exc.strerror or exc}",
-                     "check the target URL's host name for typos; `nslookup " + target.host + "`; " + advice)
+        return Check(
+            "dns",
+            "DNS",
+            FAIL,
+            f"cannot resolve {target.host}: {exc.strerror or exc}",
+            "check the target URL's host name for typos; `nslookup " + target.host + "`; " + advice,
+        )
     finally:
         pool.shutdown(wait=False)
     shown = ", ".join(target.addresses[:4]) + (" …" if len(target.addresses) > 4 else "")
     if proxy is not None:
-        return Check("dns", "DNS", PASS, f"{target.host} → {shown}: {proxy.describe()}; it resolves {for_host} "
-                     "itself", details={"addresses": target.addresses, **_proxy_details(proxy)})
+        return Check(
+            "dns",
+            "DNS",
+            PASS,
+            f"{target.host} → {shown}: {proxy.describe()}; it resolves {for_host} itself",
+            details={"addresses": target.addresses, **_proxy_details(proxy)},
+        )
     return Check("dns", "DNS", PASS, f"{target.host} → {shown}", details={"addresses": target.addresses})
 
 
-def check_tcp(target: _Target, timeout: float, *, proxy: ProxyInUse | None = None,
-              bypass: ProxyBypass | None = None, for_host: str = "") -> Check:
+def check_tcp(
+    target: _Target,
+    timeout: float,
+    *,
+    proxy: ProxyInUse | None = None,
+    bypass: ProxyBypass | None = None,
+    for_host: str = "",
+) -> Check:
     """Connect to each resolved address in turn (as HTTP clients do); the first that answers is used later.
     With `proxy`, `target` is the proxy (reached on the way to `for_host`)."""
     candidates = target.addresses or [target.host]
@@ -384,25 +497,47 @@ def check_tcp(target: _Target, timeout: float, *, proxy: ProxyInUse | None = Non
         elapsed = (time.perf_counter() - started) * 1000
         target.addresses = [address, *(a for a in candidates if a != address)]
         if proxy is not None:
-            return Check("tcp", "TCP", PASS, f"connected to {proxy.describe()} at "
-                         f"{_hostport(address, target.port)} in {elapsed:.0f} ms",
-                         details=_proxy_details(proxy))
+            return Check(
+                "tcp",
+                "TCP",
+                PASS,
+                f"connected to {proxy.describe()} at {_hostport(address, target.port)} in {elapsed:.0f} ms",
+                details=_proxy_details(proxy),
+            )
         return Check("tcp", "TCP", PASS, f"connected to {_hostport(address, target.port)} in {elapsed:.0f} ms")
     address, exc = failures[0]
     if proxy is not None:
         return _proxy_tcp_failure(_hostport(address, target.port), exc, timeout, proxy, for_host)
     shown = _hostport(address, target.port)
     if isinstance(exc, ConnectionRefusedError):
-        return Check("tcp", "TCP", FAIL, f"connection to {shown} refused: nothing is listening",
-                     "check that the server is running and the target URL's port; on AWS check security groups "
-                     "and network ACLs")
+        return Check(
+            "tcp",
+            "TCP",
+            FAIL,
+            f"connection to {shown} refused: nothing is listening",
+            "check that the server is running and the target URL's port; on AWS check security groups and network ACLs",
+        )
     if isinstance(exc, TimeoutError):
-        return Check("tcp", "TCP", FAIL, f"no answer from {shown} within {timeout:g} s",
-                     "a firewall is dropping the traffic, or the host is down; check outbound rules and "
-                     + ("HTTPS_PROXY" if bypass is None else f"{bypass.variable} (it exempts {target.host} from "
-                        f"{bypass.proxy.variable}: remove it there if only the proxy can reach it)"))
-    return Check("tcp", "TCP", FAIL, f"cannot connect to {shown}: {exc.strerror or exc}",
-                 "check the network route to the host (VPN, proxy, firewall)")
+        return Check(
+            "tcp",
+            "TCP",
+            FAIL,
+            f"no answer from {shown} within {timeout:g} s",
+            "a firewall is dropping the traffic, or the host is down; check outbound rules and "
+            + (
+                "HTTPS_PROXY"
+                if bypass is None
+                else f"{bypass.variable} (it exempts {target.host} from "
+                f"{bypass.proxy.variable}: remove it there if only the proxy can reach it)"
+            ),
+        )
+    return Check(
+        "tcp",
+        "TCP",
+        FAIL,
+        f"cannot connect to {shown}: {exc.strerror or exc}",
+        "check the network route to the host (VPN, proxy, firewall)",
+    )
 
 
 def _proxy_tcp_failure(shown: str, exc: OSError, timeout: float, proxy: ProxyInUse, for_host: str) -> Check:
@@ -430,8 +565,9 @@ class _TunnelRefused(Exception):
         self.reason = reason
 
 
-def open_tunnel(proxy_target: _Target, proxy: ProxyInUse, target: _Target, context: ssl.SSLContext,
-                timeout: float) -> tuple[socket.socket, str]:
+def open_tunnel(
+    proxy_target: _Target, proxy: ProxyInUse, target: _Target, context: ssl.SSLContext, timeout: float
+) -> tuple[socket.socket, str]:
     """A socket tunnelled through the proxy to the target (``CONNECT host:port``, with the proxy URL's user and
     password as ``Proxy-Authorization: Basic``, as httpx sends them), and the proxy's status line. Raises
     _TunnelRefused for a status other than 2xx, OSError for a broken connection or an unreadable answer."""
@@ -475,8 +611,9 @@ def _read_status(sock: socket.socket) -> tuple[int, str]:
     return int(match.group(1)), match.group(2).strip()
 
 
-def check_tunnel(proxy_target: _Target, proxy: ProxyInUse, target: _Target, context: ssl.SSLContext,
-                 timeout: float) -> tuple[Check, socket.socket | None]:
+def check_tunnel(
+    proxy_target: _Target, proxy: ProxyInUse, target: _Target, context: ssl.SSLContext, timeout: float
+) -> tuple[Check, socket.socket | None]:
     """(the check, the open tunnel for the TLS check or None)."""
     authority = _hostport(target.host, target.port)
     details = _proxy_details(proxy)
@@ -487,25 +624,46 @@ def check_tunnel(proxy_target: _Target, proxy: ProxyInUse, target: _Target, cont
         summary = f"CONNECT {authority} through {proxy.describe()}: {refused}"
         return Check("tunnel", "proxy tunnel", FAIL, summary, _tunnel_fix(refused.status, proxy, target), details), None
     except TimeoutError:
-        return Check("tunnel", "proxy tunnel", FAIL, f"CONNECT {authority}: {proxy.describe()} did not answer "
-                     f"within {timeout:g} s", _proxy_fix(proxy, target.host, "check the proxy"), details), None
+        return Check(
+            "tunnel",
+            "proxy tunnel",
+            FAIL,
+            f"CONNECT {authority}: {proxy.describe()} did not answer within {timeout:g} s",
+            _proxy_fix(proxy, target.host, "check the proxy"),
+            details,
+        ), None
     except (OSError, ssl.SSLError) as exc:
-        return Check("tunnel", "proxy tunnel", FAIL, f"CONNECT {authority} through {proxy.describe()} failed: "
-                     f"{exc}", _proxy_fix(proxy, target.host, f"is {proxy.variable} an HTTP proxy?"), details), None
-    return Check("tunnel", "proxy tunnel", PASS, f"CONNECT {authority} through {proxy.describe()}: {status}",
-                 details=details), sock
+        return Check(
+            "tunnel",
+            "proxy tunnel",
+            FAIL,
+            f"CONNECT {authority} through {proxy.describe()} failed: {exc}",
+            _proxy_fix(proxy, target.host, f"is {proxy.variable} an HTTP proxy?"),
+            details,
+        ), None
+    return Check(
+        "tunnel", "proxy tunnel", PASS, f"CONNECT {authority} through {proxy.describe()}: {status}", details=details
+    ), sock
 
 
 def _tunnel_fix(status: int, proxy: ProxyInUse, target: _Target) -> str:
     if status == 407:
-        return (f"the proxy wants a user name and password: put them in {proxy.variable} "
-                "(http://USER:PASSWORD@host:port, special characters percent-encoded)")
+        return (
+            f"the proxy wants a user name and password: put them in {proxy.variable} "
+            "(http://USER:PASSWORD@host:port, special characters percent-encoded)"
+        )
     if status == 403:
-        return _proxy_fix(proxy, target.host, f"the proxy does not allow tunnels to {target.host}:{target.port}: "
-                          "ask its administrators to allow the host")
+        return _proxy_fix(
+            proxy,
+            target.host,
+            f"the proxy does not allow tunnels to {target.host}:{target.port}: "
+            "ask its administrators to allow the host",
+        )
     if status in (502, 503, 504):
-        return (f"the proxy could not reach {target.host}:{target.port} (its DNS, its route, or the server is down): "
-                "check the target URL, then the proxy's logs")
+        return (
+            f"the proxy could not reach {target.host}:{target.port} (its DNS, its route, or the server is down): "
+            "check the target URL, then the proxy's logs"
+        )
     return _proxy_fix(proxy, target.host, "check the proxy's configuration and logs")
 
 
@@ -520,8 +678,14 @@ def ssl_context(environ: Mapping[str, str]) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=certifi.where())
 
 
-def check_tls(target: _Target, context: ssl.SSLContext, timeout: float, *, tunnel: socket.socket | None = None,
-              proxy: ProxyInUse | None = None) -> Check:
+def check_tls(
+    target: _Target,
+    context: ssl.SSLContext,
+    timeout: float,
+    *,
+    tunnel: socket.socket | None = None,
+    proxy: ProxyInUse | None = None,
+) -> Check:
     """The handshake with SNI and certificate verification; over `tunnel` (through `proxy`) when given."""
     if target.scheme != "https":
         return _plain_http(target)
@@ -534,12 +698,17 @@ def check_tls(target: _Target, context: ssl.SSLContext, timeout: float, *, tunne
     except ssl.SSLCertVerificationError as exc:
         return _tls_verify_failure(target, exc)
     except ssl.SSLError as exc:
-        return Check("tls", "TLS", FAIL, f"TLS handshake with {where} failed: {exc.reason or exc}",
-                     "is this port speaking TLS? use http:// for a plain listener, or check for a TLS-inspecting "
-                     "proxy")
+        return Check(
+            "tls",
+            "TLS",
+            FAIL,
+            f"TLS handshake with {where} failed: {exc.reason or exc}",
+            "is this port speaking TLS? use http:// for a plain listener, or check for a TLS-inspecting proxy",
+        )
     except OSError as exc:
-        return Check("tls", "TLS", FAIL, f"TLS connection to {where} failed: {exc}",
-                     "check the network route to the host")
+        return Check(
+            "tls", "TLS", FAIL, f"TLS connection to {where} failed: {exc}", "check the network route to the host"
+        )
     subject = _name(cert.get("subject", ()))
     issuer = _name(cert.get("issuer", ()))
     expires = cert.get("notAfter", "?")
@@ -568,14 +737,18 @@ def _tls_verify_failure(target: _Target, exc: ssl.SSLCertVerificationError) -> C
     reason = exc.verify_message or str(exc)
     summary = f"certificate of {target.host}:{target.port} not accepted: {reason}"
     if "hostname" in reason.lower() or "ip address mismatch" in reason.lower():
-        fix = (f"the certificate does not name {target.host} (SNI {target.host}): use the host name the certificate "
-               "was issued for")
+        fix = (
+            f"the certificate does not name {target.host} (SNI {target.host}): use the host name the certificate "
+            "was issued for"
+        )
     elif "expired" in reason.lower():
         fix = "the server's certificate has expired (or this clock is far off): renew it on the server"
     else:
-        fix = ("the certificate is signed by a CA this machine does not trust (a private CA, or a TLS-inspecting "
-               "corporate proxy): point SSL_CERT_FILE at a CA bundle that includes it; inspect with `openssl "
-               f"s_client -connect {target.host}:{target.port} -servername {target.host}`")
+        fix = (
+            "the certificate is signed by a CA this machine does not trust (a private CA, or a TLS-inspecting "
+            "corporate proxy): point SSL_CERT_FILE at a CA bundle that includes it; inspect with `openssl "
+            f"s_client -connect {target.host}:{target.port} -servername {target.host}`"
+        )
     return Check("tls", "TLS", FAIL, summary, fix, {"verify_code": exc.verify_code})
 
 
@@ -606,8 +779,9 @@ def not_aws_reason(host: str) -> str | None:
     return None
 
 
-def check_identity(provider: Any, region: str, endpoint: str, verify: Any, timeout: float, *,
-                   proxy: ProxyInUse | None = None) -> Check:
+def check_identity(
+    provider: Any, region: str, endpoint: str, verify: Any, timeout: float, *, proxy: ProxyInUse | None = None
+) -> Check:
     """STS GetCallerIdentity, signed like every request (through `proxy` when the environment names one for STS);
     unreachable STS is a skip, not a failure."""
     import httpx
@@ -619,44 +793,79 @@ def check_identity(provider: Any, region: str, endpoint: str, verify: Any, timeo
     reachable = _reachable(proxy.url if proxy is not None else endpoint, timeout)
     if reachable is not None:
         where = f"STS at {host}" if proxy is None else f"{proxy.describe()} on the way to STS at {host}"
-        return Check("identity", "caller identity", SKIP,
-                     f"skipped: {where} is unreachable ({reachable}); the other checks do not need it",
-                     details={"endpoint": endpoint})
+        return Check(
+            "identity",
+            "caller identity",
+            SKIP,
+            f"skipped: {where} is unreachable ({reachable}); the other checks do not need it",
+            details={"endpoint": endpoint},
+        )
     body = b"Action=GetCallerIdentity&Version=2011-06-15"
     headers = {"content-type": "application/x-www-form-urlencoded; charset=utf-8", "accept": "application/json"}
     try:
-        with httpx.Client(timeout=timeout, verify=verify, trust_env=False,
-                          proxy=proxy.url if proxy is not None else None) as client:
-            response = client.post(endpoint, content=body, headers=headers,
-                                   auth=SigV4Auth(provider, region, "sts"))
+        with httpx.Client(
+            timeout=timeout, verify=verify, trust_env=False, proxy=proxy.url if proxy is not None else None
+        ) as client:
+            response = client.post(endpoint, content=body, headers=headers, auth=SigV4Auth(provider, region, "sts"))
     except httpx.HTTPError as exc:
-        return Check("identity", "caller identity", SKIP, f"skipped: STS at {host} did not answer ({exc})",
-                     details={"endpoint": endpoint})
+        return Check(
+            "identity",
+            "caller identity",
+            SKIP,
+            f"skipped: STS at {host} did not answer ({exc})",
+            details={"endpoint": endpoint},
+        )
     if response.status_code >= 400:
         context = SigningContext(url=endpoint, region=region, service="sts")
-        diagnosis = diagnose_response(response.status_code, list(response.headers.multi_items()),
-                                      response.content, context=context)
-        return Check("identity", "caller identity", FAIL, _head(diagnosis), diagnosis.hint,
-                     {"status": response.status_code, "error_type": diagnosis.error_type})
+        diagnosis = diagnose_response(
+            response.status_code, list(response.headers.multi_items()), response.content, context=context
+        )
+        return Check(
+            "identity",
+            "caller identity",
+            FAIL,
+            _head(diagnosis),
+            diagnosis.hint,
+            {"status": response.status_code, "error_type": diagnosis.error_type},
+        )
     arn, account = _caller_identity(response)
-    return Check("identity", "caller identity", PASS, f"{arn} (account {account})",
-                 details={"arn": arn, "account": account})
+    return Check(
+        "identity", "caller identity", PASS, f"{arn} (account {account})", details={"arn": arn, "account": account}
+    )
 
 
-def _identity(provider: Any, credentials: Any, region: str, target_host: str, environ: Mapping[str, str],
-              sts_endpoint: str | None, sts: bool, context: ssl.SSLContext | None, timeout: float) -> Check:
+def _identity(
+    provider: Any,
+    credentials: Any,
+    region: str,
+    target_host: str,
+    environ: Mapping[str, str],
+    sts_endpoint: str | None,
+    sts: bool,
+    context: ssl.SSLContext | None,
+    timeout: float,
+) -> Check:
     """The caller-identity check, or why it is skipped: no credentials, or a target that is not AWS's (its
     credentials need not be AWS's: an emulator, a local test server) unless --sts or --sts-endpoint asks."""
     if credentials is None:
         return _skipped("identity", "caller identity", "no credentials")
     local = not_aws_reason(target_host)
     if local is not None and not sts and sts_endpoint is None:
-        return _skipped("identity", "caller identity", f"{local}, so its credentials need not be AWS's; pass --sts "
-                        "to check them with STS anyway")
+        return _skipped(
+            "identity",
+            "caller identity",
+            f"{local}, so its credentials need not be AWS's; pass --sts to check them with STS anyway",
+        )
     endpoint = sts_endpoint or environ.get(STS_ENDPOINT_ENV) or default_sts_endpoint(region)
     route = proxy_route(endpoint, environ)
-    return check_identity(provider, region, endpoint, context if context is not None else True, timeout,
-                          proxy=None if isinstance(route, ProxyBypass) else route)
+    return check_identity(
+        provider,
+        region,
+        endpoint,
+        context if context is not None else True,
+        timeout,
+        proxy=None if isinstance(route, ProxyBypass) else route,
+    )
 
 
 def _reachable(url: str, timeout: float) -> str | None:
@@ -731,8 +940,9 @@ class _Budget:
 
         remaining = self.remaining()
         limit = (lambda seconds: max(0.01, min(seconds, remaining))) if remaining is not None else (lambda s: s)
-        return httpx.Timeout(limit(self.connect), read=limit(self.read), write=limit(self.connect),
-                             pool=limit(self.connect))
+        return httpx.Timeout(
+            limit(self.connect), read=limit(self.read), write=limit(self.connect), pool=limit(self.connect)
+        )
 
     def problem(self) -> str:
         from sigv4_proxy.mcp.bridge import PROBLEM_DEADLINE
@@ -773,9 +983,17 @@ class _Exchange:
             self.error = exc
 
 
-def probe_mcp(config: Any, provider: Any, verify: Any, timeout: float, clock: Callable[[], datetime], *,
-              proxy: ProxyInUse | None = None, sleep: Callable[[float], None] = time.sleep,
-              random: Callable[[], float] = _random.random) -> ProbeResult:
+def probe_mcp(
+    config: Any,
+    provider: Any,
+    verify: Any,
+    timeout: float,
+    clock: Callable[[], datetime],
+    *,
+    proxy: ProxyInUse | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    random: Callable[[], float] = _random.random,
+) -> ProbeResult:
     """One signed MCP `initialize` (raw JSON-RPC: the proxy's own path never loads the mcp SDK), sent the way the
     proxy would send it: over ``--transport`` (``auto`` falls back to the legacy transport on 400/404/405, like
     the proxy), retried as ``--retries`` allows, bounded by ``--timeout``, ``--request-deadline`` and
@@ -787,33 +1005,63 @@ def probe_mcp(config: Any, provider: Any, verify: Any, timeout: float, clock: Ca
     from sigv4_proxy.auth import SigV4Auth
     from sigv4_proxy.diagnose import SigningContext
 
-    message = {"jsonrpc": "2.0", "id": PROBE_ID, "method": "initialize", "params": {
-        "protocolVersion": PROBE_PROTOCOL_VERSION, "capabilities": {},
-        "clientInfo": {"name": "sigv4-proxy-doctor", "version": __version__}}}
+    message = {
+        "jsonrpc": "2.0",
+        "id": PROBE_ID,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": PROBE_PROTOCOL_VERSION,
+            "capabilities": {},
+            "clientInfo": {"name": "sigv4-proxy-doctor", "version": __version__},
+        },
+    }
     auth = SigV4Auth(provider, config.signing_region, config.service, algorithm=config.sig_version)
-    context = SigningContext(url=config.target_url, region=config.signing_region, service=config.service,
-                             algorithm=config.sig_version, credential_method=getattr(provider, "method", None),
-                             profile=config.profile)
+    context = SigningContext(
+        url=config.target_url,
+        region=config.signing_region,
+        service=config.service,
+        algorithm=config.sig_version,
+        credential_method=getattr(provider, "method", None),
+        profile=config.profile,
+    )
     budget = _Budget(timeout, config.timeout or timeout, config.request_deadline)
     try:
-        client = httpx.Client(timeout=timeout, verify=verify, trust_env=False,
-                              proxy=proxy.url if proxy is not None else None)
+        client = httpx.Client(
+            timeout=timeout, verify=verify, trust_env=False, proxy=proxy.url if proxy is not None else None
+        )
     except ImportError as exc:  # a socks5:// proxy without the socksio package
         assert proxy is not None
-        return ProbeResult(Check("probe", "signed probe", FAIL, f"cannot use {proxy.describe()}: {exc}",
-                                 "install the SOCKS support (pip install 'httpx[socks]'), or use an HTTP proxy"))
+        return ProbeResult(
+            Check(
+                "probe",
+                "signed probe",
+                FAIL,
+                f"cannot use {proxy.describe()}: {exc}",
+                "install the SOCKS support (pip install 'httpx[socks]'), or use an HTTP proxy",
+            )
+        )
     with client:
-        exchange, check = _probe_with_retries(client, config, auth, json.dumps(message).encode(), budget, clock,
-                                              context, timeout, sleep, random)
+        exchange, check = _probe_with_retries(
+            client, config, auth, json.dumps(message).encode(), budget, clock, context, timeout, sleep, random
+        )
         extra = [_standalone_stream(client, config, auth, exchange, budget, context)] if config.sse else []
         if exchange.transport == "streamable-http":
             _close_session(client, config, exchange.session_id, auth)
     return ProbeResult(check, exchange.date, exchange.sent_at, exchange.received_at, extra)
 
 
-def _probe_with_retries(client: Any, config: Any, auth: Any, body: bytes, budget: _Budget,
-                        clock: Callable[[], datetime], context: Any, timeout: float, sleep: Callable[[float], None],
-                        random: Callable[[], float]) -> tuple[_Exchange, Check]:
+def _probe_with_retries(
+    client: Any,
+    config: Any,
+    auth: Any,
+    body: bytes,
+    budget: _Budget,
+    clock: Callable[[], datetime],
+    context: Any,
+    timeout: float,
+    sleep: Callable[[float], None],
+    random: Callable[[], float],
+) -> tuple[_Exchange, Check]:
     """Attempt the probe until it gets an answer or the proxy's retry policy gives up; the last exchange and its
     check. The policy's other recoveries (a corrected clock, refreshed credentials) are not tried: the clock and
     credentials checks report what they would hide."""
@@ -835,8 +1083,11 @@ def _probe_with_retries(client: Any, config: Any, auth: Any, body: bytes, budget
         if diagnosis is None:
             return exchange, _answer_check(exchange, config, fell_back_on, retried, state.attempts)
         outcome = retry.Outcome.from_diagnosis(
-            diagnosis, headers=exchange.headers, request_sent=True if exchange.status is not None else None,
-            replay_safe=retry.mcp_replay_safe("initialize"))
+            diagnosis,
+            headers=exchange.headers,
+            request_sent=True if exchange.status is not None else None,
+            replay_safe=retry.mcp_replay_safe("initialize"),
+        )
         decision = policy.decide(state, outcome, random=random, now=datetime.now(timezone.utc))
         if decision.action != retry.RETRY:
             reason = decision.reason if decision.action == retry.GIVE_UP else ""
@@ -848,14 +1099,16 @@ def _probe_with_retries(client: Any, config: Any, auth: Any, body: bytes, budget
             exchange.problem = budget.problem()
             return exchange, _problem_check(exchange.problem)
         if decision.delay > timeout:
-            return exchange, _failure_check(exchange, diagnosis, f"{decision.reason}; the doctor waits at most "
-                                            f"{timeout:g} s (--check-timeout)")
+            return exchange, _failure_check(
+                exchange, diagnosis, f"{decision.reason}; the doctor waits at most {timeout:g} s (--check-timeout)"
+            )
         retried.append(f"HTTP {diagnosis.status}" if diagnosis.status is not None else diagnosis.kind.replace("_", " "))
         sleep(decision.delay)
 
 
-def _attempt(client: Any, config: Any, auth: Any, body: bytes, budget: _Budget, clock: Callable[[], datetime],
-             transport: str) -> tuple[_Exchange, int | None]:
+def _attempt(
+    client: Any, config: Any, auth: Any, body: bytes, budget: _Budget, clock: Callable[[], datetime], transport: str
+) -> tuple[_Exchange, int | None]:
     """One initialize over `transport`, and the status that made ``auto`` fall back (else None). The proxy's rule
     for ``auto``: an initialize POST answered 400, 404 or 405 is tried the legacy way, and the legacy exchange
     counts when a GET on the URL opened its event stream (else the POST's answer stands)."""
@@ -870,24 +1123,26 @@ def _attempt(client: Any, config: Any, auth: Any, body: bytes, budget: _Budget, 
     return (legacy, exchange.status) if legacy.opened else (exchange, None)
 
 
-def _post_initialize(client: Any, config: Any, auth: Any, body: bytes, budget: _Budget,
-                     clock: Callable[[], datetime]) -> _Exchange:
+def _post_initialize(
+    client: Any, config: Any, auth: Any, body: bytes, budget: _Budget, clock: Callable[[], datetime]
+) -> _Exchange:
     """Streamable HTTP: POST the initialize, read a JSON answer or events until the one that answers it."""
     import httpx
 
     exchange = _Exchange("streamable-http")
-    headers = [*config.headers, ("content-type", "application/json"),
-               ("accept", "application/json, text/event-stream")]
+    headers = [*config.headers, ("content-type", "application/json"), ("accept", "application/json, text/event-stream")]
     exchange.sent_at = clock()
     try:
-        with client.stream("POST", config.target_url, headers=headers, content=body, auth=auth,
-                           timeout=budget.timeout()) as response:
+        with client.stream(
+            "POST", config.target_url, headers=headers, content=body, auth=auth, timeout=budget.timeout()
+        ) as response:
             exchange.record_head(response, clock())
             if response.status_code >= 400:
                 exchange.body = _read_some(response, MAX_ERROR_BODY)
             elif _media_type(response) == "text/event-stream":
-                exchange.answer = next(filter(None, map(_probe_answer, _events(response, config, budget, exchange))),
-                                       None)
+                exchange.answer = next(
+                    filter(None, map(_probe_answer, _events(response, config, budget, exchange))), None
+                )
             else:
                 _read_json_answer(response, config.max_message_bytes, budget, exchange)
     except httpx.HTTPError as exc:
@@ -895,8 +1150,9 @@ def _post_initialize(client: Any, config: Any, auth: Any, body: bytes, budget: _
     return exchange
 
 
-def _legacy_initialize(client: Any, config: Any, auth: Any, body: bytes, budget: _Budget,
-                       clock: Callable[[], datetime]) -> _Exchange:
+def _legacy_initialize(
+    client: Any, config: Any, auth: Any, body: bytes, budget: _Budget, clock: Callable[[], datetime]
+) -> _Exchange:
     """The 2024-11-05 HTTP+SSE transport: GET the event stream, wait for its ``endpoint`` event, POST the initialize
     there, and read the answer on the stream. Problems are worded as the proxy's legacy transport words them."""
     import httpx
@@ -909,23 +1165,32 @@ def _legacy_initialize(client: Any, config: Any, auth: Any, body: bytes, budget:
     waiting_for_endpoint = True
     exchange.sent_at = clock()
     try:
-        with client.stream("GET", url, headers=[*config.headers, ("accept", "text/event-stream")], auth=auth,
-                           timeout=budget.timeout()) as response:
+        with client.stream(
+            "GET", url, headers=[*config.headers, ("accept", "text/event-stream")], auth=auth, timeout=budget.timeout()
+        ) as response:
             exchange.record_head(response, clock())
             if response.status_code >= 400:
                 exchange.body = _read_some(response, MAX_ERROR_BODY)
                 return exchange
             if response.status_code >= 300:
-                exchange.problem = PROBLEM_REDIRECT.format(status=response.status_code,
-                                                           location=response.headers.get("location", "?"))
+                exchange.problem = PROBLEM_REDIRECT.format(
+                    status=response.status_code, location=response.headers.get("location", "?")
+                )
                 return exchange
             if _media_type(response) != "text/event-stream":
-                exchange.problem = legacy.PROBLEM_NO_STREAM.format(status=response.status_code,
-                                                                   content_type=_media_type(response) or "none")
+                exchange.problem = legacy.PROBLEM_NO_STREAM.format(
+                    status=response.status_code, content_type=_media_type(response) or "none"
+                )
                 return exchange
             events = _events(response, config, budget, exchange)
-            endpoint = next((legacy.endpoint_url(url, event.data) for event in events
-                             if event.event == "endpoint" and event.has_data), None)
+            endpoint = next(
+                (
+                    legacy.endpoint_url(url, event.data)
+                    for event in events
+                    if event.event == "endpoint" and event.has_data
+                ),
+                None,
+            )
             if exchange.problem is not None:
                 return exchange
             if endpoint is None:
@@ -948,13 +1213,20 @@ def _legacy_initialize(client: Any, config: Any, auth: Any, body: bytes, budget:
     return exchange
 
 
-def _acknowledged(client: Any, config: Any, auth: Any, endpoint: str, body: bytes, budget: _Budget,
-                  exchange: _Exchange) -> bool:
+def _acknowledged(
+    client: Any, config: Any, auth: Any, endpoint: str, body: bytes, budget: _Budget, exchange: _Exchange
+) -> bool:
     """POST the initialize to the legacy endpoint; False (with the refusal in `exchange`) unless it was accepted."""
     from sigv4_proxy.mcp.transport import PROBLEM_REDIRECT
 
-    with client.stream("POST", endpoint, headers=[*config.headers, ("content-type", "application/json")],
-                       content=body, auth=auth, timeout=budget.timeout()) as ack:
+    with client.stream(
+        "POST",
+        endpoint,
+        headers=[*config.headers, ("content-type", "application/json")],
+        content=body,
+        auth=auth,
+        timeout=budget.timeout(),
+    ) as ack:
         error_body = _read_some(ack, MAX_ERROR_BODY)  # a short body is read to its end; a long one does not matter
         if ack.status_code >= 400:
             exchange.status, exchange.body = ack.status_code, error_body
@@ -1050,8 +1322,14 @@ def _failure_check(exchange: _Exchange, diagnosis: Any, reason: str) -> Check:
         head = f"{head.rstrip('.')} ({reason})"
     if exchange.status is None:
         return Check("probe", "signed probe", FAIL, head, diagnosis.hint)
-    return Check("probe", "signed probe", FAIL, "initialize: " + head, diagnosis.hint,
-                 {"status": exchange.status, "error_type": diagnosis.error_type, "kind": diagnosis.kind})
+    return Check(
+        "probe",
+        "signed probe",
+        FAIL,
+        "initialize: " + head,
+        diagnosis.hint,
+        {"status": exchange.status, "error_type": diagnosis.error_type, "kind": diagnosis.kind},
+    )
 
 
 def _problem_check(problem: str) -> Check:
@@ -1059,8 +1337,9 @@ def _problem_check(problem: str) -> Check:
     return Check("probe", "signed probe", FAIL, summary, fix)
 
 
-def _answer_check(exchange: _Exchange, config: Any, fell_back_on: int | None, retried: list[str],
-                  attempts: int) -> Check:
+def _answer_check(
+    exchange: _Exchange, config: Any, fell_back_on: int | None, retried: list[str], attempts: int
+) -> Check:
     if exchange.problem is not None:
         return _problem_check(exchange.problem)
     elapsed = (exchange.received_at - exchange.sent_at) if exchange.received_at and exchange.sent_at else timedelta()
@@ -1072,17 +1351,22 @@ def _answer_check(exchange: _Exchange, config: Any, fell_back_on: int | None, re
     if exchange.transport == "sse":
         notes += " over the legacy HTTP+SSE transport " + (
             f"(the initialize POST got HTTP {fell_back_on}: --transport auto falls back to it, as the proxy does)"
-            if fell_back_on is not None else "(--transport sse)")
+            if fell_back_on is not None
+            else "(--transport sse)"
+        )
         details["transport"] = "sse"
     if retried:
-        notes += (f", on attempt {attempts} (--retries {config.retries}: retried after {', '.join(retried)}, as the "
-                  "proxy would)")
+        notes += (
+            f", on attempt {attempts} (--retries {config.retries}: retried after {', '.join(retried)}, as the "
+            "proxy would)"
+        )
         details["attempts"] = attempts
     return Check(check.name, check.title, check.status, check.summary + notes, check.fix, details)
 
 
-def _standalone_stream(client: Any, config: Any, auth: Any, exchange: _Exchange, budget: _Budget,
-                       context: Any) -> Check:
+def _standalone_stream(
+    client: Any, config: Any, auth: Any, exchange: _Exchange, budget: _Budget, context: Any
+) -> Check:
     """--sse: open the standalone GET event stream in the probe's session, as the proxy would, and close it."""
     import httpx
 
@@ -1093,11 +1377,17 @@ def _standalone_stream(client: Any, config: Any, auth: Any, exchange: _Exchange,
     if exchange.answer is None or "result" not in exchange.answer:
         return _skipped("stream", title, "no MCP session to open it in (the probe did not get through)")
     if exchange.transport == "sse":
-        return _skipped("stream", title, "the legacy HTTP+SSE transport has no standalone stream: server messages "
-                        "arrive on its one stream")
+        return _skipped(
+            "stream",
+            title,
+            "the legacy HTTP+SSE transport has no standalone stream: server messages arrive on its one stream",
+        )
     if not exchange.session_id:
-        return _skipped("stream", title, "the server gave no session id (a stateless server), so the proxy opens no "
-                        "standalone stream")
+        return _skipped(
+            "stream",
+            title,
+            "the server gave no session id (a stateless server), so the proxy opens no standalone stream",
+        )
     headers = [*config.headers, ("accept", "text/event-stream"), (MCP_SESSION_ID, exchange.session_id)]
     result = exchange.answer.get("result")
     version = result.get("protocolVersion") if isinstance(result, dict) else None
@@ -1112,18 +1402,41 @@ def _standalone_stream(client: Any, config: Any, auth: Any, exchange: _Exchange,
         diagnosis = diagnose_exception(exc, context=context)
         return Check("stream", title, FAIL, "GET: " + _head(diagnosis), diagnosis.hint)
     if status == 405:
-        return Check("stream", title, PASS, "the server offers no standalone event stream (HTTP 405): the proxy does "
-                     "without it, as MCP allows", details={"status": status})
+        return Check(
+            "stream",
+            title,
+            PASS,
+            "the server offers no standalone event stream (HTTP 405): the proxy does without it, as MCP allows",
+            details={"status": status},
+        )
     if status >= 400:
         diagnosis = diagnose_response(status, headers_in, error_body, context=context)
-        return Check("stream", title, FAIL, "GET: " + _head(diagnosis), diagnosis.hint,
-                     {"status": status, "error_type": diagnosis.error_type})
+        return Check(
+            "stream",
+            title,
+            FAIL,
+            "GET: " + _head(diagnosis),
+            diagnosis.hint,
+            {"status": status, "error_type": diagnosis.error_type},
+        )
     if media_type != "text/event-stream":
         shown = media_type or "no content type"
-        return Check("stream", title, FAIL, f"the server answered the GET with HTTP {status} ({shown}) instead of an "
-                     "event stream", "is the target URL the MCP endpoint itself?", {"status": status})
-    return Check("stream", title, PASS, f"the server opened the standalone event stream (HTTP {status}): its own "
-                 "messages (list changes, requests) reach the client", details={"status": status})
+        return Check(
+            "stream",
+            title,
+            FAIL,
+            f"the server answered the GET with HTTP {status} ({shown}) instead of an event stream",
+            "is the target URL the MCP endpoint itself?",
+            {"status": status},
+        )
+    return Check(
+        "stream",
+        title,
+        PASS,
+        f"the server opened the standalone event stream (HTTP {status}): its own "
+        "messages (list changes, requests) reach the client",
+        details={"status": status},
+    )
 
 
 def _close_session(client: Any, config: Any, session_id: str | None, auth: Any) -> None:
@@ -1138,18 +1451,28 @@ def _close_session(client: Any, config: Any, session_id: str | None, auth: Any) 
 def _initialize_check(status: int, answer: dict[str, Any] | None, elapsed: timedelta) -> Check:
     took = f"{elapsed.total_seconds() * 1000:.0f} ms"
     if answer is None:
-        return Check("probe", "signed probe", FAIL,
-                     f"HTTP {status} but no JSON-RPC answer to initialize in the response",
-                     "is the target URL the MCP endpoint itself (often ending in /mcp)?")
+        return Check(
+            "probe",
+            "signed probe",
+            FAIL,
+            f"HTTP {status} but no JSON-RPC answer to initialize in the response",
+            "is the target URL the MCP endpoint itself (often ending in /mcp)?",
+        )
     if "error" in answer:
         error = answer["error"] if isinstance(answer["error"], dict) else {}
-        return Check("probe", "signed probe", FAIL,
-                     f"initialize rejected: JSON-RPC error {error.get('code')}: {error.get('message')}",
-                     "the signature was accepted; the MCP server refused the request itself")
+        return Check(
+            "probe",
+            "signed probe",
+            FAIL,
+            f"initialize rejected: JSON-RPC error {error.get('code')}: {error.get('message')}",
+            "the signature was accepted; the MCP server refused the request itself",
+        )
     result = answer.get("result") or {}
     info = result.get("serverInfo") or {}
-    summary = (f"initialize answered by {info.get('name', '?')} {info.get('version', '')}".rstrip()
-               + f" (protocol {result.get('protocolVersion', '?')}) in {took}")
+    summary = (
+        f"initialize answered by {info.get('name', '?')} {info.get('version', '')}".rstrip()
+        + f" (protocol {result.get('protocolVersion', '?')}) in {took}"
+    )
     return Check("probe", "signed probe", PASS, summary, details={"server": info})
 
 
@@ -1158,21 +1481,40 @@ def probe_dsql(config: Any, credentials: Any, db_user: str, timeout: float) -> P
     try:
         import psycopg  # type: ignore[import-not-found]
     except ImportError:
-        return ProbeResult(Check("probe", "signed probe", SKIP,
-                                 "skipped: install psycopg (pip install 'psycopg[binary]') to try a PostgreSQL "
-                                 "connection with a token"))
+        return ProbeResult(
+            Check(
+                "probe",
+                "signed probe",
+                SKIP,
+                "skipped: install psycopg (pip install 'psycopg[binary]') to try a PostgreSQL connection with a token",
+            )
+        )
     from sigv4_proxy.tokens import dsql_token
 
     host = endpoints.host_of(config.target_url)
     token = dsql_token(host, config.region, admin=db_user == "admin", credentials=credentials)
     try:
-        with psycopg.connect(host=host, port=5432, user=db_user, password=token, dbname="postgres",
-                             sslmode="require", connect_timeout=max(1, int(timeout))) as connection:
+        with psycopg.connect(
+            host=host,
+            port=5432,
+            user=db_user,
+            password=token,
+            dbname="postgres",
+            sslmode="require",
+            connect_timeout=max(1, int(timeout)),
+        ) as connection:
             version = connection.execute("select version()").fetchone()
     except Exception as exc:  # psycopg's errors carry the server's message; the token is never in them
-        return ProbeResult(Check("probe", "signed probe", FAIL, f"PostgreSQL connection as {db_user} failed: {exc}",
-                                 f"run `sigv4-proxy inspect \"$(sigv4-proxy dsql-token --hostname {host}"
-                                 f"{' --admin' if db_user == 'admin' else ''})\" --user {db_user} --verify`"))
+        return ProbeResult(
+            Check(
+                "probe",
+                "signed probe",
+                FAIL,
+                f"PostgreSQL connection as {db_user} failed: {exc}",
+                f'run `sigv4-proxy inspect "$(sigv4-proxy dsql-token --hostname {host}'
+                f'{" --admin" if db_user == "admin" else ""})" --user {db_user} --verify`',
+            )
+        )
     return ProbeResult(Check("probe", "signed probe", PASS, f"connected as {db_user}: {version[0] if version else ''}"))
 
 
@@ -1219,13 +1561,21 @@ def run_doctor(
     checks.append(credentials_check)
     context = _safe_ssl_context(environ, checks)
     region = (config.region if config is not None else None) or environ.get("AWS_REGION") or "us-east-1"
-    target_url = config.target_url if config is not None else (getattr(args, "target_url", None)
-                                                               or environ.get("MCP_TARGET_URL"))
+    target_url = (
+        config.target_url
+        if config is not None
+        else (getattr(args, "target_url", None) or environ.get("MCP_TARGET_URL"))
+    )
     target_host = endpoints.host_of(target_url) if target_url else ""
     checks.append(_identity(provider, credentials, region, target_host, environ, sts_endpoint, sts, context, timeout))
     if config is None:
-        for name, title in (("dns", "DNS"), ("tcp", "TCP"), ("tls", "TLS"), ("clock", "clock"),
-                            ("probe", "signed probe")):
+        for name, title in (
+            ("dns", "DNS"),
+            ("tcp", "TCP"),
+            ("tls", "TLS"),
+            ("clock", "clock"),
+            ("probe", "signed probe"),
+        ):
             checks.append(_skipped(name, title, "fix the configuration first"))
         return DoctorReport(target_url, tuple(checks))
     checks.extend(_network_checks(config, provider, credentials, context, timeout, now, db_user, environ))
@@ -1240,8 +1590,15 @@ def _safe_ssl_context(environ: Mapping[str, str], checks: list[Check]) -> ssl.SS
     try:
         return ssl_context(environ)
     except (OSError, ssl.SSLError) as exc:
-        checks.append(Check("tls", "TLS trust store", FAIL, f"cannot load the CA bundle: {exc}",
-                            "point SSL_CERT_FILE at a readable PEM bundle (or unset it)"))
+        checks.append(
+            Check(
+                "tls",
+                "TLS trust store",
+                FAIL,
+                f"cannot load the CA bundle: {exc}",
+                "point SSL_CERT_FILE at a readable PEM bundle (or unset it)",
+            )
+        )
         return None
 
 
@@ -1249,17 +1606,30 @@ class _Steps:
     """The network checks in order, so that after a failure each later one is skipped with the reason."""
 
     def __init__(self, proxied: bool) -> None:
-        self.order = [("dns", "DNS"), ("tcp", "TCP"), *([("tunnel", "proxy tunnel")] if proxied else []),
-                      ("tls", "TLS"), ("clock", "clock"), ("probe", "signed probe")]
+        self.order = [
+            ("dns", "DNS"),
+            ("tcp", "TCP"),
+            *([("tunnel", "proxy tunnel")] if proxied else []),
+            ("tls", "TLS"),
+            ("clock", "clock"),
+            ("probe", "signed probe"),
+        ]
 
     def skipped_after(self, name: str, why: str) -> list[Check]:
         names = [step for step, _ in self.order]
-        return [_skipped(step, title, why) for step, title in self.order[names.index(name) + 1:]]
+        return [_skipped(step, title, why) for step, title in self.order[names.index(name) + 1 :]]
 
 
-def _network_checks(config: Any, provider: Any, credentials: Any, context: ssl.SSLContext | None,
-                    timeout: float, now: Callable[[], datetime], db_user: str,
-                    environ: Mapping[str, str]) -> list[Check]:
+def _network_checks(
+    config: Any,
+    provider: Any,
+    credentials: Any,
+    context: ssl.SSLContext | None,
+    timeout: float,
+    now: Callable[[], datetime],
+    db_user: str,
+    environ: Mapping[str, str],
+) -> list[Check]:
     target = _target(config.target_url)
     # PostgreSQL connections (Aurora DSQL) do not go through HTTP proxies.
     route = None if config.service == "dsql" else proxy_route(config.target_url, environ)
@@ -1274,8 +1644,9 @@ def _network_checks(config: Any, provider: Any, credentials: Any, context: ssl.S
         checks.append(check_tcp(target, timeout, bypass=bypass))
         if checks[-1].status == FAIL:
             return [*checks, *steps.skipped_after("tcp", "no TCP connection")]
-        checks.append(_skipped("tls", "TLS", "no usable CA bundle") if context is None
-                      else check_tls(target, context, timeout))
+        checks.append(
+            _skipped("tls", "TLS", "no usable CA bundle") if context is None else check_tls(target, context, timeout)
+        )
     else:
         proxy_target = _target(proxy.url)
         checks.append(check_dns(proxy_target, timeout, proxy=proxy, for_host=target.host))
@@ -1292,8 +1663,11 @@ def _network_checks(config: Any, provider: Any, credentials: Any, context: ssl.S
     if checks[-1].status == FAIL:
         return [*checks, *steps.skipped_after("tls", "no TLS connection")]
     if credentials is None:
-        return [*checks, _skipped("clock", "clock", "no credentials to sign the probe"),
-                _skipped("probe", "signed probe", "no credentials")]
+        return [
+            *checks,
+            _skipped("clock", "clock", "no credentials to sign the probe"),
+            _skipped("probe", "signed probe", "no credentials"),
+        ]
     if config.service == "dsql":
         probe = probe_dsql(config, credentials, db_user, timeout)
         return [*checks, _skipped("clock", "clock", "PostgreSQL has no Date header"), probe.check]
@@ -1305,23 +1679,37 @@ def _network_checks(config: Any, provider: Any, credentials: Any, context: ssl.S
     return [*checks, clock_check, probe.check, *probe.extra]
 
 
-def _through_proxy(proxy_target: _Target, proxy: ProxyInUse, target: _Target, context: ssl.SSLContext | None,
-                   timeout: float) -> tuple[Check, Check | None]:
+def _through_proxy(
+    proxy_target: _Target, proxy: ProxyInUse, target: _Target, context: ssl.SSLContext | None, timeout: float
+) -> tuple[Check, Check | None]:
     """(the tunnel check, the TLS check through the tunnel, or None when there is no tunnel)."""
     if target.scheme != "https":
-        return (_skipped("tunnel", "proxy tunnel", f"plain http: {proxy.describe()} forwards each request (no "
-                         "CONNECT tunnel)"), _plain_http(target))
+        return (
+            _skipped(
+                "tunnel", "proxy tunnel", f"plain http: {proxy.describe()} forwards each request (no CONNECT tunnel)"
+            ),
+            _plain_http(target),
+        )
     if proxy_target.scheme not in ("http", "https"):
-        return (_skipped("tunnel", "proxy tunnel", f"{proxy.describe()} is not an HTTP proxy: the doctor's own "
-                         "checks speak HTTP CONNECT only; the signed probe goes through it"),
-                _skipped("tls", "TLS", "the signed probe checks it through the proxy"))
+        return (
+            _skipped(
+                "tunnel",
+                "proxy tunnel",
+                f"{proxy.describe()} is not an HTTP proxy: the doctor's own "
+                "checks speak HTTP CONNECT only; the signed probe goes through it",
+            ),
+            _skipped("tls", "TLS", "the signed probe checks it through the proxy"),
+        )
     check, tunnel = check_tunnel(proxy_target, proxy, target, context or ssl.create_default_context(), timeout)
     if tunnel is None:
         return check, None
     if proxy_target.scheme == "https" or context is None:
         tunnel.close()
-        why = ("TLS inside the TLS connection to an https:// proxy: the signed probe checks it"
-               if context is not None else "no usable CA bundle")
+        why = (
+            "TLS inside the TLS connection to an https:// proxy: the signed probe checks it"
+            if context is not None
+            else "no usable CA bundle"
+        )
         return check, _skipped("tls", "TLS", why)
     return check, check_tls(target, context, timeout, tunnel=tunnel, proxy=proxy)
 
@@ -1336,19 +1724,28 @@ def check_warm(config: Any, environ: Mapping[str, str], now: datetime) -> Check:
     cache = WarmCache(user_cache_dir(environ), config.target_url)
     entries = list(_warm_entries(cache))
     if not entries:
-        return Check("warm", "warm start", WARN,
-                     f"no initialize answer cached for this target yet (in {cache.directory}): the proxy's next start "
-                     "waits for the server's answer, then caches it", details={"directory": str(cache.directory)})
+        return Check(
+            "warm",
+            "warm start",
+            WARN,
+            f"no initialize answer cached for this target yet (in {cache.directory}): the proxy's next start "
+            "waits for the server's answer, then caches it",
+            details={"directory": str(cache.directory)},
+        )
     version, entry = max(entries, key=lambda item: item[1].saved)
     result = json.loads(entry.result)
     info = result.get("serverInfo") if isinstance(result.get("serverInfo"), dict) else {}
     server = f"{info.get('name', '?')} {info.get('version', '')}".rstrip()
     saved = _parse_saved(entry.saved)
     age = f"{_duration(now - saved)} ago" if saved is not None else "at an unknown time"
-    return Check("warm", "warm start", PASS,
-                 f"the answer of {server} (protocol {version or 'not named'}) is cached since {entry.saved} ({age}): "
-                 "the proxy answers initialize from it at once",
-                 details={"directory": str(cache.directory), "saved": entry.saved, "protocol_version": version})
+    return Check(
+        "warm",
+        "warm start",
+        PASS,
+        f"the answer of {server} (protocol {version or 'not named'}) is cached since {entry.saved} ({age}): "
+        "the proxy answers initialize from it at once",
+        details={"directory": str(cache.directory), "saved": entry.saved, "protocol_version": version},
+    )
 
 
 def _warm_entries(cache: Any) -> Iterator[tuple[str | None, Any]]:

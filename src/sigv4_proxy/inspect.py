@@ -36,10 +36,26 @@ from sigv4_proxy.tokens import (
 
 ERROR, WARNING, INFO = "error", "warning", "info"
 MAX_SKEW = timedelta(minutes=5)  # AWS's window for a request date ahead of (or, for headers, behind) its clock
-_AUTH_PARAMS = frozenset({"X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Date", "X-Amz-Expires",
-                          "X-Amz-SignedHeaders", "X-Amz-Security-Token", "X-Amz-Signature", "X-Amz-Region-Set"})
-REQUIRED_PARAMS = ("X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Date", "X-Amz-Expires", "X-Amz-SignedHeaders",
-                   "X-Amz-Signature")
+_AUTH_PARAMS = frozenset(
+    {
+        "X-Amz-Algorithm",
+        "X-Amz-Credential",
+        "X-Amz-Date",
+        "X-Amz-Expires",
+        "X-Amz-SignedHeaders",
+        "X-Amz-Security-Token",
+        "X-Amz-Signature",
+        "X-Amz-Region-Set",
+    }
+)
+REQUIRED_PARAMS = (
+    "X-Amz-Algorithm",
+    "X-Amz-Credential",
+    "X-Amz-Date",
+    "X-Amz-Expires",
+    "X-Amz-SignedHeaders",
+    "X-Amz-Signature",
+)
 _UNRESERVED = re.compile(r"[A-Za-z0-9\-_.~%]")
 _SIGNATURE = re.compile(r"^[0-9a-f]{64}$")
 _AMZ_DATE = re.compile(r"^\d{8}T\d{6}Z$")
@@ -67,7 +83,7 @@ RULES: dict[str, Rule] = {
         ERROR,
         "the token contains spaces or line breaks (copied from a wrapped terminal?); they were removed to "
         "inspect it, but the server sees them",
-        "pass the token as one line, quoted: PGPASSWORD=\"$(sigv4-proxy dsql-token --hostname HOST)\"",
+        'pass the token as one line, quoted: PGPASSWORD="$(sigv4-proxy dsql-token --hostname HOST)"',
     ),
     "from_postgres_url": Rule(INFO, "the token was taken from the password of a postgresql:// URL"),
     "scheme_prefix": Rule(
@@ -79,7 +95,7 @@ RULES: dict[str, Rule] = {
     "missing_host": Rule(
         ERROR,
         "the token has no host before '/?': the host is part of what is signed",
-        "a token is '<host>/?Action=...&X-Amz-Signature=...'; generate one with " "{command}",
+        "a token is '<host>/?Action=...&X-Amz-Signature=...'; generate one with {command}",
     ),
     "port_in_host": Rule(
         ERROR,
@@ -101,8 +117,7 @@ RULES: dict[str, Rule] = {
     "path_not_root": Rule(
         ERROR,
         "the token's path is '{path}', not '/'",
-        "a token is '<host>/?Action=...': the path is '/' (the database name goes in the connection, not the "
-        "token)",
+        "a token is '<host>/?Action=...': the path is '/' (the database name goes in the connection, not the token)",
     ),
     "vpce_host": Rule(
         ERROR,
@@ -198,8 +213,7 @@ RULES: dict[str, Rule] = {
     ),
     "region_unknown": Rule(
         INFO,
-        "host '{hostname}' does not name a region, so the scope region '{scope_region}' cannot be checked "
-        "against it",
+        "host '{hostname}' does not name a region, so the scope region '{scope_region}' cannot be checked against it",
     ),
     "temporary_key_without_token": Rule(
         ERROR,
@@ -406,8 +420,9 @@ def check_service(t: ParsedToken, ctx: Context) -> Iterator[Finding]:
         return
     expected = EXPECTED_SERVICE.get(t.kind)
     if expected is not None and service != expected:
-        yield finding("wrong_service", service=service, label=KIND_LABELS[t.kind], expected=expected,
-                      command=_command(t))
+        yield finding(
+            "wrong_service", service=service, label=KIND_LABELS[t.kind], expected=expected, command=_command(t)
+        )
     elif expected is None and ctx.host.service and service != ctx.host.service:
         yield finding("host_service", service=service, hostname=t.hostname.lower(), expected=ctx.host.service)
 
@@ -415,9 +430,13 @@ def check_service(t: ParsedToken, ctx: Context) -> Iterator[Finding]:
 def check_action(t: ParsedToken, ctx: Context) -> Iterator[Finding]:
     if t.kind == "dsql":
         if t.action not in DSQL_ACTIONS:
-            yield finding("wrong_action", action=t.action or "(missing)", label="Aurora DSQL",
-                          expected="DbConnect or DbConnectAdmin",
-                          fix=OwnText("Action=DbConnect for custom database roles, Action=DbConnectAdmin for admin"))
+            yield finding(
+                "wrong_action",
+                action=t.action or "(missing)",
+                label="Aurora DSQL",
+                expected="DbConnect or DbConnectAdmin",
+                fix=OwnText("Action=DbConnect for custom database roles, Action=DbConnectAdmin for admin"),
+            )
             return
         hostname = t.hostname.lower() or "HOST"
         if ctx.user == "admin" and t.action == "DbConnect":
@@ -434,8 +453,13 @@ def check_action(t: ParsedToken, ctx: Context) -> Iterator[Finding]:
             yield finding("action_note", note=note)
     elif t.kind == "rds":
         if t.action != RDS_ACTION:
-            yield finding("wrong_action", action=t.action or "(missing)", label="RDS IAM", expected="connect",
-                          fix="RDS tokens carry Action=connect&DBUser=USER")
+            yield finding(
+                "wrong_action",
+                action=t.action or "(missing)",
+                label="RDS IAM",
+                expected="connect",
+                fix="RDS tokens carry Action=connect&DBUser=USER",
+            )
         if t.db_user is None:
             yield finding("rds_missing_user")
         elif ctx.user is not None and ctx.user != t.db_user:
@@ -664,32 +688,60 @@ def _token_digest(value: str | None) -> str | None:
 # (field name, how to read it, is it signed?, why it changes the signature) in the order differences explain
 # a mismatch: the first signed difference found is the explanation.
 _COMPARED: tuple[tuple[str, Callable[[ParsedToken], str | None], bool, str], ...] = (
-    ("access key", lambda t: t.masked_access_key, True,
-     "different credentials: signatures from different keys never match"),
-    ("X-Amz-Date", lambda t: t.amz_date, True,
-     "the tokens were signed at different times, so their signatures differ anyway; regenerate both with the "
-     "same --timestamp to compare signers"),
+    (
+        "access key",
+        lambda t: t.masked_access_key,
+        True,
+        "different credentials: signatures from different keys never match",
+    ),
+    (
+        "X-Amz-Date",
+        lambda t: t.amz_date,
+        True,
+        "the tokens were signed at different times, so their signatures differ anyway; regenerate both with the "
+        "same --timestamp to compare signers",
+    ),
     ("scheme", lambda t: t.scheme, False, ""),
-    ("host", lambda t: t.host or None, True,
-     "the signed host differs: the host (with any port) is part of the canonical request"),
+    (
+        "host",
+        lambda t: t.host or None,
+        True,
+        "the signed host differs: the host (with any port) is part of the canonical request",
+    ),
     ("path", lambda t: t.path or None, True, "the path is part of the canonical request"),
     ("scope region", lambda t: t.scope_region, True, "the scope region goes into the string to sign and the key"),
-    ("scope service", lambda t: t.scope_service, True,
-     "the scope service goes into the string to sign and the key"),
+    ("scope service", lambda t: t.scope_service, True, "the scope service goes into the string to sign and the key"),
     ("scope date", lambda t: t.scope_date, True, "the scope date goes into the string to sign and the key"),
     ("algorithm", lambda t: t.algorithm, True, "a different algorithm signs differently"),
     ("Action", lambda t: t.action, True, "Action is a signed query parameter"),
     ("DBUser", lambda t: t.db_user, True, "DBUser is a signed query parameter"),
     ("X-Amz-Expires", lambda t: t.expires, True, "X-Amz-Expires is a signed query parameter"),
-    ("X-Amz-Security-Token", lambda t: _token_digest(t.session_token), True,
-     "the session token is a signed query parameter (present in one token only, or a different token)"),
-    ("X-Amz-SignedHeaders", lambda t: ";".join(t.signed_headers) if t.signed_headers is not None else None, True,
-     "the list of signed headers is part of the canonical request"),
+    (
+        "X-Amz-Security-Token",
+        lambda t: _token_digest(t.session_token),
+        True,
+        "the session token is a signed query parameter (present in one token only, or a different token)",
+    ),
+    (
+        "X-Amz-SignedHeaders",
+        lambda t: ";".join(t.signed_headers) if t.signed_headers is not None else None,
+        True,
+        "the list of signed headers is part of the canonical request",
+    ),
     ("scope terminator", lambda t: t.scope_terminator, True, "the terminator is part of the credential scope"),
     ("signature", lambda t: mask_signature(t.signature), False, ""),
 )
-_KNOWN_PARAMS = {"Action", "DBUser", "X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Date", "X-Amz-Expires",
-                 "X-Amz-SignedHeaders", "X-Amz-Signature", "X-Amz-Security-Token"}
+_KNOWN_PARAMS = {
+    "Action",
+    "DBUser",
+    "X-Amz-Algorithm",
+    "X-Amz-Credential",
+    "X-Amz-Date",
+    "X-Amz-Expires",
+    "X-Amz-SignedHeaders",
+    "X-Amz-Signature",
+    "X-Amz-Security-Token",
+}
 
 
 def compare_tokens(left: ParsedToken, right: ParsedToken) -> Comparison:
@@ -783,8 +835,9 @@ class _Inputs:
 
         headers = [("host", self.host), *self.extra_headers]
         block, _ = canonical.canonical_headers(headers, self.signed_headers.split(";"))
-        return canonical.canonical_request(self.method, self.uri, self.query, block, self.signed_headers,
-                                           self.payload_hash)
+        return canonical.canonical_request(
+            self.method, self.uri, self.query, block, self.signed_headers, self.payload_hash
+        )
 
 
 def _canonical_query(pairs: Iterable[tuple[str, str]]) -> str:
@@ -870,8 +923,7 @@ HYPOTHESES: tuple[Hypothesis, ...] = (
     Hypothesis(
         "query_encoded_differently",
         "the signer signed the query exactly as written in the token, whose encoding is not canonical",
-        "percent-encode every name and value per RFC 3986 (upper-case hex, %20 for space, %2F for /) before "
-        "signing",
+        "percent-encode every name and value per RFC 3986 (upper-case hex, %20 for space, %2F for /) before signing",
         lambda t: True,
         lambda i, t: _with(i, query=_raw_query(t, sort=True)),
     ),
@@ -1054,8 +1106,9 @@ def verify_token(
     everything it prints."""
     from dataclasses import replace
 
-    result = _verify_token(token, credentials, their_canonical_request=their_canonical_request, method=method,
-                           headers=headers, body=body)
+    result = _verify_token(
+        token, credentials, their_canonical_request=their_canonical_request, method=method, headers=headers, body=body
+    )
     secrets = secrets_of(token) | {credentials.secret_access_key}
     if credentials.session_token:
         secrets.add(credentials.session_token)
@@ -1085,8 +1138,12 @@ def _verify_token(
         return Verification(False, "cannot verify: the signature is not 64 hexadecimal characters", "malformed")
     # The token is compared with the caller's session token only when the caller has one.
     if credentials.session_token and not (credentials.session_token + (token.session_token or "")).isascii():
-        return Verification(False, "cannot verify: the session token has non-ASCII characters (a copy or encoding "
-                            "mistake: real session tokens are base64)", "token")
+        return Verification(
+            False,
+            "cannot verify: the session token has non-ASCII characters (a copy or encoding "
+            "mistake: real session tokens are base64)",
+            "token",
+        )
     # Without a session token of their own, the credentials are checked only for the signature (the token's
     # session token is signed as part of the query either way).
     creds = Credentials(credentials.access_key_id, credentials.secret_access_key, credentials.session_token)
@@ -1095,30 +1152,52 @@ def _verify_token(
     if token.form == FORM_AUTHORIZATION and not any(k.lower() == "authorization" for k, _ in request_headers):
         header = re.sub(r"(?i)^authorization\s*:\s*", "", token.text)
         request_headers.append(("authorization", header))
-    result = verify(method, target, request_headers, body, credentials_for=lambda key: creds
-                    if key == creds.access_key_id else None, now=signed_at)
+    result = verify(
+        method,
+        target,
+        request_headers,
+        body,
+        credentials_for=lambda key: creds if key == creds.access_key_id else None,
+        now=signed_at,
+    )
     base = {
         "expected_canonical_request": result.expected_canonical_request,
         "expected_string_to_sign": result.expected_string_to_sign,
     }
-    if result.ok and token.has_session_token and "X-Amz-Security-Token=" not in (result.expected_canonical_request
-                                                                                 or "X-Amz-Security-Token="):
+    if (
+        result.ok
+        and token.has_session_token
+        and "X-Amz-Security-Token=" not in (result.expected_canonical_request or "X-Amz-Security-Token=")
+    ):
         return _token_signed_after(token, result.expected_canonical_request or "", result.expected_string_to_sign)
     if result.ok:
-        return Verification(True, "the signature matches: the token was signed with this secret key over exactly "
-                            "what it says", "ok", **base)
+        return Verification(
+            True,
+            "the signature matches: the token was signed with this secret key over exactly what it says",
+            "ok",
+            **base,
+        )
     if result.reason != "signature":
         return Verification(False, _first_line(result.message), result.reason, **base)
     if their_canonical_request is not None:
         theirs = their_canonical_request.replace("\r\n", "\n").rstrip("\n")
         from sigv4_proxy.signing import v4
 
-        their_sts = v4.string_to_sign(token.algorithm or V4, token.amz_date or "",
-                                      f"{token.scope_date}/{token.scope_region}/{token.scope_service}/aws4_request",
-                                      theirs)
-        return Verification(False, "the signature does not match; your signer's canonical request differs from "
-                            "the one AWS computes (first difference marked)", "signature",
-                            their_canonical_request=theirs, their_string_to_sign=their_sts, **base)
+        their_sts = v4.string_to_sign(
+            token.algorithm or V4,
+            token.amz_date or "",
+            f"{token.scope_date}/{token.scope_region}/{token.scope_service}/aws4_request",
+            theirs,
+        )
+        return Verification(
+            False,
+            "the signature does not match; your signer's canonical request differs from "
+            "the one AWS computes (first difference marked)",
+            "signature",
+            their_canonical_request=theirs,
+            their_string_to_sign=their_sts,
+            **base,
+        )
     found = _search_hypotheses(token, creds, method, headers, result.expected_canonical_request or "")
     if found is not None:
         hypothesis, creq, sts, params = found
@@ -1201,8 +1280,9 @@ def _search_hypotheses(
         creq = variant.canonical_request()
         sts = v4.string_to_sign(V4, token.amz_date or "", scope, creq)
         signature = v4.signature(
-            v4.derive_signing_key(creds.secret_access_key, token.scope_date or "", variant.key_region,
-                                  variant.key_service),
+            v4.derive_signing_key(
+                creds.secret_access_key, token.scope_date or "", variant.key_region, variant.key_service
+            ),
             sts,
         )
         if signature == (token.signature or "").lower():
@@ -1259,8 +1339,11 @@ def render_fields(token: ParsedToken, now: datetime) -> list[tuple[str, str]]:
             state = f"{_duration(left)} left" if left > timedelta(0) else f"EXPIRED {_duration(left)} ago"
             add(("expires", f"{_when(expires_at)}  ({token.expires_in} s; {state})"))
     if token.credential:
-        scope = " / ".join(str(p) for p in (token.scope_date, token.scope_region, token.scope_service,
-                                            token.scope_terminator) if p is not None)
+        scope = " / ".join(
+            str(p)
+            for p in (token.scope_date, token.scope_region, token.scope_service, token.scope_terminator)
+            if p is not None
+        )
         add(("scope", scope))
     if token.signed_headers is not None:
         add(("signed headers", ";".join(token.signed_headers)))
@@ -1294,8 +1377,9 @@ def render_report(report: Report) -> str:
 def render_comparison(comparison: Comparison) -> str:
     lines = []
     if not comparison.diffs:
-        lines.append("  no field differs" + (" (parameter order differs; AWS ignores order)"
-                                             if comparison.order_differs else ""))
+        lines.append(
+            "  no field differs" + (" (parameter order differs; AWS ignores order)" if comparison.order_differs else "")
+        )
     else:
         width = max(len(printable(d.name)) for d in comparison.diffs)
         lines.append(f"  {'field'.ljust(width)}  first  |  second")
@@ -1323,10 +1407,19 @@ def _render_verification(verification: Verification) -> str:
     if verification.ok or verification.expected_canonical_request is None:
         return "\n".join(lines)
     creq_line, sts_line = verification.first_difference()
-    lines.extend(_side_by_side("canonical request", verification.expected_canonical_request,
-                               verification.their_canonical_request, creq_line))
-    lines.extend(_side_by_side("string to sign", verification.expected_string_to_sign,
-                               verification.their_string_to_sign, sts_line))
+    lines.extend(
+        _side_by_side(
+            "canonical request",
+            verification.expected_canonical_request,
+            verification.their_canonical_request,
+            creq_line,
+        )
+    )
+    lines.extend(
+        _side_by_side(
+            "string to sign", verification.expected_string_to_sign, verification.their_string_to_sign, sts_line
+        )
+    )
     return "\n".join(lines)
 
 
@@ -1342,8 +1435,10 @@ def _side_by_side(title: str, expected: str | None, theirs: str | None, marked: 
 
 
 def _numbered(text: str, marked: int | None) -> list[str]:
-    return [f"{'>>' if index == marked else '  '} {index + 1:2d} | {printable(line)}" for index, line in
-            enumerate(text.split("\n"))]
+    return [
+        f"{'>>' if index == marked else '  '} {index + 1:2d} | {printable(line)}"
+        for index, line in enumerate(text.split("\n"))
+    ]
 
 
 __all__ = [

@@ -68,8 +68,10 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
         r"\1" + _MASK,
     ),
     # Bearer / DSQL-style presigned tokens after `token=` in a query string or setting.
-    (re.compile(r"(?i)((?:session[_-]?)?token[\"']?\s*[=:]\s*[\"']?)(?=[A-Za-z0-9/+=%]{40,})[^\s\"'&,;)}\]]+"),
-     r"\1" + _MASK),
+    (
+        re.compile(r"(?i)((?:session[_-]?)?token[\"']?\s*[=:]\s*[\"']?)(?=[A-Za-z0-9/+=%]{40,})[^\s\"'&,;)}\]]+"),
+        r"\1" + _MASK,
+    ),
 ]
 # AWS access key ids: AKIA/ASIA + 16 upper-case letters or digits -> AKIA****WXYZ.
 _ACCESS_KEY = re.compile(r"\b((?:AKIA|ASIA|AROA|AIDA|ABIA|ACCA)[A-Z0-9]{12}([A-Z0-9]{4}))\b")

@@ -107,9 +107,7 @@ def _resolve_region(hostname: str, region: str | None, *, kind: str) -> str:
     if region is None or not region.strip():
         if implied is None:
             example = (
-                "<cluster-id>.dsql.<region>.on.aws"
-                if kind == "dsql"
-                else "<name>.<id>.<region>.rds.amazonaws.com"
+                "<cluster-id>.dsql.<region>.on.aws" if kind == "dsql" else "<name>.<id>.<region>.rds.amazonaws.com"
             )
             raise SigningError(
                 f"region is required: it cannot be inferred from host {hostname!r} "
@@ -129,9 +127,7 @@ def _check_expires(expires_in: int) -> int:
     if isinstance(expires_in, bool) or not isinstance(expires_in, int):
         raise SigningError(f"expires_in must be a whole number of seconds, got {expires_in!r}")
     if not 1 <= expires_in <= MAX_PRESIGN_EXPIRES:
-        raise SigningError(
-            f"expires_in must be between 1 and {MAX_PRESIGN_EXPIRES} seconds (7 days), got {expires_in}"
-        )
+        raise SigningError(f"expires_in must be between 1 and {MAX_PRESIGN_EXPIRES} seconds (7 days), got {expires_in}")
     return expires_in
 
 
@@ -139,7 +135,13 @@ def _check_expires(expires_in: int) -> int:
 
 
 def _presign_token(
-    host: str, query: str, *, credentials: Credentials, region: str, service: str, expires_in: int,
+    host: str,
+    query: str,
+    *,
+    credentials: Credentials,
+    region: str,
+    service: str,
+    expires_in: int,
     now: datetime | None,
 ) -> str:
     from sigv4_proxy.signing.api import presign
@@ -329,7 +331,7 @@ class ParsedToken:
 
     @property
     def kind(self) -> str:
-        """"dsql", "rds" or "presigned" (any other service), from the host first, then the contents."""
+        """ "dsql", "rds" or "presigned" (any other service), from the host first, then the contents."""
         host_kind = host_info(self.hostname).kind if self.hostname else "unknown"
         if host_kind in ("dsql", "rds"):
             return host_kind
@@ -512,9 +514,7 @@ def _split_port(host: str) -> tuple[str, int | None]:
     return host, None
 
 
-def parse_authorization(
-    header: str, *, url: str | None = None, headers: Sequence[tuple[str, str]] = ()
-) -> ParsedToken:
+def parse_authorization(header: str, *, url: str | None = None, headers: Sequence[tuple[str, str]] = ()) -> ParsedToken:
     """Parse an ``Authorization: AWS4-HMAC-SHA256 Credential=..., SignedHeaders=..., Signature=...`` header.
 
     The header alone has no date, host or token: `url` (the request URL) and `headers` (the request's other

@@ -149,8 +149,15 @@ def test_sign_cli_without_credentials_says_how_to_configure_them(clean_env, caps
 
 EVIL_HEADER = "X-Evil: a\x1b[2Jb\x07\u202ec"
 EVIL_SHOWN = "a\\x1b[2Jb\\x07\\u202ec"
-EVIL_ARGS = ["sign", "GET", "https://abc.execute-api.us-east-1.amazonaws.com/p", "-H", EVIL_HEADER,
-             "--timestamp", "2015-08-30T12:36:00Z"]
+EVIL_ARGS = [
+    "sign",
+    "GET",
+    "https://abc.execute-api.us-east-1.amazonaws.com/p",
+    "-H",
+    EVIL_HEADER,
+    "--timestamp",
+    "2015-08-30T12:36:00Z",
+]
 DRIVES_A_TERMINAL = ("\x1b", "\x07", "\u202e")
 
 
@@ -181,10 +188,19 @@ def test_sign_cli_on_a_terminal_without_control_characters_prints_no_note(clean_
 
 def test_sign_cli_stays_byte_exact_into_a_pipe(tmp_path) -> None:
     """Scripts get the bytes that were signed, control characters and all (the signed request itself)."""
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "secret-key-example",
-           "AWS_CONFIG_FILE": str(tmp_path / "none"), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")}
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE",
+        "AWS_SECRET_ACCESS_KEY": "secret-key-example",
+        "AWS_CONFIG_FILE": str(tmp_path / "none"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+    }
     env.pop("AWS_SESSION_TOKEN", None)
-    done = subprocess.run([sys.executable, "-m", "sigv4_proxy", *EVIL_ARGS, "--output", "headers"], env=env,
-                          capture_output=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "sigv4_proxy", *EVIL_ARGS, "--output", "headers"],
+        env=env,
+        capture_output=True,
+        check=True,
+    )
     assert "\nX-Evil: a\x1b[2Jb\x07\u202ec\n".encode() in done.stdout
     assert done.stderr == b""

@@ -92,11 +92,15 @@ def test_credentials_given_on_the_command_line_are_not_printed_back() -> None:
     ("args", "message"),
     [
         (["--access-key-id", "AKIAIOSFODNN7EXAMPLE"], "--access-key-id and --secret-access-key go together"),
-        (["--secret-access-key-file", "/nonexistent/key"],
-         "cannot read --secret-access-key-file /nonexistent/key: No such file or directory"),
+        (
+            ["--secret-access-key-file", "/nonexistent/key"],
+            "cannot read --secret-access-key-file /nonexistent/key: No such file or directory",
+        ),
         (["--session-token", "t"], "--session-token needs --access-key-id and --secret-access-key"),
-        (["--session-token-file", "/nonexistent/token"],
-         "cannot read --session-token-file /nonexistent/token: No such file or directory"),
+        (
+            ["--session-token-file", "/nonexistent/token"],
+            "cannot read --session-token-file /nonexistent/token: No such file or directory",
+        ),
         (
             ["--upstream", "http://127.0.0.1:1/mcp", "--stateless", "--transport", "sse"],
             "--transport, --stateless configure the built-in server; they do not apply with --upstream",
@@ -231,16 +235,26 @@ def test_secret_key_piped_to_the_running_emulator(tmp_path: Path) -> None:
     """End to end: the key comes from stdin, is never printed, and is the one requests must be signed with."""
     (tmp_path / "key").write_text(SECRET + "\n")
     argv = ["emulate", "mcp", "--json", "--access-key-id", KEY_ID, "--secret-access-key-file", "-"]
-    with (tmp_path / "key").open() as stdin, subprocess.Popen(
-        [sys.executable, "-m", "sigv4_proxy", *argv], stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True,
-    ) as process:
+    with (
+        (tmp_path / "key").open() as stdin,
+        subprocess.Popen(
+            [sys.executable, "-m", "sigv4_proxy", *argv],
+            stdin=stdin,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        ) as process,
+    ):
         try:
             assert process.stdout is not None
             info = json.loads(process.stdout.readline())
             assert info["access_key_id"] == KEY_ID and "secret_access_key" not in info
-            signed = httpx.post(info["url"], content=initialize_body(), headers=HEADERS,
-                                auth=SigV4Auth(Credentials(KEY_ID, SECRET), "us-east-1", "execute-api"))
+            signed = httpx.post(
+                info["url"],
+                content=initialize_body(),
+                headers=HEADERS,
+                auth=SigV4Auth(Credentials(KEY_ID, SECRET), "us-east-1", "execute-api"),
+            )
             assert signed.status_code == 200, signed.text
             code, stdout, stderr = stop(process)
         finally:
@@ -248,7 +262,6 @@ def test_secret_key_piped_to_the_running_emulator(tmp_path: Path) -> None:
                 process.kill()
     assert code == 0, stderr
     assert SECRET not in stdout + stderr
-
 
 
 # --- the session token, kept out of the process list as well ---------------------------------------------------
@@ -345,19 +358,34 @@ def test_session_token_piped_to_the_running_emulator(tmp_path: Path) -> None:
     (tmp_path / "token").write_text(TOKEN + "\n")
     argv = ["emulate", "mcp", "--json", "--access-key-id", KEY_ID, "--session-token-file", "-"]
     env = {**os.environ, "SIGV4_PROXY_SECRET_ACCESS_KEY": SECRET}
-    with (tmp_path / "token").open() as stdin, subprocess.Popen(
-        [sys.executable, "-m", "sigv4_proxy", *argv], stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, env=env,
-    ) as process:
+    with (
+        (tmp_path / "token").open() as stdin,
+        subprocess.Popen(
+            [sys.executable, "-m", "sigv4_proxy", *argv],
+            stdin=stdin,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        ) as process,
+    ):
         try:
             assert process.stdout is not None
             info = json.loads(process.stdout.readline())
             assert info["access_key_id"] == KEY_ID and "secret_access_key" not in info
-            with_token = httpx.post(info["url"], content=initialize_body(), headers=HEADERS,
-                                    auth=SigV4Auth(Credentials(KEY_ID, SECRET, TOKEN), "us-east-1", "execute-api"))
+            with_token = httpx.post(
+                info["url"],
+                content=initialize_body(),
+                headers=HEADERS,
+                auth=SigV4Auth(Credentials(KEY_ID, SECRET, TOKEN), "us-east-1", "execute-api"),
+            )
             assert with_token.status_code == 200, with_token.text
-            without = httpx.post(info["url"], content=initialize_body(), headers=HEADERS,
-                                 auth=SigV4Auth(Credentials(KEY_ID, SECRET), "us-east-1", "execute-api"))
+            without = httpx.post(
+                info["url"],
+                content=initialize_body(),
+                headers=HEADERS,
+                auth=SigV4Auth(Credentials(KEY_ID, SECRET), "us-east-1", "execute-api"),
+            )
             assert without.status_code == 403
             code, stdout, stderr = stop(process)
         finally:
@@ -371,8 +399,7 @@ def test_request_log_escapes_a_hostile_path_and_method() -> None:
     """The emulator logs each request's path (percent-decoded) and JSON-RPC method: shown, never obeyed."""
     with emulate("--json") as (process, first):
         url = json.loads(first)["url"]
-        body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call\x1b[2J\u202e",
-                           "params": {"name": "x\x07"}})
+        body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call\x1b[2J\u202e", "params": {"name": "x\x07"}})
         httpx.post(url + "%1b[2J%07%0aFAKE%e2%80%ae", content=body, headers=HEADERS)
         code, _, stderr = stop(process)
     assert code == 0, stderr

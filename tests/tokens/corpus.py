@@ -66,11 +66,11 @@ def hand_signed(
     if lower_escapes:
         encoded = [(k, re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), v)) for k, v in encoded]
     query = "&".join(f"{k}={v}" for k, v in (sorted(encoded) if sort else encoded))
-    creq = canonical.canonical_request(method, "/", query, f"host:{signed_host or token_host}\n", "host",
-                                       payload_hash)
+    creq = canonical.canonical_request(method, "/", query, f"host:{signed_host or token_host}\n", "host", payload_hash)
     sts = v4.string_to_sign(V4, amz_date, scope, creq)
-    key = v4.derive_signing_key(credentials.secret_access_key, amz_date[:8], key_region or region,
-                                key_service or service)
+    key = v4.derive_signing_key(
+        credentials.secret_access_key, amz_date[:8], key_region or region, key_service or service
+    )
     signature = v4.signature(key, sts)
     written = [(_enc(k), _enc(v)) if encode else (k, v) for k, v in pairs + token]
     if lower_escapes:
@@ -82,11 +82,25 @@ def good_dsql(**kwargs: object) -> str:
     return dsql_token(HOST, credentials=kwargs.pop("credentials", LONG), now=NOW, **kwargs)  # type: ignore[arg-type]
 
 
-def presigned_for(host: str, query: str, *, service: str, region: str = "us-east-1",
-                  credentials: Credentials = LONG, headers: dict[str, str] | None = None) -> str:
-    url = presign("GET", f"https://{host}/?{query}", credentials=credentials, region=region, service=service,
-                  now=NOW, headers=headers).url
-    return url[len("https://"):]
+def presigned_for(
+    host: str,
+    query: str,
+    *,
+    service: str,
+    region: str = "us-east-1",
+    credentials: Credentials = LONG,
+    headers: dict[str, str] | None = None,
+) -> str:
+    url = presign(
+        "GET",
+        f"https://{host}/?{query}",
+        credentials=credentials,
+        region=region,
+        service=service,
+        now=NOW,
+        headers=headers,
+    ).url
+    return url[len("https://") :]
 
 
 @dataclass(frozen=True)
@@ -99,77 +113,142 @@ class Case:
     now: datetime = NOW + timedelta(minutes=1)
 
 
-def _case(name: str, make: Callable[[], str], *expected: str, user: str | None = None,
-          hypothesis: str | None = None, now: datetime = NOW + timedelta(minutes=1)) -> Case:
+def _case(
+    name: str,
+    make: Callable[[], str],
+    *expected: str,
+    user: str | None = None,
+    hypothesis: str | None = None,
+    now: datetime = NOW + timedelta(minutes=1),
+) -> Case:
     return Case(name, make, frozenset(expected), user, hypothesis, now)
 
 
 CORPUS: list[Case] = [
     # --- the mistakes from the DSQL load-test story --------------------------------------------------------
-    _case("java signer: host:port signed and written", lambda: hand_signed(token_host=f"{HOST}:5432"),
-          "port_in_host"),
-    _case("host:port signed, bare host written", lambda: hand_signed(signed_host=f"{HOST}:5432"),
-          hypothesis="signed_host_with_port"),
-    _case("temporary key without X-Amz-Security-Token",
-          lambda: good_dsql(credentials=Credentials(TEMP_KEY, SECRET)), "temporary_key_without_token"),
+    _case("java signer: host:port signed and written", lambda: hand_signed(token_host=f"{HOST}:5432"), "port_in_host"),
+    _case(
+        "host:port signed, bare host written",
+        lambda: hand_signed(signed_host=f"{HOST}:5432"),
+        hypothesis="signed_host_with_port",
+    ),
+    _case(
+        "temporary key without X-Amz-Security-Token",
+        lambda: good_dsql(credentials=Credentials(TEMP_KEY, SECRET)),
+        "temporary_key_without_token",
+    ),
     _case("DbConnect for the admin role", lambda: good_dsql(), "admin_needs_admin_action", user="admin"),
-    _case("DbConnectAdmin for a custom role", lambda: good_dsql(admin=True), "admin_action_for_role",
-          user="app_reader"),
-    _case("scope region is not the cluster's",
-          lambda: presigned_for(HOST, "Action=DbConnect", service="dsql", region="us-west-2"), "region_mismatch"),
-    _case("VPC endpoint host signed",
-          lambda: dsql_token("vpce-0abc123-xyz.dsql.us-east-1.vpce.amazonaws.com", credentials=LONG, now=NOW),
-          "vpce_host"),
+    _case(
+        "DbConnectAdmin for a custom role", lambda: good_dsql(admin=True), "admin_action_for_role", user="app_reader"
+    ),
+    _case(
+        "scope region is not the cluster's",
+        lambda: presigned_for(HOST, "Action=DbConnect", service="dsql", region="us-west-2"),
+        "region_mismatch",
+    ),
+    _case(
+        "VPC endpoint host signed",
+        lambda: dsql_token("vpce-0abc123-xyz.dsql.us-east-1.vpce.amazonaws.com", credentials=LONG, now=NOW),
+        "vpce_host",
+    ),
     _case("https:// prefix left in", lambda: "https://" + good_dsql(), "scheme_prefix"),
     # --- service / action ----------------------------------------------------------------------------------
-    _case("DSQL token signed for rds-db", lambda: presigned_for(HOST, "Action=DbConnect", service="rds-db"),
-          "wrong_service"),
-    _case("RDS token signed for dsql",
-          lambda: presigned_for(f"{RDS_HOST}:5432", "Action=connect&DBUser=app", service="dsql"), "wrong_service"),
-    _case("RDS-style Action on a DSQL host", lambda: presigned_for(HOST, "Action=connect", service="dsql"),
-          "wrong_action"),
-    _case("RDS token without a port",
-          lambda: presigned_for(RDS_HOST, "Action=connect&DBUser=app", service="rds-db"), "rds_missing_port"),
-    _case("RDS token for another user", lambda: rds_token(RDS_HOST, 5432, "app", credentials=LONG, now=NOW),
-          "rds_user_mismatch", user="admin_user"),
-    _case("RDS DBUser form-encoded", lambda: rds_token(RDS_HOST, 5432, "iam user", credentials=LONG,
-                                                       now=NOW).replace("iam%20user", "iam+user"),
-          "query_form_encoding"),
+    _case(
+        "DSQL token signed for rds-db",
+        lambda: presigned_for(HOST, "Action=DbConnect", service="rds-db"),
+        "wrong_service",
+    ),
+    _case(
+        "RDS token signed for dsql",
+        lambda: presigned_for(f"{RDS_HOST}:5432", "Action=connect&DBUser=app", service="dsql"),
+        "wrong_service",
+    ),
+    _case(
+        "RDS-style Action on a DSQL host", lambda: presigned_for(HOST, "Action=connect", service="dsql"), "wrong_action"
+    ),
+    _case(
+        "RDS token without a port",
+        lambda: presigned_for(RDS_HOST, "Action=connect&DBUser=app", service="rds-db"),
+        "rds_missing_port",
+    ),
+    _case(
+        "RDS token for another user",
+        lambda: rds_token(RDS_HOST, 5432, "app", credentials=LONG, now=NOW),
+        "rds_user_mismatch",
+        user="admin_user",
+    ),
+    _case(
+        "RDS DBUser form-encoded",
+        lambda: rds_token(RDS_HOST, 5432, "iam user", credentials=LONG, now=NOW).replace("iam%20user", "iam+user"),
+        "query_form_encoding",
+    ),
     # --- time ----------------------------------------------------------------------------------------------
     _case("expired", lambda: good_dsql(), "expired", now=NOW + timedelta(minutes=16)),
-    _case("signed in the future (clock ahead)", lambda: good_dsql(), "not_yet_valid",
-          now=NOW - timedelta(minutes=10)),
+    _case("signed in the future (clock ahead)", lambda: good_dsql(), "not_yet_valid", now=NOW - timedelta(minutes=10)),
     _case("X-Amz-Expires over a week", lambda: hand_signed(expires="604801"), "expires_range"),
     _case("X-Amz-Expires not a number", lambda: hand_signed(expires="15m"), "expires_format"),
-    _case("scope date is not X-Amz-Date's date",
-          lambda: good_dsql().replace("%2F20240501%2F", "%2F20240430%2F"), "scope_date"),
+    _case(
+        "scope date is not X-Amz-Date's date",
+        lambda: good_dsql().replace("%2F20240501%2F", "%2F20240430%2F"),
+        "scope_date",
+    ),
     # --- signed headers ------------------------------------------------------------------------------------
-    _case("host not signed", lambda: good_dsql().replace("X-Amz-SignedHeaders=host", "X-Amz-SignedHeaders=x-amz-date"),
-          "signed_headers_without_host", "extra_signed_headers"),
-    _case("extra signed header",
-          lambda: presigned_for(HOST, "Action=DbConnect", service="dsql", headers={"X-Amz-Date": "x"}),
-          "extra_signed_headers"),
+    _case(
+        "host not signed",
+        lambda: good_dsql().replace("X-Amz-SignedHeaders=host", "X-Amz-SignedHeaders=x-amz-date"),
+        "signed_headers_without_host",
+        "extra_signed_headers",
+    ),
+    _case(
+        "extra signed header",
+        lambda: presigned_for(HOST, "Action=DbConnect", service="dsql", headers={"X-Amz-Date": "x"}),
+        "extra_signed_headers",
+    ),
     # --- query encoding and order --------------------------------------------------------------------------
-    _case("query signed unsorted (Action appended last)", lambda: _unsorted_token(), "query_unsorted",
-          hypothesis="query_unsorted"),
-    _case("query not percent-encoded", lambda: hand_signed(credentials=TEMP, encode=False),
-          "query_unencoded", hypothesis="query_not_encoded"),
-    _case("lower-case percent escapes, signed that way", lambda: hand_signed(lower_escapes=True),
-          "query_lowercase_escapes", hypothesis="query_encoded_differently"),
-    _case("session token added after signing", lambda: hand_signed(credentials=TEMP, sign_session_token=False),
-          hypothesis="session_token_unsigned"),
+    _case(
+        "query signed unsorted (Action appended last)",
+        lambda: _unsorted_token(),
+        "query_unsorted",
+        hypothesis="query_unsorted",
+    ),
+    _case(
+        "query not percent-encoded",
+        lambda: hand_signed(credentials=TEMP, encode=False),
+        "query_unencoded",
+        hypothesis="query_not_encoded",
+    ),
+    _case(
+        "lower-case percent escapes, signed that way",
+        lambda: hand_signed(lower_escapes=True),
+        "query_lowercase_escapes",
+        hypothesis="query_encoded_differently",
+    ),
+    _case(
+        "session token added after signing",
+        lambda: hand_signed(credentials=TEMP, sign_session_token=False),
+        hypothesis="session_token_unsigned",
+    ),
     # --- odd shapes ----------------------------------------------------------------------------------------
     _case("line-wrapped copy", lambda: _wrap(good_dsql()), "whitespace"),
     _case("upper-case host", lambda: hand_signed(token_host=HOST.upper()), "host_case"),
     _case("database name in the path", lambda: good_dsql().replace("/?", "/postgres?"), "path_not_root"),
     _case("signature truncated", lambda: good_dsql()[:-10], "signature_format"),
-    _case("parameter name in the wrong case", lambda: good_dsql().replace("X-Amz-Signature=", "x-amz-signature="),
-          "param_case"),
+    _case(
+        "parameter name in the wrong case",
+        lambda: good_dsql().replace("X-Amz-Signature=", "x-amz-signature="),
+        "param_case",
+    ),
     _case("expiry parameter missing", lambda: good_dsql().replace("&X-Amz-Expires=900", ""), "missing_param"),
-    _case("key derived for the other service", lambda: hand_signed(key_service="rds-db"),
-          hypothesis="key_for_other_service"),
-    _case("signed with UNSIGNED-PAYLOAD", lambda: hand_signed(payload_hash="UNSIGNED-PAYLOAD"),
-          hypothesis="unsigned_payload"),
+    _case(
+        "key derived for the other service",
+        lambda: hand_signed(key_service="rds-db"),
+        hypothesis="key_for_other_service",
+    ),
+    _case(
+        "signed with UNSIGNED-PAYLOAD",
+        lambda: hand_signed(payload_hash="UNSIGNED-PAYLOAD"),
+        hypothesis="unsigned_payload",
+    ),
 ]
 
 

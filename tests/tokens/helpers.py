@@ -34,8 +34,9 @@ def frozen_botocore(now: datetime) -> Iterator[None]:
 
     naive = now.astimezone(timezone.utc).replace(tzinfo=None)
     python_signers = {"v4": botocore.auth.SigV4Auth, "v4-query": botocore.auth.SigV4QueryAuth}
-    with mock.patch.dict(botocore.auth.AUTH_TYPE_MAPS, python_signers), mock.patch.object(
-        botocore.auth, "get_current_datetime", lambda *args, **kwargs: naive
+    with (
+        mock.patch.dict(botocore.auth.AUTH_TYPE_MAPS, python_signers),
+        mock.patch.object(botocore.auth, "get_current_datetime", lambda *args, **kwargs: naive),
     ):
         yield
 

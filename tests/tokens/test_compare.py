@@ -37,8 +37,10 @@ def test_java_signer_token_differs_by_the_signed_host() -> None:
 def test_tokens_made_at_different_times() -> None:
     later = dsql_token(HOST, credentials=LONG, now=NOW + timedelta(seconds=3))
     comparison = compare_tokens(parse_token(botocore_token()), parse_token(later))
-    assert comparison.explanation.startswith("The signatures differ because of X-Amz-Date (20240501T120000Z vs "
-                                             "20240501T120003Z): the tokens were signed at different times")
+    assert comparison.explanation.startswith(
+        "The signatures differ because of X-Amz-Date (20240501T120000Z vs "
+        "20240501T120003Z): the tokens were signed at different times"
+    )
 
 
 def test_missing_session_token_is_named_without_showing_it() -> None:

@@ -136,14 +136,26 @@ def test_compare(capsys: pytest.CaptureFixture[str]) -> None:
     )
     code, out, _ = run_cli(capsys, "inspect", good, "--compare", JAVA, "--json", *AT)
     document = json.loads(out)
-    assert document["compare"]["differences"][0] == {"field": "host", "left": HOST, "right": f"{HOST}:5432",
-                                                     "signed": True}
+    assert document["compare"]["differences"][0] == {
+        "field": "host",
+        "left": HOST,
+        "right": f"{HOST}:5432",
+        "signed": True,
+    }
 
 
 def test_authorization_header(capsys: pytest.CaptureFixture[str]) -> None:
     url = "https://abc123.execute-api.us-east-1.amazonaws.com/prod/mcp"
-    signed = sign("POST", url, {"content-type": "application/json"}, b"{}", credentials=LONG, region="us-east-1",
-                  service="execute-api", now=NOW)
+    signed = sign(
+        "POST",
+        url,
+        {"content-type": "application/json"},
+        b"{}",
+        credentials=LONG,
+        region="us-east-1",
+        service="execute-api",
+        now=NOW,
+    )
     headers = [arg for name, value in signed.headers if name != "Authorization" for arg in ("-H", f"{name}: {value}")]
     argv = ["inspect", "--header", signed.authorization, "--url", url, "-X", "POST", *headers, "--data", "{}", *AT]
     code, out, _ = run_cli(capsys, *argv, "--verify")
@@ -198,8 +210,10 @@ def test_hostile_token_fields_are_escaped_in_text_output(capsys: pytest.CaptureF
     assert "  action          DbConnect\\x1b]52;c;aGVsbG8=\\x07" in lines
     assert "  db user         x\\n✓ no problems found\\x07\\u202e" in lines  # one line: no fake verdict line
     assert "  scope           20240501 / us-east-1 / dsql\\x1b[31m / aws4_request" in lines
-    assert "✗ error: Action 'DbConnect\\x1b]52;c;aGVsbG8=\\x07' is not valid for RDS IAM tokens (expected " \
+    assert (
+        "✗ error: Action 'DbConnect\\x1b]52;c;aGVsbG8=\\x07' is not valid for RDS IAM tokens (expected "
         "connect)" in lines
+    )
     assert "* DBUser  x\\n✓ no problems found\\x07\\u202e  |  y\\n✓ no problems found\\x07\\u202e" in lines
 
 
@@ -265,15 +279,22 @@ def test_secret_key_on_the_command_line_warns(capsys: pytest.CaptureFixture[str]
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--secret-access-key", SECRET, "--secret-access-key-file", "-"],
-         "give the secret access key once: --secret-access-key or --secret-access-key-file, not both"),
-        (["--secret-access-key-file", "/nonexistent/key"],
-         "cannot read --secret-access-key-file /nonexistent/key: No such file or directory"),
+        (
+            ["--secret-access-key", SECRET, "--secret-access-key-file", "-"],
+            "give the secret access key once: --secret-access-key or --secret-access-key-file, not both",
+        ),
+        (
+            ["--secret-access-key-file", "/nonexistent/key"],
+            "cannot read --secret-access-key-file /nonexistent/key: No such file or directory",
+        ),
         (["--secret-access-key-file", "EMPTY"], "--secret-access-key-file EMPTY: the secret access key is empty"),
     ],
 )
 def test_secret_key_problems(
-    argv: list[str], message: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    argv: list[str],
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
     monkeypatch.chdir(tmp_path)
@@ -289,5 +310,6 @@ def test_only_one_input_from_stdin(capsys: pytest.CaptureFixture[str]) -> None:
     assert (code, err) == (2, "ERROR: only one of TOKEN and --secret-access-key-file can be read from stdin\n")
     code, _, err = run_cli(capsys, "inspect", "-", "--compare", "-", "--secret-access-key-file", "-")
     assert (code, err) == (
-        2, "ERROR: only one of TOKEN, --compare and --secret-access-key-file can be read from stdin\n"
+        2,
+        "ERROR: only one of TOKEN, --compare and --secret-access-key-file can be read from stdin\n",
     )

@@ -20,8 +20,14 @@ from tests.tokens.helpers import NOW
 SEEDS = [
     dsql_token(HOST, credentials=TEMP, now=NOW),
     rds_token(RDS_HOST, 5432, "iam user", credentials=TEMP, now=NOW),
-    presign("GET", "https://bucket.s3.eu-west-1.amazonaws.com/a/b?x=1", credentials=TEMP, region="eu-west-1",
-            service="s3", now=NOW).url,
+    presign(
+        "GET",
+        "https://bucket.s3.eu-west-1.amazonaws.com/a/b?x=1",
+        credentials=TEMP,
+        region="eu-west-1",
+        service="s3",
+        now=NOW,
+    ).url,
 ]
 ALPHABET = st.sampled_from([*"abcXYZ019%&=?/:+ .~-_\n", "%2F", "X-Amz-", "https://", ":5432", "é"])
 
@@ -35,7 +41,7 @@ def mangled(draw: st.DrawFn) -> str:
         if action == "insert":
             text = text[:position] + draw(ALPHABET) + text[position:]
         elif action == "delete":
-            text = text[:position] + text[position + draw(st.integers(1, 12)):]
+            text = text[:position] + text[position + draw(st.integers(1, 12)) :]
         else:
             text = text[:position]
     return text
@@ -60,8 +66,15 @@ def test_inspect_survives_any_input(text: str) -> None:
 
 
 def test_sigv4a_presigned_url() -> None:
-    url = presign("GET", "https://abc.execute-api.us-east-1.amazonaws.com/prod/x", credentials=TEMP,
-                  region=["us-east-1", "us-west-2"], service="execute-api", algorithm="v4a", now=NOW).url
+    url = presign(
+        "GET",
+        "https://abc.execute-api.us-east-1.amazonaws.com/prod/x",
+        credentials=TEMP,
+        region=["us-east-1", "us-west-2"],
+        service="execute-api",
+        algorithm="v4a",
+        now=NOW,
+    ).url
     token = parse_token(url)
     report = inspect_token(token, now=NOW)
     assert [f.code for f in report.findings if f.severity != "info"] == []

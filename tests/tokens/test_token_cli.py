@@ -34,8 +34,9 @@ def test_dsql_token_prints_the_library_token(capsys: pytest.CaptureFixture[str],
     argv = ["dsql-token", "--hostname", "abc.dsql.us-east-1.on.aws", "--timestamp", TIMESTAMP, "--expires-in", "3600"]
     code, out, err = run_cli(capsys, *argv, *(["--admin"] if admin else []))
     assert (code, err) == (0, "")
-    assert out == dsql_token("abc.dsql.us-east-1.on.aws", admin=admin, expires_in=3600, credentials=CREDS,
-                             now=NOW) + "\n"
+    assert (
+        out == dsql_token("abc.dsql.us-east-1.on.aws", admin=admin, expires_in=3600, credentials=CREDS, now=NOW) + "\n"
+    )
 
 
 def test_dsql_token_cluster_host_for_a_vpc_endpoint(capsys: pytest.CaptureFixture[str]) -> None:
@@ -46,8 +47,16 @@ def test_dsql_token_cluster_host_for_a_vpc_endpoint(capsys: pytest.CaptureFixtur
         f"ERROR: {vpce} is an interface VPC endpoint; Aurora DSQL checks the token against the cluster's own host "
         "name: add --cluster-host <cluster-id>.dsql.us-east-1.on.aws (and keep connecting to the endpoint)\n"
     )
-    code, out, err = run_cli(capsys, "dsql-token", "--hostname", vpce, "--cluster-host", "abc.dsql.us-east-1.on.aws",
-                             "--timestamp", TIMESTAMP)
+    code, out, err = run_cli(
+        capsys,
+        "dsql-token",
+        "--hostname",
+        vpce,
+        "--cluster-host",
+        "abc.dsql.us-east-1.on.aws",
+        "--timestamp",
+        TIMESTAMP,
+    )
     assert code == 0
     assert out == dsql_token("abc.dsql.us-east-1.on.aws", credentials=CREDS, now=NOW) + "\n"
 
@@ -55,17 +64,20 @@ def test_dsql_token_cluster_host_for_a_vpc_endpoint(capsys: pytest.CaptureFixtur
 def test_rds_token_prints_the_library_token(capsys: pytest.CaptureFixture[str]) -> None:
     host = "mydb.c9akciq32.us-east-1.rds.amazonaws.com"
     expected = rds_token(host, 3306, "iam user", credentials=CREDS, now=NOW) + "\n"
-    code, out, _ = run_cli(capsys, "rds-token", "--hostname", host, "--port", "3306", "--username", "iam user",
-                           "--timestamp", TIMESTAMP)
+    code, out, _ = run_cli(
+        capsys, "rds-token", "--hostname", host, "--port", "3306", "--username", "iam user", "--timestamp", TIMESTAMP
+    )
     assert (code, out) == (0, expected)
-    code, out, _ = run_cli(capsys, "rds-token", "--hostname", f"{host}:3306", "--username", "iam user",
-                           "--timestamp", TIMESTAMP)
+    code, out, _ = run_cli(
+        capsys, "rds-token", "--hostname", f"{host}:3306", "--username", "iam user", "--timestamp", TIMESTAMP
+    )
     assert (code, out) == (0, expected)
 
 
 def test_rds_token_needs_a_port(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run_cli(capsys, "rds-token", "--hostname", "mydb.c9akciq32.us-east-1.rds.amazonaws.com",
-                             "--username", "u")
+    code, out, err = run_cli(
+        capsys, "rds-token", "--hostname", "mydb.c9akciq32.us-east-1.rds.amazonaws.com", "--username", "u"
+    )
     assert (code, out) == (2, "")
     assert err == (
         "ERROR: --port is required (the port your client connects to: 5432 for PostgreSQL, 3306 for MySQL), or "
@@ -76,13 +88,19 @@ def test_rds_token_needs_a_port(capsys: pytest.CaptureFixture[str]) -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["dsql-token", "--hostname", "abc.dsql.us-east-1.on.aws", "--expires-in", "604801"],
-         "ERROR: expires_in must be between 1 and 604800 seconds (7 days), got 604801\n"),
-        (["dsql-token", "--hostname", "abc.dsql.us-east-1.on.aws", "--timestamp", "yesterday"],
-         "ERROR: --timestamp must be ISO 8601, e.g. 2015-08-30T12:36:00Z, got: yesterday\n"),
-        (["dsql-token", "--hostname", "localhost"],
-         "ERROR: region is required: it cannot be inferred from host 'localhost' (only "
-         "<cluster-id>.dsql.<region>.on.aws names carry it); pass --region (region= in Python)\n"),
+        (
+            ["dsql-token", "--hostname", "abc.dsql.us-east-1.on.aws", "--expires-in", "604801"],
+            "ERROR: expires_in must be between 1 and 604800 seconds (7 days), got 604801\n",
+        ),
+        (
+            ["dsql-token", "--hostname", "abc.dsql.us-east-1.on.aws", "--timestamp", "yesterday"],
+            "ERROR: --timestamp must be ISO 8601, e.g. 2015-08-30T12:36:00Z, got: yesterday\n",
+        ),
+        (
+            ["dsql-token", "--hostname", "localhost"],
+            "ERROR: region is required: it cannot be inferred from host 'localhost' (only "
+            "<cluster-id>.dsql.<region>.on.aws names carry it); pass --region (region= in Python)\n",
+        ),
     ],
 )
 def test_token_usage_errors(capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
@@ -106,8 +124,19 @@ def test_missing_credentials_exit_1_with_the_published_message(
 def test_token_commands_through_the_console_script() -> None:
     """The real process: stdout carries the token and nothing else."""
     result = subprocess.run(
-        [sys.executable, "-m", "sigv4_proxy", "dsql-token", "--hostname", "abc.dsql.us-east-1.on.aws", "--timestamp",
-         TIMESTAMP], capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            "-m",
+            "sigv4_proxy",
+            "dsql-token",
+            "--hostname",
+            "abc.dsql.us-east-1.on.aws",
+            "--timestamp",
+            TIMESTAMP,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout == dsql_token("abc.dsql.us-east-1.on.aws", credentials=CREDS, now=NOW) + "\n"

@@ -20,8 +20,9 @@ DSQL_HOSTS = [
 ]
 
 
-def botocore_dsql(host: str, region: str, *, admin: bool, expires_in: int, credentials: Credentials,
-                  now: datetime) -> str:
+def botocore_dsql(
+    host: str, region: str, *, admin: bool, expires_in: int, credentials: Credentials, now: datetime
+) -> str:
     client = botocore_client("dsql", credentials, region)
     generate = client.generate_db_connect_admin_auth_token if admin else client.generate_db_connect_auth_token
     with frozen_botocore(now):
@@ -76,8 +77,13 @@ def test_session_token_is_inside_the_signed_query() -> None:
 
 @pytest.mark.parametrize(
     "given",
-    ["abc123.dsql.us-east-1.on.aws:5432", "https://abc123.dsql.us-east-1.on.aws", "https://abc123.dsql.us-east-1.on.aws:443/",
-     "  abc123.dsql.us-east-1.on.aws  ", "abc123.dsql.us-east-1.on.aws."],
+    [
+        "abc123.dsql.us-east-1.on.aws:5432",
+        "https://abc123.dsql.us-east-1.on.aws",
+        "https://abc123.dsql.us-east-1.on.aws:443/",
+        "  abc123.dsql.us-east-1.on.aws  ",
+        "abc123.dsql.us-east-1.on.aws.",
+    ],
 )
 def test_dsql_token_signs_the_bare_lower_case_host(given: str) -> None:
     """The port, a pasted scheme, padding and a trailing dot never reach the signature."""

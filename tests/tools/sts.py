@@ -34,19 +34,31 @@ class LocalSts:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 sts.calls += 1
-                result = verify("POST", self.path, list(self.headers.items()), body,
-                                credentials_for=lambda key: sts.credentials if key == sts.credentials.access_key_id
-                                else None, now=datetime.now(timezone.utc), region=sts.region, service="sts")
+                result = verify(
+                    "POST",
+                    self.path,
+                    list(self.headers.items()),
+                    body,
+                    credentials_for=lambda key: sts.credentials if key == sts.credentials.access_key_id else None,
+                    now=datetime.now(timezone.utc),
+                    region=sts.region,
+                    service="sts",
+                )
                 if result.ok and b"Action=GetCallerIdentity" in body:
-                    self._send(200, f"<GetCallerIdentityResponse><GetCallerIdentityResult><Arn>{ARN}</Arn>"
-                               "<UserId>AIDAEXAMPLE</UserId><Account>123456789012</Account>"
-                               "</GetCallerIdentityResult></GetCallerIdentityResponse>")
+                    self._send(
+                        200,
+                        f"<GetCallerIdentityResponse><GetCallerIdentityResult><Arn>{ARN}</Arn>"
+                        "<UserId>AIDAEXAMPLE</UserId><Account>123456789012</Account>"
+                        "</GetCallerIdentityResult></GetCallerIdentityResponse>",
+                    )
                     return
                 code = _STS_CODES.get(result.error_type or "", result.error_type or "InvalidAction")
                 message = result.message.split("\n")[0] if not result.ok else "Could not find operation"
-                self._send(result.status if not result.ok else 400,
-                           f"<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}"
-                           "</Message></Error></ErrorResponse>")
+                self._send(
+                    result.status if not result.ok else 400,
+                    f"<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}"
+                    "</Message></Error></ErrorResponse>",
+                )
 
             def _send(self, status: int, text: str) -> None:
                 data = text.encode()

@@ -37,8 +37,14 @@ def sts(emu: McpEmulator) -> Iterator[LocalSts]:
         yield server
 
 
-def diagnose(emu: McpEmulator, sts: LocalSts, *argv: str, credentials: Credentials | None = None,
-             environ: dict[str, str] | None = None, url: str | None = None) -> DoctorReport:
+def diagnose(
+    emu: McpEmulator,
+    sts: LocalSts,
+    *argv: str,
+    credentials: Credentials | None = None,
+    environ: dict[str, str] | None = None,
+    url: str | None = None,
+) -> DoctorReport:
     args = doctor_args("--target-url", url or emu.url, "--region", emu.region, "--service-name", emu.service, *argv)
     provider = StaticCredentialProvider(credentials or emu.credentials, method="env")
     return run_doctor(args, environ or {}, provider=provider, sts_endpoint=sts.url, timeout=3)
@@ -60,14 +66,23 @@ def line(report: DoctorReport, name: str) -> tuple[str, str | None]:
 def test_all_green(emu: McpEmulator, sts: LocalSts) -> None:
     report = diagnose(emu, sts)
     assert statuses(report) == {
-        "configuration": PASS, "inference": PASS, "credentials": PASS, "identity": PASS, "dns": PASS,
-        "tcp": PASS, "tls": SKIP, "clock": PASS, "probe": PASS,
+        "configuration": PASS,
+        "inference": PASS,
+        "credentials": PASS,
+        "identity": PASS,
+        "dns": PASS,
+        "tcp": PASS,
+        "tls": SKIP,
+        "clock": PASS,
+        "probe": PASS,
     }
     assert report.ok
     assert line(report, "identity") == (f"{ARN} (account 123456789012)", None)
     assert line(report, "probe")[0].startswith("initialize answered by sigv4-proxy-emulator 1 (protocol 2025-06-18)")
-    assert line(report, "credentials")[0] == f"{emu.credentials.masked_access_key}: long-term key from environment " \
+    assert (
+        line(report, "credentials")[0] == f"{emu.credentials.masked_access_key}: long-term key from environment "
         "variables (AWS_ACCESS_KEY_ID), no expiry"
+    )
     assert sts.calls == 1
 
 
@@ -85,8 +100,10 @@ def test_wrong_region(emu: McpEmulator, sts: LocalSts) -> None:
     report = diagnose(emu, sts, "--region", "eu-west-1")
     assert failed(report) == ["probe"]
     summary, fix = line(report, "probe")
-    assert summary == ("initialize: HTTP 403 InvalidSignatureException: Credential should be scoped to a valid "
-                       "region, not 'eu-west-1'.")
+    assert summary == (
+        "initialize: HTTP 403 InvalidSignatureException: Credential should be scoped to a valid "
+        "region, not 'eu-west-1'."
+    )
     assert fix is not None and "eu-west-1" in fix
 
 
@@ -96,18 +113,25 @@ def test_expired_credentials(emu: McpEmulator, sts: LocalSts) -> None:
     report = diagnose(emu, sts, credentials=expiring)
     assert "probe" in failed(report)
     summary, fix = line(report, "probe")
-    assert summary == ("initialize: HTTP 403 ExpiredTokenException: The security token included in the request "
-                       "is expired.")
+    assert summary == (
+        "initialize: HTTP 403 ExpiredTokenException: The security token included in the request is expired."
+    )
     assert fix is not None
 
 
 def test_credentials_expired_locally(emu: McpEmulator, sts: LocalSts) -> None:
-    stale = Credentials(emu.credentials.access_key_id, emu.credentials.secret_access_key, "token",
-                        expiry=datetime.now(timezone.utc) - timedelta(minutes=3))
+    stale = Credentials(
+        emu.credentials.access_key_id,
+        emu.credentials.secret_access_key,
+        "token",
+        expiry=datetime.now(timezone.utc) - timedelta(minutes=3),
+    )
     report = diagnose(emu, sts, credentials=stale)
     summary, fix = line(report, "credentials")
-    assert summary.startswith(f"{stale.masked_access_key}: temporary key with session token from environment "
-                              "variables (AWS_ACCESS_KEY_ID), expired 3 min ")
+    assert summary.startswith(
+        f"{stale.masked_access_key}: temporary key with session token from environment "
+        "variables (AWS_ACCESS_KEY_ID), expired 3 min "
+    )
     assert fix == "export fresh AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN (or use a profile)"
 
 
@@ -143,22 +167,27 @@ def test_tls_with_an_unknown_ca(emu: McpEmulator, sts: LocalSts, tmp_path: Path)
         report = diagnose(emu, sts, url=url)
         assert failed(report) == ["tls"]
         summary, fix = line(report, "tls")
-        assert summary == (f"certificate of localhost:{front.port} not accepted: unable to get local issuer "
-                           "certificate")
+        assert summary == (
+            f"certificate of localhost:{front.port} not accepted: unable to get local issuer certificate"
+        )
         assert fix is not None and "point SSL_CERT_FILE at a CA bundle that includes it" in fix
         trusted = diagnose(emu, sts, url=url, environ={"SSL_CERT_FILE": str(pki.ca_pem)})
         assert trusted.ok, trusted.render()
-        assert line(trusted, "tls")[0].startswith("TLSv1.3, certificate CN=localhost (SNI localhost) issued by "
-                                                  "CN=sigv4-proxy test CA")
+        assert line(trusted, "tls")[0].startswith(
+            "TLSv1.3, certificate CN=localhost (SNI localhost) issued by CN=sigv4-proxy test CA"
+        )
         assert statuses(trusted)["probe"] == PASS
 
 
 def test_sts_unreachable_is_a_skip(emu: McpEmulator, sts: LocalSts) -> None:
     args = doctor_args("--target-url", emu.url, "--region", emu.region, "--service-name", emu.service)
-    report = run_doctor(args, {}, provider=StaticCredentialProvider(emu.credentials), sts_endpoint="http://127.0.0.1:9/",
-                        timeout=2)
+    report = run_doctor(
+        args, {}, provider=StaticCredentialProvider(emu.credentials), sts_endpoint="http://127.0.0.1:9/", timeout=2
+    )
     assert line(report, "identity") == (
-        "skipped: STS at 127.0.0.1 is unreachable (Connection refused); the other checks do not need it", None)
+        "skipped: STS at 127.0.0.1 is unreachable (Connection refused); the other checks do not need it",
+        None,
+    )
     assert report.ok
 
 
@@ -166,14 +195,20 @@ def test_sts_rejects_unknown_credentials(emu: McpEmulator, sts: LocalSts) -> Non
     stranger = Credentials("AKIAUNKNOWNKEY000000", "secret")
     report = diagnose(emu, sts, credentials=stranger)
     assert failed(report) == ["identity", "probe"]
-    assert line(report, "identity")[0].startswith("HTTP 403 InvalidClientTokenId: The security token included in "
-                                                  "the request is invalid")
+    assert line(report, "identity")[0].startswith(
+        "HTTP 403 InvalidClientTokenId: The security token included in the request is invalid"
+    )
 
 
 def test_configuration_errors_are_the_proxys(emu: McpEmulator) -> None:
-    result = subprocess.run([sys.executable, "-m", "sigv4_proxy", "doctor", "--sig-version", "v5"],
-                            env=child_env(emu.env() | {"MCP_TARGET_URL": "ftp://x"}), capture_output=True, text=True,
-                            timeout=60, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "sigv4_proxy", "doctor", "--sig-version", "v5"],
+        env=child_env(emu.env() | {"MCP_TARGET_URL": "ftp://x"}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 1
     lines = [line.rstrip() for line in result.stdout.splitlines()]
     assert lines[1:5] == [
@@ -188,8 +223,14 @@ def test_configuration_errors_are_the_proxys(emu: McpEmulator) -> None:
 def test_inference_disagreeing_with_the_host() -> None:
     from sigv4_proxy.doctor import check_configuration, check_inference
 
-    args = doctor_args("--target-url", "https://abc123.execute-api.us-east-1.amazonaws.com/prod/mcp",
-                       "--service-name", "lambda", "--region", "us-west-2")
+    args = doctor_args(
+        "--target-url",
+        "https://abc123.execute-api.us-east-1.amazonaws.com/prod/mcp",
+        "--service-name",
+        "lambda",
+        "--region",
+        "us-west-2",
+    )
     [check], config = check_configuration(args, {})
     assert check.status == WARN  # the proxy's own warnings
     inference = check_inference(config)
@@ -225,7 +266,9 @@ def test_dsql_probe_without_psycopg() -> None:
     config = argparse.Namespace(target_url="https://abc.dsql.us-east-1.on.aws", region="us-east-1")
     result = probe_dsql(config, Credentials("AKIAEXAMPLE", "s"), "admin", 1)
     assert (result.check.status, result.check.summary) == (
-        SKIP, "skipped: install psycopg (pip install 'psycopg[binary]') to try a PostgreSQL connection with a token")
+        SKIP,
+        "skipped: install psycopg (pip install 'psycopg[binary]') to try a PostgreSQL connection with a token",
+    )
 
 
 def test_cli_json_and_exit_codes(emu: McpEmulator, sts: LocalSts) -> None:
@@ -234,9 +277,24 @@ def test_cli_json_and_exit_codes(emu: McpEmulator, sts: LocalSts) -> None:
     document = json.loads(green.stdout)
     assert (green.returncode, document["ok"]) == (0, True), green.stdout
     assert [c["check"] for c in document["checks"]] == [
-        "configuration", "inference", "credentials", "identity", "dns", "tcp", "tls", "clock", "probe"]
-    red = subprocess.run([*argv, "--service-name", "lambda"], env=child_env(emu.env()), capture_output=True,
-                         text=True, timeout=60, check=False)
+        "configuration",
+        "inference",
+        "credentials",
+        "identity",
+        "dns",
+        "tcp",
+        "tls",
+        "clock",
+        "probe",
+    ]
+    red = subprocess.run(
+        [*argv, "--service-name", "lambda"],
+        env=child_env(emu.env()),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert red.returncode == 1 and json.loads(red.stdout)["ok"] is False
     assert emu.credentials.secret_access_key not in green.stdout + red.stdout
 
@@ -247,52 +305,88 @@ STRANGER = Credentials("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEX
 
 
 def canned(status: bytes, body: bytes, *headers: bytes) -> bytes:
-    return (b"HTTP/1.1 " + status + b"\r\nContent-Type: application/json\r\n" + b"".join(h + b"\r\n" for h in headers)
-            + b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
+    return (
+        b"HTTP/1.1 "
+        + status
+        + b"\r\nContent-Type: application/json\r\n"
+        + b"".join(h + b"\r\n" for h in headers)
+        + b"Content-Length: "
+        + str(len(body)).encode()
+        + b"\r\nConnection: close\r\n\r\n"
+        + body
+    )
 
 
 def diagnose_canned(answer: bytes) -> DoctorReport:
     with canned_server(answer) as url:
         args = doctor_args("--target-url", url, "--region", "us-east-1", "--service-name", "execute-api")
-        return run_doctor(args, {}, provider=StaticCredentialProvider(STRANGER, method="env"),
-                          sts_endpoint="http://127.0.0.1:9/", timeout=3)
+        return run_doctor(
+            args,
+            {},
+            provider=StaticCredentialProvider(STRANGER, method="env"),
+            sts_endpoint="http://127.0.0.1:9/",
+            timeout=3,
+        )
 
 
 def test_a_hostile_error_message_is_escaped_in_the_report() -> None:
     body = b'{"message": "denied \\u001b[2J\\u0007 \\u001b]52;c;aGVsbG8=\\u0007 \\u202e evil"}'
     report = diagnose_canned(canned(b"403 Forbidden", body, b"x-amzn-ErrorType: AccessDeniedException"))
-    assert line(report, "probe")[0] == ("initialize: HTTP 403 AccessDeniedException: denied \x1b[2J\x07 "
-                                        "\x1b]52;c;aGVsbG8=\x07 \u202e evil.")  # the data stays exact (--json)
+    assert line(report, "probe")[0] == (
+        "initialize: HTTP 403 AccessDeniedException: denied \x1b[2J\x07 \x1b]52;c;aGVsbG8=\x07 \u202e evil."
+    )  # the data stays exact (--json)
     text = report.render()
     assert UNSAFE.search(text.encode()) is None, text
-    assert ("✗ signed probe     initialize: HTTP 403 AccessDeniedException: denied \\x1b[2J\\x07 "
-            "\\x1b]52;c;aGVsbG8=\\x07 \\u202e evil.") in text.splitlines()
+    assert (
+        "✗ signed probe     initialize: HTTP 403 AccessDeniedException: denied \\x1b[2J\\x07 "
+        "\\x1b]52;c;aGVsbG8=\\x07 \\u202e evil."
+    ) in text.splitlines()
     assert "\\u001b[2J" in json.dumps(report.to_dict())
 
 
 def test_a_hostile_server_cannot_forge_a_line_of_the_report() -> None:
-    answer = {"jsonrpc": "2.0", "id": "sigv4-proxy-doctor", "result": {
-        "protocolVersion": "2025-06-18\x1b[2J",
-        "serverInfo": {"name": "evil\x9b2J", "version": "1\n✓ caller identity  all good\r2"}}}
+    answer = {
+        "jsonrpc": "2.0",
+        "id": "sigv4-proxy-doctor",
+        "result": {
+            "protocolVersion": "2025-06-18\x1b[2J",
+            "serverInfo": {"name": "evil\x9b2J", "version": "1\n✓ caller identity  all good\r2"},
+        },
+    }
     date = b"Date: Mon, 01 Jan 2024 00:00:00 GMT\x1b[2J"  # readable, far off: the clock check quotes it
     report = diagnose_canned(canned(b"200 OK", json.dumps(answer).encode(), date))
     lines = report.render().splitlines()
     assert UNSAFE.search(report.render().encode()) is None
     assert len(lines) == len(report.checks) + 1 + sum(bool(c.fix) for c in report.checks) + 2
     [probe] = [text for text in lines if text.startswith("✓ signed probe")]
-    assert probe.startswith("✓ signed probe     initialize answered by evil\\x9b2J 1\\n✓ caller identity  all good\\r2 "
-                            "(protocol 2025-06-18\\x1b[2J) in ")
+    assert probe.startswith(
+        "✓ signed probe     initialize answered by evil\\x9b2J 1\\n✓ caller identity  all good\\r2 "
+        "(protocol 2025-06-18\\x1b[2J) in "
+    )
     assert not any(text.startswith("✓ caller identity") for text in lines)
     assert "(Date: Mon, 01 Jan 2024 00:00:00 GMT\\x1b[2J)" in next(text for text in lines if text.startswith("✗ clock"))
 
 
 def test_cli_escapes_a_hostile_answer_and_json_stays_exact() -> None:
     with canned_server(canned(b"500 Internal Server Error", HOSTILE_BODY)) as url:
-        argv = [sys.executable, "-m", "sigv4_proxy", "doctor", "--target-url", url, "--region", "us-east-1",
-                "--service-name", "execute-api", "--sts-endpoint", "http://127.0.0.1:9/"]
+        argv = [
+            sys.executable,
+            "-m",
+            "sigv4_proxy",
+            "doctor",
+            "--target-url",
+            url,
+            "--region",
+            "us-east-1",
+            "--service-name",
+            "execute-api",
+            "--sts-endpoint",
+            "http://127.0.0.1:9/",
+        ]
         text = subprocess.run(argv, env=child_env(CREDENTIALS), capture_output=True, timeout=60, check=False)
-        as_json = subprocess.run([*argv, "--json"], env=child_env(CREDENTIALS), capture_output=True, timeout=60,
-                                 check=False)
+        as_json = subprocess.run(
+            [*argv, "--json"], env=child_env(CREDENTIALS), capture_output=True, timeout=60, check=False
+        )
     assert text.returncode == 1 and as_json.returncode == 1
     assert UNSAFE.search(text.stdout) is None, text.stdout
     assert f"✗ signed probe     initialize: HTTP 500: {ESCAPED_BODY}" in text.stdout.decode()
@@ -302,8 +396,10 @@ def test_cli_escapes_a_hostile_answer_and_json_stays_exact() -> None:
 
 # --- a local target stays local: no STS unless asked -------------------------------------------------------------
 
-LOCAL_SKIP = ("skipped: 127.0.0.1 is not an AWS endpoint, so its credentials need not be AWS's; pass --sts to check "
-              "them with STS anyway")
+LOCAL_SKIP = (
+    "skipped: 127.0.0.1 is not an AWS endpoint, so its credentials need not be AWS's; pass --sts to check "
+    "them with STS anyway"
+)
 _RECORDING: dict[str, list[str]] = {}
 
 
@@ -341,8 +437,14 @@ def test_a_local_target_makes_no_connection_outside_loopback(emu: McpEmulator, n
 
 
 def test_cli_skips_sts_for_the_emulator(emu: McpEmulator) -> None:
-    result = subprocess.run([sys.executable, "-m", "sigv4_proxy", "doctor"], env=child_env(emu.env()),
-                            capture_output=True, text=True, timeout=60, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "sigv4_proxy", "doctor"],
+        env=child_env(emu.env()),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout
     assert f"- caller identity  {LOCAL_SKIP}" in result.stdout.splitlines()
 
@@ -362,11 +464,22 @@ def test_sts_flag_checks_a_local_target_anyway(emu: McpEmulator, sts: LocalSts) 
 @pytest.mark.parametrize(
     ("host", "aws"),
     [
-        ("127.0.0.1", False), ("::1", False), ("localhost", False), ("mcp.localhost", False), ("10.1.2.3", False),
-        ("192.168.0.10", False), ("fe80::1", False), ("mcpserver", False), ("mcp.internal", False),
-        ("box.local", False), ("nas.home.arpa", False), ("mcp.corp", False),
-        ("abc123.execute-api.us-east-1.amazonaws.com", True), ("abc.lambda-url.eu-west-1.on.aws", True),
-        ("bedrock-agentcore.us-east-1.amazonaws.com", True), ("sts.amazonaws.com", True),
+        ("127.0.0.1", False),
+        ("::1", False),
+        ("localhost", False),
+        ("mcp.localhost", False),
+        ("10.1.2.3", False),
+        ("192.168.0.10", False),
+        ("fe80::1", False),
+        ("mcpserver", False),
+        ("mcp.internal", False),
+        ("box.local", False),
+        ("nas.home.arpa", False),
+        ("mcp.corp", False),
+        ("abc123.execute-api.us-east-1.amazonaws.com", True),
+        ("abc.lambda-url.eu-west-1.on.aws", True),
+        ("bedrock-agentcore.us-east-1.amazonaws.com", True),
+        ("sts.amazonaws.com", True),
         ("mcp.example.com", True),  # a custom domain may front API Gateway or CloudFront
         ("52.1.2.3", True),
     ],

@@ -16,23 +16,38 @@ from sigv4_proxy.emulate import McpEmulator
 from tests.tools.conftest import child_env
 from tests.tools.tls import TlsFront, make_pki
 
-INITIALIZE = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-    "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "test", "version": "1"}}})
+INITIALIZE = json.dumps(
+    {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "test", "version": "1"}},
+    }
+)
 MCP_HEADERS = ["-H", "Content-Type: application/json", "-H", "Accept: application/json, text/event-stream"]
 
 
-def request(emu: McpEmulator, *argv: str, env: dict[str, str] | None = None, stdin: str | None = None,
-            ) -> subprocess.CompletedProcess[str]:
+def request(
+    emu: McpEmulator,
+    *argv: str,
+    env: dict[str, str] | None = None,
+    stdin: str | None = None,
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "sigv4_proxy", "request", *argv, "--region", emu.region, "--service-name", emu.service]
-        if "--service-name" not in argv else [sys.executable, "-m", "sigv4_proxy", "request", *argv],
-        env=child_env(env if env is not None else emu.env()), capture_output=True, text=True, input=stdin,
-        timeout=60, check=False,
+        if "--service-name" not in argv
+        else [sys.executable, "-m", "sigv4_proxy", "request", *argv],
+        env=child_env(env if env is not None else emu.env()),
+        capture_output=True,
+        text=True,
+        input=stdin,
+        timeout=60,
+        check=False,
     )
 
 
 def sse_messages(text: str) -> list[dict[str, object]]:
-    return [json.loads(line[len("data: "):]) for line in text.splitlines() if line.startswith("data: ")]
+    return [json.loads(line[len("data: ") :]) for line in text.splitlines() if line.startswith("data: ")]
 
 
 def test_signed_post_streams_the_answer(emu: McpEmulator) -> None:
@@ -69,10 +84,33 @@ def test_verbose_shows_canonical_request_never_secrets(emu: McpEmulator) -> None
 
 
 def test_response_is_streamed_as_it_arrives(emu: McpEmulator) -> None:
-    call = json.dumps({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
-        "name": "progress", "arguments": {"steps": 2, "delay_seconds": 1.0}, "_meta": {"progressToken": "p"}}})
-    argv = [sys.executable, "-m", "sigv4_proxy", "request", "POST", emu.url, *MCP_HEADERS, "--data", call,
-            "--region", emu.region, "--service-name", emu.service]
+    call = json.dumps(
+        {
+            "jsonrpc": "2.0",
+            "id": 2,
+            "method": "tools/call",
+            "params": {
+                "name": "progress",
+                "arguments": {"steps": 2, "delay_seconds": 1.0},
+                "_meta": {"progressToken": "p"},
+            },
+        }
+    )
+    argv = [
+        sys.executable,
+        "-m",
+        "sigv4_proxy",
+        "request",
+        "POST",
+        emu.url,
+        *MCP_HEADERS,
+        "--data",
+        call,
+        "--region",
+        emu.region,
+        "--service-name",
+        emu.service,
+    ]
     with subprocess.Popen(argv, env=child_env(emu.env()), stdout=subprocess.PIPE, text=True) as process:
         assert process.stdout is not None
         first = next(line for line in process.stdout if line.startswith("data: "))
@@ -84,8 +122,9 @@ def test_response_is_streamed_as_it_arrives(emu: McpEmulator) -> None:
 
 
 def test_http_error_exits_1_with_the_diagnosis(emu: McpEmulator) -> None:
-    result = request(emu, "POST", emu.url, *MCP_HEADERS, "--data", INITIALIZE, "--region", emu.region,
-                     "--service-name", "lambda")
+    result = request(
+        emu, "POST", emu.url, *MCP_HEADERS, "--data", INITIALIZE, "--region", emu.region, "--service-name", "lambda"
+    )
     assert result.returncode == 1
     assert json.loads(result.stdout) == {"message": "Credential should be scoped to correct service: 'execute-api'. "}
     assert result.stderr == (
@@ -99,8 +138,9 @@ def test_data_from_file_and_stdin(emu: McpEmulator, tmp_path: Path) -> None:
     body = tmp_path / "body.json"
     body.write_text(INITIALIZE)
     assert sse_messages(request(emu, "POST", emu.url, *MCP_HEADERS, "--data", f"@{body}").stdout)[0]["id"] == 1
-    assert sse_messages(request(emu, "POST", emu.url, *MCP_HEADERS, "--data", "@-", stdin=INITIALIZE).stdout)[0][
-        "id"] == 1
+    assert (
+        sse_messages(request(emu, "POST", emu.url, *MCP_HEADERS, "--data", "@-", stdin=INITIALIZE).stdout)[0]["id"] == 1
+    )
 
 
 def test_connection_refused(emu: McpEmulator) -> None:
@@ -126,8 +166,9 @@ def test_unknown_ca_then_cacert(emu: McpEmulator, tmp_path: Path) -> None:
         trusted = request(emu, "POST", url, *MCP_HEADERS, "--data", INITIALIZE, "--cacert", str(pki.ca_pem))
         assert trusted.returncode == 0, trusted.stderr
         assert sse_messages(trusted.stdout)[0]["id"] == 1
-        via_env = request(emu, "POST", url, *MCP_HEADERS, "--data", INITIALIZE,
-                          env={**emu.env(), "SSL_CERT_FILE": str(pki.ca_pem)})
+        via_env = request(
+            emu, "POST", url, *MCP_HEADERS, "--data", INITIALIZE, env={**emu.env(), "SSL_CERT_FILE": str(pki.ca_pem)}
+        )
         assert via_env.returncode == 0, via_env.stderr
 
 
@@ -153,8 +194,9 @@ class socket_closed_port:
 
 @pytest.mark.parametrize("flag", ["--help"])
 def test_help(flag: str) -> None:
-    result = subprocess.run([sys.executable, "-m", "sigv4_proxy", "request", flag], capture_output=True, text=True,
-                            check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "sigv4_proxy", "request", flag], capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0 and "exit status: 0 for HTTP < 400" in result.stdout
 
 
@@ -164,25 +206,43 @@ LOCAL = "http://127.0.0.1:9/mcp"
 @pytest.mark.parametrize(
     ("url", "headers", "message"),
     [
-        (LOCAL, ["X-Name: é"], "header X-Name: the value must be ASCII, found 'é' at position 1 (percent-encode or "
-                               "base64 it)"),
-        (LOCAL, ["X-Name: ok\u202eevil"], "header X-Name: the value must be ASCII, found '\\u202e' at position 3 "
-                                          "(percent-encode or base64 it)"),
+        (
+            LOCAL,
+            ["X-Name: é"],
+            "header X-Name: the value must be ASCII, found 'é' at position 1 (percent-encode or base64 it)",
+        ),
+        (
+            LOCAL,
+            ["X-Name: ok\u202eevil"],
+            "header X-Name: the value must be ASCII, found '\\u202e' at position 3 (percent-encode or base64 it)",
+        ),
         (LOCAL, ["X-Name: a\x01b"], "header X-Name: the value contains the control character \\x01 at position 2"),
         (LOCAL, ["X-Name: a\rb"], "header X-Name: the value contains the control character \\r at position 2"),
         (LOCAL, ["X Name: v"], "header name 'X Name' is not valid: letters, digits and !#$%&'*+-.^_`|~ only"),
         (LOCAL, ["X\x1b[2J: v"], "header name 'X\\x1b[2J' is not valid: letters, digits and !#$%&'*+-.^_`|~ only"),
-        ("http://127.0.0.1:99999/mcp", [], "URL port '99999' is not a number from 1 to 65535, got: "
-                                           "http://127.0.0.1:99999/mcp"),
+        (
+            "http://127.0.0.1:99999/mcp",
+            [],
+            "URL port '99999' is not a number from 1 to 65535, got: http://127.0.0.1:99999/mcp",
+        ),
         ("http://127.0.0.1:0/mcp", [], "URL port '0' is not a number from 1 to 65535, got: http://127.0.0.1:0/mcp"),
-        ("http://127.0.0.1:http/mcp", [], "URL port 'http' is not a number from 1 to 65535, got: "
-                                          "http://127.0.0.1:http/mcp"),
-        ("http://[::1/mcp", [], "URL has an unclosed '[' in its host (an IPv6 address is written [::1]), got: "
-                                "http://[::1/mcp"),
-        ("http://[::1]:99999/mcp", [], "URL port '99999' is not a number from 1 to 65535, got: "
-                                       "http://[::1]:99999/mcp"),
-        ("http://::1:8080/mcp", [], "URL host looks like an IPv6 address: put it in brackets, e.g. "
-                                    "http://[::1]:8080/, got: http://::1:8080/mcp"),
+        (
+            "http://127.0.0.1:http/mcp",
+            [],
+            "URL port 'http' is not a number from 1 to 65535, got: http://127.0.0.1:http/mcp",
+        ),
+        (
+            "http://[::1/mcp",
+            [],
+            "URL has an unclosed '[' in its host (an IPv6 address is written [::1]), got: http://[::1/mcp",
+        ),
+        ("http://[::1]:99999/mcp", [], "URL port '99999' is not a number from 1 to 65535, got: http://[::1]:99999/mcp"),
+        (
+            "http://::1:8080/mcp",
+            [],
+            "URL host looks like an IPv6 address: put it in brackets, e.g. "
+            "http://[::1]:8080/, got: http://::1:8080/mcp",
+        ),
         ("http://127.0.0.1]/mcp", [], "invalid URL (Invalid IPv6 URL), got: http://127.0.0.1]/mcp"),
         ("http:///mcp", [], "URL has no host, got: http:///mcp"),
         ("ftp://127.0.0.1/mcp", [], "URL must start with https:// (or http://), got: ftp://127.0.0.1/mcp"),
@@ -197,8 +257,18 @@ def test_bad_input_is_one_usage_error_line(
     diagnosis (and what is echoed from the input is escaped)."""
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
-    argv = ["request", "GET", url, *(arg for header in headers for arg in ("-H", header)),
-            "--region", "us-east-1", "--service-name", "execute-api", "--connect-timeout", "2"]
+    argv = [
+        "request",
+        "GET",
+        url,
+        *(arg for header in headers for arg in ("-H", header)),
+        "--region",
+        "us-east-1",
+        "--service-name",
+        "execute-api",
+        "--connect-timeout",
+        "2",
+    ]
     code = main(argv)
     captured = capsys.readouterr()
     assert (code, captured.out, captured.err) == (2, "", f"ERROR: {message}\n")

@@ -48,21 +48,30 @@ def configure(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("doctor options")
     group.add_argument("--json", action="store_true", help="print one JSON document instead of lines")
     group.add_argument(
-        "--check-timeout", type=float, default=5.0, metavar="SECONDS",
+        "--check-timeout",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
         help="time allowed for each network check (default: 5)",
     )
     group.add_argument(
-        "--sts-endpoint", metavar="URL",
+        "--sts-endpoint",
+        metavar="URL",
         help="STS endpoint for the caller-identity check, which then runs for any target (default: "
         "AWS_ENDPOINT_URL_STS, else https://sts.<region>.amazonaws.com/; e.g. an STS VPC endpoint)",
     )
     group.add_argument(
-        "--sts", action="store_true",
+        "--sts",
+        action="store_true",
         help="check the credentials with STS even for a target that cannot be AWS's (loopback, a private address or "
         "name), where the caller-identity check is skipped by default",
     )
-    group.add_argument("--db-user", default="admin", metavar="NAME",
-                       help="database user for the Aurora DSQL connection probe (default: admin)")
+    group.add_argument(
+        "--db-user",
+        default="admin",
+        metavar="NAME",
+        help="database user for the Aurora DSQL connection probe (default: admin)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -70,8 +79,9 @@ def run(args: argparse.Namespace) -> int:
 
     from sigv4_proxy.doctor import run_doctor
 
-    report = run_doctor(args, os.environ, sts_endpoint=args.sts_endpoint, sts=args.sts, timeout=args.check_timeout,
-                        db_user=args.db_user)
+    report = run_doctor(
+        args, os.environ, sts_endpoint=args.sts_endpoint, sts=args.sts, timeout=args.check_timeout, db_user=args.db_user
+    )
     if args.json:
         sys.stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")
     else:

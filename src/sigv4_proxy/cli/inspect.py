@@ -68,7 +68,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     request.add_argument("--url", help="the request URL (host, path and query are signed)")
     request.add_argument("--method", "-X", default=None, help="the request method (default: GET)")
     request.add_argument(
-        "-H", dest="headers", action="append", default=[], metavar="'Name: value'",
+        "-H",
+        dest="headers",
+        action="append",
+        default=[],
+        metavar="'Name: value'",
         help="a request header (X-Amz-Date, X-Amz-Security-Token, Host, ...); repeatable",
     )
     request.add_argument("--data", "-d", metavar="TEXT|@FILE|@-", help="the request body, for --verify")
@@ -195,8 +199,14 @@ def run(args: argparse.Namespace) -> int:
         if verification is not None:
             out += ["", render_verification(verification)]
         if comparison is not None and other_report is not None:
-            out += ["", "Second token (--compare)", render_report(other_report), "", "Differences",
-                    render_comparison(comparison)]
+            out += [
+                "",
+                "Second token (--compare)",
+                render_report(other_report),
+                "",
+                "Differences",
+                render_comparison(comparison),
+            ]
         # The renderers escape what comes from the tokens; this pass guarantees that no control character
         # reaches the terminal even from a renderer that forgot (layout: the report's own line breaks stay).
         sys.stdout.write(printable("\n".join(out), layout=True) + "\n")

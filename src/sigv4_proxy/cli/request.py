@@ -42,7 +42,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("method", metavar="METHOD", help="HTTP method: GET, POST, PUT, DELETE, ...")
     parser.add_argument("url", metavar="URL", help="the full https:// URL")
     parser.add_argument(
-        "-H", "--header", dest="headers", action="append", default=[], metavar="'Name: value'",
+        "-H",
+        "--header",
+        dest="headers",
+        action="append",
+        default=[],
+        metavar="'Name: value'",
         help="a header to send (signed); repeatable",
     )
     parser.add_argument("--data", "-d", metavar="TEXT|@FILE|@-", help="the request body: text, @file, or @- for stdin")
@@ -50,15 +55,24 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--unsigned-payload", action="store_true", help="sign UNSIGNED-PAYLOAD instead of the body")
     parser.add_argument("-i", "--include", action="store_true", help="print the status line and headers first")
     parser.add_argument(
-        "-v", "--verbose", action="store_true",
+        "-v",
+        "--verbose",
+        action="store_true",
         help="print the canonical request and string to sign, and the response headers, on stderr",
     )
     parser.add_argument(
-        "--timeout", type=float, metavar="SECONDS",
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
         help="give up when no data arrives for this long (default: wait; a live stream is never cut)",
     )
-    parser.add_argument("--connect-timeout", type=float, default=10.0, metavar="SECONDS",
-                        help="time allowed to connect, TLS included (default: 10)")
+    parser.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="time allowed to connect, TLS included (default: 10)",
+    )
     parser.add_argument("--cacert", metavar="FILE", help="trust this CA bundle (default: certifi, or SSL_CERT_FILE)")
     parser.add_argument("-k", "--insecure", action="store_true", help="do not verify the server's TLS certificate")
 
@@ -137,8 +151,9 @@ def check_url(url: str) -> None:
     if host_port.startswith("[") and "]" not in host_port:
         raise UsageError(f"URL has an unclosed '[' in its host (an IPv6 address is written [::1]), got: {shown}")
     if not host_port.startswith("[") and host_port.count(":") > 1:
-        raise UsageError(f"URL host looks like an IPv6 address: put it in brackets, e.g. http://[::1]:8080/, got: "
-                         f"{shown}")
+        raise UsageError(
+            f"URL host looks like an IPv6 address: put it in brackets, e.g. http://[::1]:8080/, got: {shown}"
+        )
     port = host_port.rpartition("]")[2].partition(":")[2]  # after an IPv6 literal's brackets; "" when none
     if port and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
         raise UsageError(f"URL port '{printable(port)}' is not a number from 1 to 65535, got: {shown}")
@@ -160,9 +175,7 @@ def check_headers(headers: list[tuple[str, str]]) -> None:
 
     for name, value in headers:
         if not _HEADER_NAME.fullmatch(name):
-            raise UsageError(
-                f"header name '{printable(name)}' is not valid: letters, digits and !#$%&'*+-.^_`|~ only"
-            )
+            raise UsageError(f"header name '{printable(name)}' is not valid: letters, digits and !#$%&'*+-.^_`|~ only")
         bad = unsendable_character(value)
         if bad is None:
             continue
@@ -227,18 +240,24 @@ def run(args: argparse.Namespace) -> int:
     credentials = provider.get()  # fails here, clearly, before any network I/O
     auth = SigV4Auth(provider, region, service, algorithm=args.sig_version, unsigned_payload=args.unsigned_payload)
     context = SigningContext(
-        url=url, region=region, service=service, algorithm=args.sig_version,
-        access_key=credentials.masked_access_key, has_session_token=bool(credentials.session_token),
-        credential_method=provider.method, profile=args.profile,
+        url=url,
+        region=region,
+        service=service,
+        algorithm=args.sig_version,
+        access_key=credentials.masked_access_key,
+        has_session_token=bool(credentials.session_token),
+        credential_method=provider.method,
+        profile=args.profile,
     )
     timeout = httpx.Timeout(args.timeout, connect=args.connect_timeout)
     hooks = {"request": [_print_verbose_request]} if args.verbose else {}
     out = _stdout_writer()
     kept = bytearray()  # the start of an error body, for the diagnosis
     try:
-        with httpx.Client(timeout=timeout, verify=_ssl_verify(args), event_hooks=hooks) as client, client.stream(
-            args.method.upper(), url, headers=headers, content=body, auth=auth
-        ) as response:
+        with (
+            httpx.Client(timeout=timeout, verify=_ssl_verify(args), event_hooks=hooks) as client,
+            client.stream(args.method.upper(), url, headers=headers, content=body, auth=auth) as response,
+        ):
             if args.verbose:
                 # latin-1 is how HTTP/1.1 header bytes decode; their C1 controls (0x80-0x9f) are escaped too.
                 block = _status_block(response, prefix="< ").decode("latin-1")
@@ -258,7 +277,10 @@ def run(args: argparse.Namespace) -> int:
     if response.status_code >= 400:
         signed = response.request.extensions.get("sigv4")
         diagnosis = diagnose_response(
-            response.status_code, list(response.headers.multi_items()), bytes(kept), context=context,
+            response.status_code,
+            list(response.headers.multi_items()),
+            bytes(kept),
+            context=context,
             canonical_request=signed.canonical_request if signed is not None else None,
         )
         if kept and not kept.endswith(b"\n"):

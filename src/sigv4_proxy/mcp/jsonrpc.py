@@ -328,7 +328,7 @@ def peek(buf: bytes | bytearray, start: int = 0, end: int | None = None) -> Enve
 
 def _envelope(buf: bytes | bytearray, members: dict[str, tuple[int, int]]) -> Envelope:
     if _decode_small(buf, members.get("jsonrpc"), 64) != "2.0":
-        raise _NotJsonRpc(_decode_id(buf, members), "not a JSON-RPC 2.0 message (\"jsonrpc\": \"2.0\" missing)")
+        raise _NotJsonRpc(_decode_id(buf, members), 'not a JSON-RPC 2.0 message ("jsonrpc": "2.0" missing)')
     if "method" in members:
         method = _decode_small(buf, members["method"], 4096)
         if not isinstance(method, str):

@@ -217,9 +217,7 @@ class StdoutWriter:
             return
         if _pollable(mode, self._stream):
             try:
-                transport, protocol = await loop.connect_write_pipe(
-                    asyncio.streams.FlowControlMixin, self._stream
-                )
+                transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, self._stream)
             except (OSError, ValueError):
                 return
             self._writer = asyncio.StreamWriter(transport, protocol, None, loop)
