@@ -3,7 +3,7 @@
 
     python3 dev.py demo      # the demo, on local IAM-verifying endpoints, no AWS account
     python3 dev.py test      # the whole test suite (extra arguments go to pytest)
-    python3 dev.py lint      # ruff
+    python3 dev.py lint      # ruff check, ruff format --check, mypy
     python3 dev.py bench     # every benchmark in bench/
     python3 dev.py run ARGS  # sigv4-proxy ARGS inside the project's venv
 
@@ -384,7 +384,14 @@ def run_command(command, rest, python):  # type: (str, list[str], str) -> int
     if command == "test":
         return run([python, "-m", "pytest"] + rest)
     if command == "lint":
-        return run([python, "-m", "ruff", "check", "src", "tests", "bench", "dev.py"] + rest)
+        # Every check runs, so one pass shows every problem; the exit code is the worst of them.
+        paths = ["src", "tests", "bench", "dev.py"]
+        checks = [
+            [python, "-m", "ruff", "check"] + paths + rest,
+            [python, "-m", "ruff", "format", "--check"] + paths,
+            [python, "-m", "mypy"],
+        ]
+        return max(run(check) for check in checks)
     if command == "bench":
         scripts = rest or sorted(glob.glob(os.path.join(ROOT, "bench", "*.py")))
         return max((run([python, script]) for script in scripts), default=0)

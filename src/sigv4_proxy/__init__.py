@@ -1,6 +1,7 @@
 """sigv4-proxy: AWS SigV4/SigV4a signing that just works, and says exactly why a signature fails.
 
-The public API is small and stable; everything else lives in private modules. Names are imported lazily
+The public API is small and stable: the names in ``__all__``. The other modules are internal: importable
+(the CLI and the tests use them), but free to change between releases. Names are imported lazily
 so that ``import sigv4_proxy`` stays cheap (an MCP client starts us on every session).
 
     from sigv4_proxy import Credentials, sign, presign, verify
@@ -34,33 +35,45 @@ _EXPORTS: dict[str, str] = {
     "rds_token": "sigv4_proxy.tokens",
 }
 
-__all__ = [
-    "ConfigError",
-    "CredentialProvider",
-    "Credentials",
-    "CredentialsError",
-    "PresignedURL",
-    "SigV4Auth",
-    "SignedRequest",
-    "SigningError",
-    "StaticCredentialProvider",
-    "VerifyResult",
-    "dsql_token",
-    "mask_access_key",
-    "presign",
-    "rds_token",
-    "sign",
-    "verify",
-]
+# Derived, so the two cannot disagree; tests/core/test_exports.py checks the TYPE_CHECKING imports too.
+__all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from sigv4_proxy.auth import SigV4Auth
-    from sigv4_proxy.credentials import CredentialProvider, StaticCredentialProvider, mask_access_key
-    from sigv4_proxy.errors import ConfigError, CredentialsError, SigningError
-    from sigv4_proxy.signing.api import presign, sign
-    from sigv4_proxy.signing.model import Credentials, PresignedURL, SignedRequest
-    from sigv4_proxy.signing.verify import VerifyResult, verify
-    from sigv4_proxy.tokens import dsql_token, rds_token
+    # `X as X`: the explicit re-export form type checkers and linters read as public.
+    from sigv4_proxy.auth import SigV4Auth as SigV4Auth
+    from sigv4_proxy.credentials import (
+        CredentialProvider as CredentialProvider,
+    )
+    from sigv4_proxy.credentials import (
+        StaticCredentialProvider as StaticCredentialProvider,
+    )
+    from sigv4_proxy.credentials import (
+        mask_access_key as mask_access_key,
+    )
+    from sigv4_proxy.errors import (
+        ConfigError as ConfigError,
+    )
+    from sigv4_proxy.errors import (
+        CredentialsError as CredentialsError,
+    )
+    from sigv4_proxy.errors import (
+        SigningError as SigningError,
+    )
+    from sigv4_proxy.signing.api import presign as presign
+    from sigv4_proxy.signing.api import sign as sign
+    from sigv4_proxy.signing.model import (
+        Credentials as Credentials,
+    )
+    from sigv4_proxy.signing.model import (
+        PresignedURL as PresignedURL,
+    )
+    from sigv4_proxy.signing.model import (
+        SignedRequest as SignedRequest,
+    )
+    from sigv4_proxy.signing.verify import VerifyResult as VerifyResult
+    from sigv4_proxy.signing.verify import verify as verify
+    from sigv4_proxy.tokens import dsql_token as dsql_token
+    from sigv4_proxy.tokens import rds_token as rds_token
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

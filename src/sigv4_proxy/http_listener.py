@@ -65,7 +65,7 @@ import httpx
 from sigv4_proxy import diagnose, retry
 from sigv4_proxy.clock import SkewedClock, utc_now
 from sigv4_proxy.credentials import credentials_refreshable
-from sigv4_proxy.logging import get_logger
+from sigv4_proxy.logs import get_logger
 
 if TYPE_CHECKING:
     from sigv4_proxy.config import ProxyConfig
@@ -1470,7 +1470,7 @@ def _display_url(url: str) -> str:
 def run_http_listener(config: ProxyConfig, options: ListenerOptions, environ: Mapping[str, str] | None = None) -> int:
     """`sigv4-proxy http`: load credentials (failing fast with the proxy's message), serve until a signal."""
     from sigv4_proxy.credentials import describe_credentials
-    from sigv4_proxy.logging import setup_logging
+    from sigv4_proxy.logs import setup_logging
     from sigv4_proxy.mcp.runner import SecretRegisteringProvider, credential_provider
 
     setup_logging(config.log_level, config.log_format)

@@ -8,7 +8,7 @@ Both generators are built on :func:`sigv4_proxy.presign` — there is one signer
     'abc.dsql.us-east-1.on.aws/?Action=DbConnect&X-Amz-Algorithm=AWS4-HMAC-SHA256&...'
 
 Parsing (:func:`parse_token`) turns a token, a presigned URL, a ``postgresql://user:TOKEN@host`` URL or an
-``Authorization`` header into a :class:`ParsedToken`; :mod:`sigv4_proxy.inspect` runs the checks on it.
+``Authorization`` header into a :class:`ParsedToken`; :mod:`sigv4_proxy.inspection` runs the checks on it.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from sigv4_proxy.logging import get_logger, register_secret, setup_logging
+from sigv4_proxy.logs import get_logger, register_secret, setup_logging
 
 # Raw characters that would drive a terminal (line breaks and tabs checked separately).
 UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sigv4_proxy.logging import SecretRegistry, redact, register_credentials, register_secret, secret_registry
+from sigv4_proxy.logs import SecretRegistry, redact, register_credentials, register_secret, secret_registry
 
 
 @dataclass(frozen=True)

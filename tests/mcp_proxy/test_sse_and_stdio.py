@@ -10,7 +10,7 @@ import logging
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sigv4_proxy.logging import get_logger, redact, register_secret, setup_logging
+from sigv4_proxy.logs import get_logger, redact, register_secret, setup_logging
 from sigv4_proxy.mcp.jsonrpc import peek
 from sigv4_proxy.mcp.routing import ToolHeaderMaps, encode_header_value, routing_headers
 from sigv4_proxy.mcp.sse import SSEParser

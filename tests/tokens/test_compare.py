@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from sigv4_proxy import dsql_token
-from sigv4_proxy.inspect import compare_tokens, render_comparison
+from sigv4_proxy.inspection import compare_tokens, render_comparison
 from sigv4_proxy.signing.model import Credentials
 from sigv4_proxy.tokens import parse_token
 from tests.tokens.corpus import HOST, LONG, SECRET, TEMP, hand_signed

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from sigv4_proxy import dsql_token, rds_token
-from sigv4_proxy.inspect import ERROR, INFO, RULES, WARNING, inspect_token, verify_token
+from sigv4_proxy.inspection import ERROR, INFO, RULES, WARNING, inspect_token, verify_token
 from sigv4_proxy.signing.model import Credentials
 from sigv4_proxy.tokens import parse_token
 from tests.tokens.corpus import CORPUS, HOST, LONG, RDS_HOST, SECRET, TEMP, Case
@@ -43,7 +43,7 @@ def test_every_rule_is_reachable_from_a_check() -> None:
     """The rule table and the checks stay in step: each code is used by some check's source."""
     import inspect as pyinspect
 
-    import sigv4_proxy.inspect as module
+    import sigv4_proxy.inspection as module
 
     source = "".join(pyinspect.getsource(check) for check in module.CHECKS)
     source += pyinspect.getsource(module._encoding_findings)
@@ -103,7 +103,7 @@ def test_verify_compares_the_signers_own_canonical_request() -> None:
 
 
 def test_verify_never_shows_the_session_token() -> None:
-    from sigv4_proxy.inspect import render_verification
+    from sigv4_proxy.inspection import render_verification
 
     token = parse_token(dsql_token(HOST, credentials=TEMP, now=NOW))
     result = verify_token(token, Credentials(TEMP.access_key_id, "wrong", TEMP.session_token))

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from sigv4_proxy import dsql_token, presign, rds_token
 from sigv4_proxy.errors import SigningError
-from sigv4_proxy.inspect import compare_tokens, inspect_token, render_comparison, render_report, verify_token
+from sigv4_proxy.inspection import compare_tokens, inspect_token, render_comparison, render_report, verify_token
 from sigv4_proxy.signing.model import Credentials
 from sigv4_proxy.tokens import parse_token
 from tests.tokens.corpus import HOST, RDS_HOST, SECRET, TEMP

@@ -132,7 +132,7 @@ def _credentials(args: argparse.Namespace, token: Any, secret: str | None) -> tu
 def _verify(args: argparse.Namespace, token: Any, secret: str | None) -> Any:
     from sigv4_proxy.cli.sign import parse_header_args, read_body
     from sigv4_proxy.errors import UsageError
-    from sigv4_proxy.inspect import Verification, verify_token
+    from sigv4_proxy.inspection import Verification, verify_token
 
     credentials, problem = _credentials(args, token, secret)
     if credentials is None:
@@ -163,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
 
     from sigv4_proxy.cli.secret_input import read_secret
     from sigv4_proxy.cli.sign import parse_timestamp
-    from sigv4_proxy.inspect import (
+    from sigv4_proxy.inspection import (
         compare_tokens,
         inspect_token,
         render_comparison,

@@ -102,7 +102,7 @@ def _mask_header(name: str, value: str) -> str:
 
 
 def _print_verbose_request(request: Any) -> None:
-    from sigv4_proxy.inspect import redact
+    from sigv4_proxy.inspection import redact
     from sigv4_proxy.terminal import printable
 
     signed = request.extensions.get("sigv4")

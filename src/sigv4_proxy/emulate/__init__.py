@@ -38,33 +38,51 @@ _EXPORTS: dict[str, str] = {
     "EXPIRED_TOKEN_MESSAGE": "sigv4_proxy.emulate.front",
 }
 
-__all__ = [
-    "EXPIRED_TOKEN_MESSAGE",
-    "AcceptedCredentials",
-    "CredentialMint",
-    "Delay",
-    "Drop",
-    "EmulatorConfig",
-    "ExecutionCounter",
-    "FaultPlan",
-    "Match",
-    "McpEmulator",
-    "RequestRecord",
-    "Respond",
-    "build_app",
-    "generate_credentials",
-    "serve_forever",
-    "start_mcp",
-]
+# Derived, so the two cannot disagree; tests/core/test_exports.py checks the TYPE_CHECKING imports too.
+__all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from sigv4_proxy.emulate.credentials import AcceptedCredentials, generate_credentials
-    from sigv4_proxy.emulate.faults import Delay, Drop, FaultPlan, Match, Respond
-    from sigv4_proxy.emulate.front import EXPIRED_TOKEN_MESSAGE
-    from sigv4_proxy.emulate.log import RequestRecord
-    from sigv4_proxy.emulate.mint import CredentialMint
-    from sigv4_proxy.emulate.server import EmulatorConfig, McpEmulator, build_app, serve_forever, start_mcp
-    from sigv4_proxy.emulate.state import ExecutionCounter
+    # `X as X`: the explicit re-export form type checkers and linters read as public.
+    from sigv4_proxy.emulate.credentials import (
+        AcceptedCredentials as AcceptedCredentials,
+    )
+    from sigv4_proxy.emulate.credentials import (
+        generate_credentials as generate_credentials,
+    )
+    from sigv4_proxy.emulate.faults import (
+        Delay as Delay,
+    )
+    from sigv4_proxy.emulate.faults import (
+        Drop as Drop,
+    )
+    from sigv4_proxy.emulate.faults import (
+        FaultPlan as FaultPlan,
+    )
+    from sigv4_proxy.emulate.faults import (
+        Match as Match,
+    )
+    from sigv4_proxy.emulate.faults import (
+        Respond as Respond,
+    )
+    from sigv4_proxy.emulate.front import EXPIRED_TOKEN_MESSAGE as EXPIRED_TOKEN_MESSAGE
+    from sigv4_proxy.emulate.log import RequestRecord as RequestRecord
+    from sigv4_proxy.emulate.mint import CredentialMint as CredentialMint
+    from sigv4_proxy.emulate.server import (
+        EmulatorConfig as EmulatorConfig,
+    )
+    from sigv4_proxy.emulate.server import (
+        McpEmulator as McpEmulator,
+    )
+    from sigv4_proxy.emulate.server import (
+        build_app as build_app,
+    )
+    from sigv4_proxy.emulate.server import (
+        serve_forever as serve_forever,
+    )
+    from sigv4_proxy.emulate.server import (
+        start_mcp as start_mcp,
+    )
+    from sigv4_proxy.emulate.state import ExecutionCounter as ExecutionCounter
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

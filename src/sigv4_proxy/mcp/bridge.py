@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from sigv4_proxy.logging import get_logger
+from sigv4_proxy.logs import get_logger
 from sigv4_proxy.mcp import jsonrpc
 from sigv4_proxy.mcp.jsonrpc import INVALID_REQUEST, UPSTREAM_ERROR, Envelope, Rejection
 from sigv4_proxy.mcp.routing import ToolHeaderMaps

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
 
 from sigv4_proxy.config import DEFAULT_MAX_MESSAGE_BYTES
-from sigv4_proxy.logging import get_logger
+from sigv4_proxy.logs import get_logger
 from sigv4_proxy.mcp.jsonrpc import Envelope
 from sigv4_proxy.mcp.session import SessionState
 from sigv4_proxy.mcp.sse import SSEParser

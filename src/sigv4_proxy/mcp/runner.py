@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sigv4_proxy.logging import get_logger, register_credentials, setup_logging
+from sigv4_proxy.logs import get_logger, register_credentials, setup_logging
 
 if TYPE_CHECKING:
     import httpx

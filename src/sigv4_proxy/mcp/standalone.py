@@ -24,7 +24,7 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from sigv4_proxy.logging import get_logger
+from sigv4_proxy.logs import get_logger
 from sigv4_proxy.mcp.transport import RESPONSE_TOO_LARGE
 
 if TYPE_CHECKING:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from sigv4_proxy.config import DEFAULT_MAX_MESSAGE_BYTES
-from sigv4_proxy.logging import get_logger
+from sigv4_proxy.logs import get_logger
 from sigv4_proxy.mcp import jsonrpc
 from sigv4_proxy.mcp.jsonrpc import Envelope
 from sigv4_proxy.mcp.routing import LAST_EVENT_ID, MCP_PROTOCOL_VERSION, MCP_SESSION_ID, ToolHeaderMaps, routing_headers
