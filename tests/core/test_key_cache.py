@@ -30,6 +30,8 @@ NOW = datetime(2024, 5, 6, 7, 8, 9, tzinfo=timezone.utc)
 URL = "https://abc123.execute-api.us-east-1.amazonaws.com/prod/mcp?x=1"
 REGION = "us-east-1"
 SIGNING_MODULES = (
+    "sigv4_proxy.signing.algorithm",
+    "sigv4_proxy.signing.amzdate",
     "sigv4_proxy.signing.api",
     "sigv4_proxy.signing.canonical",
     "sigv4_proxy.signing.v4",

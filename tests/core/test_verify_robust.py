@@ -20,7 +20,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sigv4_proxy import Credentials, VerifyResult, verify
+from sigv4_proxy import Credentials, VerifyResult, sign, verify
+from sigv4_proxy.signing.amzdate import AUTH_QUERY_PARAMS
 from sigv4_proxy.signing.model import V4, V4A
 from tests.core.test_verify_tamper import (
     FORMS,
@@ -148,6 +149,17 @@ def test_year_9999_presigned_url_never_overflows() -> None:
     assert check(received, now=end - timedelta(days=1)).reason == "not_yet_valid"
 
 
+def test_a_request_signed_in_the_last_microsecond_of_9999_is_dated_in_its_own_second() -> None:
+    """A float timestamp cannot hold 23:59:59.999999 of year 9999 and rounds up: the date formatter used to sign
+    it as `100000101T000000Z`, which no verifier parses."""
+    now = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc)
+    credentials = Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
+    signed = sign("GET", "https://h.example/", credentials=credentials, region=REGION, service=SERVICE, now=now)
+    assert (signed.amz_date, signed.credential_scope[:9]) == ("99991231T235959Z", "99991231/")
+    result = verify("GET", "/", signed.headers, b"", credentials_for={"AKIDEXAMPLE": credentials}.get, now=now)
+    assert result.ok, result.message
+
+
 # ---------------------------------------------------------------------------------------- X-Amz-Expires
 @pytest.mark.parametrize(
     ("expires", "message"),
@@ -234,16 +246,7 @@ ROBUST = settings(
 
 _AUTH_NAMES = ["Authorization", "X-Amz-Date", "Date", "X-Amz-Security-Token", "X-Amz-Content-Sha256"]
 _HEADER_NAMES = [*_AUTH_NAMES, "X-Amz-Region-Set", "Host", "Content-Type", "X-Custom", "authorization"]
-_PARAM_NAMES = [
-    "X-Amz-Algorithm",
-    "X-Amz-Credential",
-    "X-Amz-Date",
-    "X-Amz-Expires",
-    "X-Amz-SignedHeaders",
-    "X-Amz-Signature",
-    "X-Amz-Security-Token",
-    "X-Amz-Region-Set",
-]
+_PARAM_NAMES = sorted(AUTH_QUERY_PARAMS)
 _WHITESPACE = " \t\n\r\x0b\x0c\x1c\x1f\x85\xa0\u2028\u3000"
 # Any text (surrogates included), plus the shapes that reach deep into the checks: date-like values (most of
 # them calendar-impossible), numbers of any length, algorithm names, whitespace of every kind.

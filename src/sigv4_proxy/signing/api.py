@@ -1,13 +1,20 @@
 """`sign()` and `presign()`: SigV4 / SigV4a for the Authorization header and for presigned URLs.
 
+Both go through one plan (as aws-sdk-go-v2's v4 `Build()` serves SignHTTP and PresignHTTP): a :class:`_Plan` is
+everything about a request that does not change from one signing to the next - the headers to send with Host
+inserted once, the signed header list, the canonical request and (presigning) the URL - as templates whose
+named slots (X-Amz-Date and the other added headers; the credential, date, token and signature parameters) are
+filled per signing. Plans are cached by request shape, so a request repeated with a new date costs a hash, a
+template fill and one HMAC. What differs between SigV4 and SigV4a is the :mod:`~sigv4_proxy.signing.algorithm`
+strategy's business.
+
 The only impure thing here is the default for `now` (the current time) when the caller passes none; the
 core below never reads the clock or the environment.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -15,16 +22,15 @@ from threading import Lock
 from urllib.parse import urlsplit
 
 from sigv4_proxy.errors import SigningError
-from sigv4_proxy.signing import canonical, v4, v4a
+from sigv4_proxy.signing import canonical
+from sigv4_proxy.signing.algorithm import Algorithm, algorithm_for, algorithm_named
+from sigv4_proxy.signing.amzdate import AUTH_QUERY_PARAMS, format_amz_date
 from sigv4_proxy.signing.model import (
-    ALGORITHMS,
-    MAX_PRESIGN_EXPIRES,
     UNSIGNED_PAYLOAD,
-    V4,
-    V4A,
     Credentials,
     PresignedURL,
     SignedRequest,
+    check_expires_in,
 )
 
 Region = str | Sequence[str]
@@ -32,62 +38,19 @@ Region = str | Sequence[str]
 
 # Headers that signing sets itself: a caller's copy is replaced, never signed twice.
 _AUTH_HEADERS = frozenset({"authorization", "x-amz-date", "x-amz-security-token", "x-amz-region-set"})
-# Query parameters that presigning sets itself.
-_AUTH_PARAMS = frozenset(
-    {
-        "X-Amz-Algorithm",
-        "X-Amz-Credential",
-        "X-Amz-Date",
-        "X-Amz-SignedHeaders",
-        "X-Amz-Expires",
-        "X-Amz-Security-Token",
-        "X-Amz-Region-Set",
-        "X-Amz-Signature",
-    }
-)
+_NOTHING: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
 class Scope:
-    """Everything that depends on the algorithm: its name, the credential scope and how to sign."""
+    """One signing's algorithm, date and credential scope."""
 
-    algorithm: str
+    algorithm: Algorithm
     amz_date: str
     credential_scope: str
-    region_set: str | None  # v4a only: the X-Amz-Region-Set value
-    region: str | None  # v4 only
+    region: str | None  # the credential scope's region (SigV4)
+    region_set: str | None  # the X-Amz-Region-Set value (SigV4a)
     service: str
-
-    def sign(self, credentials: Credentials, string_to_sign: str) -> str:
-        if self.algorithm == V4A:
-            return v4a.sign_string(credentials.access_key_id, credentials.secret_access_key, string_to_sign)
-        assert self.region is not None
-        return v4.sign_with(credentials, self.amz_date, self.region, self.service, string_to_sign)
-
-    def string_to_sign(self, canonical_request: str) -> str:
-        return v4.string_to_sign(self.algorithm, self.amz_date, self.credential_scope, canonical_request)
-
-
-def algorithm_name(algorithm: str) -> str:
-    """`v4` / `v4a` (or the full algorithm names) -> the `AWS4-...` algorithm identifier."""
-    if algorithm in ALGORITHMS:
-        return ALGORITHMS[algorithm]
-    if algorithm in (V4, V4A):
-        return algorithm
-    raise SigningError(f"signature version must be 'v4' or 'v4a', got: {algorithm}")
-
-
-def format_amz_date(now: datetime) -> str:
-    """`20150830T123600Z`. Naive datetimes are taken as UTC."""
-    if now.tzinfo is None:
-        now = now.replace(tzinfo=timezone.utc)
-    return _amz_date_at(int(now.timestamp()))
-
-
-@lru_cache(maxsize=8)
-def _amz_date_at(epoch_seconds: int) -> str:
-    # Formatting costs more than hashing a small request; requests signed in the same second share it.
-    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(epoch_seconds))
 
 
 def make_scope(algorithm: str, region: Region, service: str, now: datetime | None) -> Scope:
@@ -98,16 +61,12 @@ def make_scope(algorithm: str, region: Region, service: str, now: datetime | Non
 
 @lru_cache(maxsize=512)
 def _scope(algorithm: str, amz_date: str, regions: tuple[str, ...], service: str) -> Scope:
-    name = algorithm_name(algorithm)
+    chosen = algorithm_named(algorithm) or algorithm_for(algorithm)  # `v4`/`v4a` or the `AWS4-...` name
     if not regions or not all(regions) or not service:
         raise SigningError("a region and a service name are required to sign")
-    if name == V4A:
-        region_set = ",".join(regions)
-        return Scope(name, amz_date, v4a.credential_scope(amz_date[:8], service), region_set, None, service)
-    if len(regions) != 1:
-        raise SigningError("SigV4 signs for exactly one region; use --sig-version v4a for a region set")
-    scope = v4.credential_scope(amz_date[:8], regions[0], service)
-    return Scope(name, amz_date, scope, None, regions[0], service)
+    scope_region, region_set = chosen.scope_regions(regions)
+    credential_scope = chosen.credential_scope(amz_date[:8], scope_region, service)
+    return Scope(chosen, amz_date, credential_scope, scope_region, region_set, service)
 
 
 def _body_bytes(body: bytes | str | None) -> bytes:
@@ -140,38 +99,89 @@ def _split_url(url: str) -> tuple[str, str, str, str]:
     return parts.scheme, parts.netloc, parts.path or "/", parts.query
 
 
-_NOTHING: frozenset[str] = frozenset()
+# --- the plan ------------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
-class _SignPlan:
-    """The part of a canonical request that depends only on the method, URL and the caller's headers."""
+class _Slot:
+    """A value filled per signing, named in a template."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Template:
+    """Text with named slots: pieces[0], the value of slots[0], pieces[1], ..., the value of slots[-1], pieces[-1]."""
+
+    pieces: tuple[str, ...]
+    slots: tuple[str, ...]
+
+    def fill(self, values: Mapping[str, str]) -> str:
+        pieces = self.pieces
+        out = [pieces[0]]
+        for name, piece in zip(self.slots, pieces[1:], strict=True):
+            out += (values[name], piece)
+        return "".join(out)
+
+
+def _template(segments: Iterable[str | _Slot]) -> _Template:
+    pieces, slots = [""], []
+    for segment in segments:
+        if isinstance(segment, _Slot):
+            slots.append(segment.name)
+            pieces.append("")
+        else:
+            pieces[-1] += segment
+    return _Template(tuple(pieces), tuple(slots))
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """Everything about a request that does not change from one signing to the next."""
 
     method: str
-    given: list[tuple[str, str]]  # headers to send, Host first when it was derived from the URL
+    headers: tuple[tuple[str, str], ...]  # the caller's headers to send, Host first when it came from the URL
     signed_headers: str
-    canonical_request_parts: tuple[str, ...]  # up to the payload hash, split where added headers' values go
-    signed_added: tuple[str, ...]  # which added headers' values go between those parts, in order
+    canonical_request: _Template  # up to the payload hash, which is appended per signing
+    url: _Template | None  # presigning: the URL to send, with its auth parameters
 
 
-# (method, url, header items, added header names, unsigned names, service, normalize_path, double_encode)
-_PlanKey = tuple[str, str, tuple[tuple[str, str], ...], tuple[str, ...], frozenset[str], str, bool | None, bool | None]
+# Presigning's part of a plan key: (algorithm name, region set, expires in, has a token, token signed).
+_Presigning = tuple[str, str | None, int, bool, bool]
+# (method, url, header items, service, normalize_path, double_encode, header slots, unsigned header names,
+#  presigning or None): a plain tuple, built on every signing (a NamedTuple costs a Python-level __new__).
+_PlanKey = tuple[
+    str,
+    str,
+    tuple[tuple[str, str], ...],
+    str,
+    bool | None,
+    bool | None,
+    tuple[str, ...],
+    frozenset[str],
+    _Presigning | None,
+]
 _PLAN_CACHE_SIZE = 512
-_plans: dict[_PlanKey, _SignPlan] = {}
+_plans: dict[_PlanKey, _Plan] = {}
 _plans_lock = Lock()
+_DATE_ONLY = ("X-Amz-Date",)  # header signing's usual slots: X-Amz-Date, ours and already canonical
+# Presigning's slots
+_CREDENTIAL, _DATE, _TOKEN, _SIGNATURE = "credential", "date", "token", "signature"
+_TOKEN_PARAM = "X-Amz-Security-Token"
 
 
-def _new_sign_plan(key: _PlanKey) -> _SignPlan:
-    """A cache miss (sign() looks `_plans` up itself: a function call costs more than the lookup). Headers that
-    signing replaces (a previous signature, date or session token, as a re-sent request carries them) are dropped
-    before a key is stored: they do not change the plan, and a session token must never be kept as a key of a
-    process-wide cache."""
-    method, url, items, added_names, skip, service, normalize_path, double_encode = key
-    kept = _without_replaced(items, added_names)
+def _plan(key: _PlanKey) -> _Plan:
+    """A cache miss (callers look `_plans` up themselves: a function call costs more than the lookup). Headers
+    that header signing replaces (a previous signature, date or session token, as a re-sent request carries them)
+    are dropped before a key is stored: they do not change the plan, and a session token must never be kept as a
+    key of a process-wide cache."""
+    items, header_slots, presigning = key[2], key[6], key[8]
+    replaced = _NOTHING if presigning is not None else _AUTH_HEADERS | {name.lower() for name in header_slots}
+    kept = tuple(item for item in items if str(item[0]).lower() not in replaced)
     if len(kept) != len(items):
-        kept_key = (method, url, kept, added_names, skip, service, normalize_path, double_encode)
-        return _plans.get(kept_key) or _new_sign_plan(kept_key)
-    plan = _sign_plan(method, url, items, added_names, skip, service, normalize_path, double_encode)
+        kept_key: _PlanKey = (key[0], key[1], kept, *key[3:])
+        return _plans.get(kept_key) or _plan(kept_key)
+    plan = _build_plan(*key)
     with _plans_lock:
         _plans[key] = plan
         while len(_plans) > _PLAN_CACHE_SIZE:
@@ -179,74 +189,99 @@ def _new_sign_plan(key: _PlanKey) -> _SignPlan:
     return plan
 
 
-def _replaced_names(added_names: tuple[str, ...]) -> frozenset[str]:
-    return _AUTH_HEADERS | {name.lower() for name in added_names}
-
-
-def _without_replaced(items: tuple[tuple[str, str], ...], added_names: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
-    replaced = _replaced_names(added_names)
-    return tuple((name, value) for name, value in items if str(name).lower() not in replaced)
-
-
-def _sign_plan(
+def _build_plan(
     method: str,
     url: str,
     items: tuple[tuple[str, str], ...],
-    added_names: tuple[str, ...],
-    skip: frozenset[str],
     service: str,
     normalize_path: bool | None,
     double_encode: bool | None,
-) -> _SignPlan:
+    header_slots: tuple[str, ...],
+    unsigned: frozenset[str],
+    presigning: _Presigning | None,
+) -> _Plan:
     """Requests to one endpoint repeat their method, URL and headers; only X-Amz-Date and friends change per
-    request, so canonicalising, grouping, folding and sorting is done once per request shape."""
+    signing, so canonicalising, merging, folding and sorting is done once per request shape."""
     scheme, netloc, path, query = _split_url(url)
-    replaced = _replaced_names(added_names)
-    given = [(str(name), str(value)) for name, value in items if str(name).lower() not in replaced]
-    if not any(name.lower() == "host" for name, _ in given):
-        given.insert(0, ("Host", canonical.host_header(scheme, netloc)))
-    lines: dict[str, str | None] = {}  # None: an added header, whose value is filled in per request
-    for lower, values in _group(given, skip).items():
-        lines[lower] = ",".join([canonical.canonical_header_value(v) for v in values])
-    slots = [name for name in added_names if name.lower() not in skip]
-    slot_of = {name.lower(): name for name in slots}
-    for lower in slot_of:
-        lines[lower] = None
-    names = sorted(lines)
+    headers = _with_host([(str(name), str(value)) for name, value in items], scheme, netloc)
+    signed = {name.lower() for name, _ in headers} - unsigned
+    values: dict[str, str | _Slot] = {**canonical.canonical_header_values(headers, signed)}
+    values.update({name.lower(): _Slot(name) for name in header_slots if name.lower() not in unsigned})
+    names = sorted(values)
     signed_headers = ";".join(names)
     method = method.upper()
-    parts = [f"{method}\n{_uri(path, service, normalize_path, double_encode)}\n{_canonical_query(query)}\n"]
-    order = []
-    for name in names:
-        value = lines[name]
-        if value is None:
-            parts[-1] += f"{name}:"
-            order.append(slot_of[name])
-            parts.append("\n")
-        else:
-            parts[-1] += f"{name}:{value}\n"
-    parts[-1] += f"\n{signed_headers}\n"
-    return _SignPlan(method, given, signed_headers, tuple(parts), tuple(order))
-
-
-def _group(headers: list[tuple[str, str]], skip: frozenset[str]) -> dict[str, list[str]]:
-    grouped: dict[str, list[str]] = {}
-    for name, value in headers:
-        lower = name.lower()
-        if lower not in skip:
-            grouped.setdefault(lower, []).append(value)
-    return grouped
-
-
-@lru_cache(maxsize=1024)
-def _canonical_query(query: str) -> str:
-    return canonical.canonical_query(canonical.parse_query(query))
+    url_template = None
+    if presigning is None:
+        query_pairs = _encoded_pairs(query)
+    else:
+        kept_query = "&".join(p for p in query.split("&") if p and p.partition("=")[0] not in AUTH_QUERY_PARAMS)
+        params = _presign_params(presigning, signed_headers)
+        sign_token = presigning[4]
+        query_pairs = [*_encoded_pairs(kept_query), *(p for p in params if sign_token or p[0] != _TOKEN_PARAM)]
+        url_template = _presigned_url(url, kept_query, params)
+    creq = _template(
+        [
+            f"{method}\n{_uri(path, service, normalize_path, double_encode)}\n",
+            *_joined(_query_segments(query_pairs), "&"),
+            "\n",
+            *(part for name in names for part in (name, ":", values[name], "\n")),
+            f"\n{signed_headers}\n",
+        ]
+    )
+    return _Plan(method, tuple(headers), signed_headers, creq, url_template)
 
 
 def _with_host(headers: list[tuple[str, str]], scheme: str, netloc: str) -> list[tuple[str, str]]:
     if any(name.lower() == "host" for name, _ in headers):
         return headers
     return [("Host", canonical.host_header(scheme, netloc)), *headers]
+
+
+def _encoded_pairs(query: str) -> list[tuple[str, str | _Slot]]:
+    encode = canonical.encode_text
+    return [(encode(name), encode(value)) for name, value in canonical.parse_query(query)]
+
+
+def _query_segments(pairs: list[tuple[str, str | _Slot]]) -> list[list[str | _Slot]]:
+    """`name=value` for each encoded pair, sorted by name then value (slot names are unique auth parameters, so
+    a slot's value is never what decides its place)."""
+    ordered = sorted(pairs, key=lambda pair: (pair[0], pair[1] if isinstance(pair[1], str) else ""))
+    return [[name, "=", value] for name, value in ordered]
+
+
+def _joined(groups: list[list[str | _Slot]], separator: str) -> list[str | _Slot]:
+    joined: list[str | _Slot] = []
+    for index, group in enumerate(groups):
+        joined += [separator, *group] if index else group
+    return joined
+
+
+def _presign_params(presigning: _Presigning, signed_headers: str) -> list[tuple[str, str | _Slot]]:
+    """The auth parameters, encoded, in the order they are appended to the URL."""
+    algorithm, region_set, expires_in, has_token, _ = presigning
+    encode = canonical.encode_text
+    params: list[tuple[str, str | _Slot]] = [
+        ("X-Amz-Algorithm", algorithm),
+        ("X-Amz-Credential", _Slot(_CREDENTIAL)),
+        ("X-Amz-Date", _Slot(_DATE)),
+        ("X-Amz-SignedHeaders", encode(signed_headers)),
+        ("X-Amz-Expires", str(expires_in)),
+    ]
+    if has_token:
+        params.append((_TOKEN_PARAM, _Slot(_TOKEN)))
+    if region_set is not None:
+        params.append(("X-Amz-Region-Set", encode(region_set)))
+    return params
+
+
+def _presigned_url(url: str, kept_query: str, params: list[tuple[str, str | _Slot]]) -> _Template:
+    """The URL as given (its own query parameters as they were, a fragment dropped), then the auth parameters."""
+    base = url.split("#", 1)[0].split("?", 1)[0]
+    pairs = [[name, "=", value] for name, value in [*params, ("X-Amz-Signature", _Slot(_SIGNATURE))]]
+    return _template([base, "?", *([kept_query, "&"] if kept_query else []), *_joined(pairs, "&")])
+
+
+# --- signing -------------------------------------------------------------------------------------------------
 
 
 def sign(
@@ -290,43 +325,52 @@ def sign(
     if omit_session_token:
         skip = skip | {"x-amz-security-token"}
     items = tuple(headers.items()) if isinstance(headers, Mapping) else tuple(headers or ())
-    key = (method, url, items, tuple(added), skip, service, normalize_path, double_encode)
-    plan = _plans.get(key) or _new_sign_plan(key)  # no lock to read: a dict lookup is atomic
-    parts = plan.canonical_request_parts
-    if len(parts) == 2 and plan.signed_added[0] == "X-Amz-Date":
-        # The usual case: X-Amz-Date, ours and already canonical, is the only value that changes.
-        creq = f"{parts[0]}{scope.amz_date}{parts[1]}{body_hash}"
+    key = (method, url, items, service, normalize_path, double_encode, tuple(added), skip, None)
+    plan = _plans.get(key) or _plan(key)  # no lock to read: a dict lookup is atomic
+    template = plan.canonical_request
+    if template.slots == _DATE_ONLY:
+        pieces = template.pieces
+        creq = f"{pieces[0]}{scope.amz_date}{pieces[1]}{body_hash}"
     else:
-        pieces = [parts[0]]
-        for name, part in zip(plan.signed_added, parts[1:], strict=True):
-            value = added[name]
-            pieces += [value if name == "X-Amz-Date" else canonical.canonical_header_value(value), part]
-        creq = "".join(pieces) + body_hash
+        creq = template.fill(_canonical_values(added, credentials)) + body_hash
+    chosen = scope.algorithm
+    sts = chosen.string_to_sign(scope.amz_date, scope.credential_scope, creq)
+    signature = chosen.sign(credentials, scope.amz_date, scope.region, service, sts)
     signed_headers = plan.signed_headers
-    given = plan.given
-    method = plan.method
-    sts = scope.string_to_sign(creq)
-    signature = scope.sign(credentials, sts)
     authorization = (
-        f"{scope.algorithm} Credential={credentials.access_key_id}/{scope.credential_scope}, "
+        f"{chosen.name} Credential={credentials.access_key_id}/{scope.credential_scope}, "
         f"SignedHeaders={signed_headers}, Signature={signature}"
     )
     added["Authorization"] = authorization
     return SignedRequest(  # positional: keyword passing costs measurably on this hot path
-        method,
+        plan.method,
         url,
-        [*given, *added.items()],
+        [*plan.headers, *added.items()],
         added,
         data,
         creq,
         sts,
         signature,
         authorization,
-        scope.algorithm,
+        chosen.name,
         scope.credential_scope,
         signed_headers,
         scope.amz_date,
     )
+
+
+def _canonical_values(added: dict[str, str], credentials: Credentials) -> dict[str, str]:
+    """The added headers' values as the canonical request has them. X-Amz-Date, ours, already is one; the session
+    token's is kept with the credentials (folding a 1,000-character token would cost a microsecond a request)."""
+    values = {}
+    for name, value in added.items():
+        if name == "X-Amz-Date":
+            values[name] = value
+        elif name == "X-Amz-Security-Token":
+            values[name] = credentials.canonical_session_token
+        else:
+            values[name] = canonical.canonical_header_value(value)
+    return values
 
 
 def presign(
@@ -352,107 +396,34 @@ def presign(
     The payload hash defaults to the SHA-256 of `body` (an empty body for most presigned requests).
     Headers given are signed and must be sent with the URL; `Host` is always signed.
     """
-    if isinstance(expires_in, bool) or not isinstance(expires_in, int):
-        raise SigningError(f"expires_in must be a whole number of seconds, got: {expires_in!r}")
-    if not 1 <= expires_in <= MAX_PRESIGN_EXPIRES:
-        raise SigningError(
-            f"expires_in must be between 1 and {MAX_PRESIGN_EXPIRES} seconds (7 days), got: {expires_in}"
-        )
+    check_expires_in(expires_in)
     scope = make_scope(algorithm, region, service, now)
     body_hash = _payload_hash(_body_bytes(body), payload_hash, unsigned_payload)
-    items = tuple(headers.items()) if isinstance(headers, Mapping) else tuple(headers or ())
     token = credentials.session_token
-    plan = _presign_plan(
-        method.upper(),
-        url,
-        items,
-        scope.algorithm,
-        scope.region_set,
-        service,
-        expires_in,
-        bool(token),
-        omit_session_token,
-        normalize_path,
-        double_encode,
-        body_hash,
-    )
-    encode = canonical.encode_component
+    chosen = scope.algorithm
+    presigning = (chosen.name, scope.region_set, expires_in, bool(token), not omit_session_token)
+    items = tuple(headers.items()) if isinstance(headers, Mapping) else tuple(headers or ())
+    key = (method, url, items, service, normalize_path, double_encode, (), _NOTHING, presigning)
+    plan = _plans.get(key) or _plan(key)
+    assert plan.url is not None
     slots = {
-        "cred": encode(f"{credentials.access_key_id}/{scope.credential_scope}"),
-        "date": scope.amz_date,
-        "token": credentials.encoded_session_token if token else "",
+        _CREDENTIAL: canonical.encode_component(f"{credentials.access_key_id}/{scope.credential_scope}"),
+        _DATE: scope.amz_date,
+        _TOKEN: credentials.encoded_session_token if token else "",
     }
-    creq = plan.canonical_request_format.format_map(slots)
-    sts = scope.string_to_sign(creq)
-    signature = scope.sign(credentials, sts)
+    creq = plan.canonical_request.fill(slots) + body_hash
+    sts = chosen.string_to_sign(scope.amz_date, scope.credential_scope, creq)
+    slots[_SIGNATURE] = signature = chosen.sign(credentials, scope.amz_date, scope.region, service, sts)
     return PresignedURL(  # positional: keyword passing costs measurably on this hot path
         plan.method,
-        plan.url_format.format_map({**slots, "signature": signature}),
-        list(plan.given),
+        plan.url.fill(slots),
+        list(plan.headers),
         creq,
         sts,
         signature,
-        scope.algorithm,
+        chosen.name,
         scope.credential_scope,
         plan.signed_headers,
         scope.amz_date,
         expires_in,
     )
-
-
-@dataclass(frozen=True, slots=True)
-class _PresignPlan:
-    """Everything in a presigned URL that does not change from one signing to the next (cached): only the
-    credential (key and day), the date, the session token and the signature fill slots."""
-
-    method: str
-    given: list[tuple[str, str]]
-    signed_headers: str
-    canonical_request_format: str  # slots {cred} {date} {token}
-    url_format: str  # slots {cred} {date} {token} {signature}
-
-
-def _braces(text: str) -> str:
-    return text.replace("{", "{{").replace("}", "}}")
-
-
-@lru_cache(maxsize=256)
-def _presign_plan(
-    method: str,
-    url: str,
-    items: tuple[tuple[str, str], ...],
-    algorithm: str,
-    region_set: str | None,
-    service: str,
-    expires_in: int,
-    has_token: bool,
-    omit_session_token: bool,
-    normalize_path: bool | None,
-    double_encode: bool | None,
-    body_hash: str,
-) -> _PresignPlan:
-    scheme, netloc, path, query = _split_url(url)
-    given = _with_host(canonical.header_items(items), scheme, netloc)
-    header_block, signed_headers = canonical.canonical_headers(given, {name.lower() for name, _ in given})
-    kept_query = "&".join(p for p in query.split("&") if p and p.partition("=")[0] not in _AUTH_PARAMS)
-    encode = canonical.encode_component
-    # (name, value) with values already encoded; a slot is a format field filled per signing
-    params: list[tuple[str, str]] = [
-        ("X-Amz-Algorithm", _braces(algorithm)),
-        ("X-Amz-Credential", "{cred}"),
-        ("X-Amz-Date", "{date}"),
-        ("X-Amz-SignedHeaders", _braces(encode(signed_headers))),
-        ("X-Amz-Expires", str(expires_in)),
-    ]
-    token = [("X-Amz-Security-Token", "{token}")] if has_token else []
-    region = [("X-Amz-Region-Set", _braces(encode(region_set)))] if region_set is not None else []
-    kept = [(_braces(encode(k)), _braces(encode(v))) for k, v in canonical.parse_query(kept_query)]
-    # Slot names are unique and never among the kept parameters, so sorting by name places every slot.
-    signed = sorted([*kept, *params, *([] if omit_session_token else token), *region])
-    canonical_query = "&".join(f"{k}={v}" for k, v in signed)
-    uri = _braces(_uri(path, service, normalize_path, double_encode))
-    creq_format = f"{method}\n{uri}\n{canonical_query}\n{_braces(header_block)}\n{_braces(signed_headers)}\n{body_hash}"
-    final = "&".join(f"{k}={v}" for k, v in [*params, *token, *region, ("X-Amz-Signature", "{signature}")])
-    base = url.split("#", 1)[0].split("?", 1)[0]
-    new_query = f"{_braces(kept_query)}&{final}" if kept_query else final
-    return _PresignPlan(method, given, signed_headers, creq_format, f"{_braces(base)}?{new_query}")

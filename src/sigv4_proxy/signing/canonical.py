@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 from functools import lru_cache
 from urllib.parse import unquote_to_bytes
 
@@ -151,17 +151,24 @@ def canonical_header_value(value: str) -> str:
     return b" ".join(value.encode("utf-8", "surrogatepass").split()).decode("utf-8", "surrogatepass")
 
 
-def canonical_headers(headers: Iterable[tuple[str, str]], signed: Iterable[str]) -> tuple[str, str]:
-    """Return (canonical header block, signed header list) for the headers whose lower-case names are in
-    `signed`. Repeated headers are joined with commas in the order they were given."""
-    wanted = set(signed)
+def canonical_header_values(headers: Iterable[tuple[str, str]], signed: Container[str]) -> dict[str, str]:
+    """Lower-case name -> canonical value, for the headers whose lower-case names are in `signed`. Repeated
+    headers are joined with commas in the order they were given."""
     merged: dict[str, list[str]] = {}
     for name, value in headers:
         key = name.lower()
-        if key in wanted:
+        if key in signed:
             merged.setdefault(key, []).append(canonical_header_value(value))
+    return {name: ",".join(values) for name, values in merged.items()}
+
+
+def canonical_headers(headers: Iterable[tuple[str, str]], signed: Iterable[str]) -> tuple[str, str]:
+    """Return (canonical header block, signed header list) for the headers whose lower-case names are in
+    `signed`; a name signed but absent has an empty value."""
+    wanted = set(signed)
+    values = canonical_header_values(headers, wanted)
     names = sorted(wanted)
-    block = "".join(f"{name}:{','.join(merged.get(name, []))}\n" for name in names)
+    block = "".join(f"{name}:{values.get(name, '')}\n" for name in names)
     return block, ";".join(names)
 
 

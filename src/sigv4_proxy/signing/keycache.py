@@ -61,7 +61,10 @@ class KeyCache(Generic[V]):
             if self._fingerprints.get(access_key_id) != secret_fingerprint:
                 self._forget(access_key_id)  # a rotation (or a key id not seen for a while): start clean
                 self._fingerprints[access_key_id] = secret_fingerprint
-            self._entries[(access_key_id, *scope)] = (secret_fingerprint, value)
+            # A name, not `entries[(id, *scope)]`: the AST cannot tell that from `entries[id, *scope]` (3.11+
+            # syntax), so mypy rejects it for Python 3.10.
+            key = (access_key_id, *scope)
+            self._entries[key] = (secret_fingerprint, value)
             while len(self._entries) > self._max_entries:
                 del self._entries[next(iter(self._entries))]
             while len(self._fingerprints) > self._max_entries:

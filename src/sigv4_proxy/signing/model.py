@@ -6,20 +6,29 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 
+from sigv4_proxy.errors import SigningError
+from sigv4_proxy.redact import mask_access_key
+
+# The algorithms' names (Authorization header, X-Amz-Algorithm); what else differs between them lives in
+# `signing.algorithm` (the `Algorithm` strategy objects `V4` and `V4A`, which carry these names).
 V4 = "AWS4-HMAC-SHA256"
 V4A = "AWS4-ECDSA-P256-SHA256"
-ALGORITHMS = {"v4": V4, "v4a": V4A}
 
 EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 MAX_PRESIGN_EXPIRES = 604800
 
 
-def mask_key(access_key_id: str) -> str:
-    """`AKIAIOSFODNN7EXAMPLE` -> `AKIA****MPLE`: enough to tell keys apart, never enough to use one."""
-    if len(access_key_id) <= 8:
-        return "****"
-    return f"{access_key_id[:4]}****{access_key_id[-4:]}"
+def check_expires_in(expires_in: object) -> int:
+    """`expires_in` if it is a whole number of seconds AWS accepts for a presigned request (1 s to 7 days), else
+    SigningError: the one check behind `presign()` and the DSQL/RDS token functions."""
+    if isinstance(expires_in, bool) or not isinstance(expires_in, int):
+        raise SigningError(f"expires_in must be a whole number of seconds, got: {expires_in!r}")
+    if not 1 <= expires_in <= MAX_PRESIGN_EXPIRES:
+        raise SigningError(
+            f"expires_in must be between 1 and {MAX_PRESIGN_EXPIRES} seconds (7 days), got: {expires_in}"
+        )
+    return expires_in
 
 
 @dataclass(frozen=True)
@@ -33,7 +42,7 @@ class Credentials:
 
     @property
     def masked_access_key(self) -> str:
-        return mask_key(self.access_key_id)
+        return mask_access_key(self.access_key_id)
 
     @cached_property
     def secret_fingerprint(self) -> bytes:
@@ -50,6 +59,13 @@ class Credentials:
         from sigv4_proxy.signing.canonical import encode_text
 
         return encode_text(self.session_token or "")
+
+    @cached_property
+    def canonical_session_token(self) -> str:
+        """The session token as a canonical request's header line has it (header signing)."""
+        from sigv4_proxy.signing.canonical import canonical_header_value
+
+        return canonical_header_value(self.session_token or "")
 
     def __getstate__(self) -> dict[str, object]:
         # The fingerprint is keyed per process: a copy in another process computes its own.

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import Any
 
 from sigv4_proxy.signing.keycache import KeyCache
-from sigv4_proxy.signing.model import V4, Credentials
+from sigv4_proxy.signing.model import Credentials
 
 # A derived key is valid for one day, region and service. Keyed by access key id and that scope, checked
 # against the secret's fingerprint: the cache never holds a secret, and a rotated secret replaces every key
 # derived from the old one.
-_key_cache: KeyCache[tuple[bytes, Any]] = KeyCache(max_entries=256)
+_key_cache: KeyCache[tuple[bytes, hmac.HMAC]] = KeyCache(max_entries=256)
 _find = _key_cache.find
 
 
@@ -32,7 +31,7 @@ def signing_key(credentials: Credentials, date: str, region: str, service: str) 
     return _signer(credentials, date, region, service)[0]
 
 
-def _signer(credentials: Credentials, date: str, region: str, service: str) -> tuple[bytes, Any]:
+def _signer(credentials: Credentials, date: str, region: str, service: str) -> tuple[bytes, hmac.HMAC]:
     """(signing key, an HMAC-SHA256 keyed with it). Copying a keyed HMAC is about half the cost of keying a new
     one, and signing is on the proxy's hot path: a hit is one dict lookup and one fingerprint comparison."""
     fingerprint = credentials.secret_fingerprint
@@ -43,10 +42,6 @@ def _signer(credentials: Credentials, date: str, region: str, service: str) -> t
     signer = (key, hmac.new(key, digestmod=hashlib.sha256))
     _key_cache.put(credentials.access_key_id, fingerprint, (date, region, service), signer)
     return signer
-
-
-def credential_scope(date: str, region: str, service: str) -> str:
-    return f"{date}/{region}/{service}/aws4_request"
 
 
 def string_to_sign(algorithm: str, amz_date: str, scope: str, canonical_request: str) -> str:
@@ -71,8 +66,6 @@ def sign_string(secret_access_key: str, amz_date: str, region: str, service: str
 
 
 __all__ = [
-    "V4",
-    "credential_scope",
     "derive_signing_key",
     "sign_string",
     "sign_with",

@@ -61,10 +61,6 @@ def public_key_xy(access_key_id: str, secret_access_key: str) -> tuple[str, str]
     return f"{numbers.x:064x}", f"{numbers.y:064x}"
 
 
-def credential_scope(date: str, service: str) -> str:
-    return f"{date}/{service}/aws4_request"
-
-
 def sign_string(access_key_id: str, secret_access_key: str, text: str) -> str:
     """ECDSA-P256-SHA256 over the string to sign; DER signature as hex (randomised, so never compare bytes)."""
     from cryptography.hazmat.primitives import hashes

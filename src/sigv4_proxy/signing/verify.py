@@ -4,42 +4,78 @@ Sans-IO: the request (method, target, headers, body), a credential lookup and `n
 run in AWS's order and the first failure is returned with AWS's error type and message (API Gateway's
 wording), plus the canonical request and string to sign the server expected — what a user needs to find the
 difference. Used by the local verifying endpoints (`emulate`) and by `inspect --verify`.
+
+`VerifyResult.reason` is one of :data:`Reason` and `error_type` one of :data:`ErrorType` (closed sets, the same
+strings as ever). What differs between SigV4 and SigV4a (credential shape, region set, how a signature is
+checked) is asked of the :mod:`~sigv4_proxy.signing.algorithm` strategy; dates go through
+:mod:`~sigv4_proxy.signing.amzdate`; the expected canonical request shown in a mismatch message goes through
+:func:`sigv4_proxy.redact.redact` (error bodies travel into logs and clients: a session token never goes along).
 """
 
 from __future__ import annotations
 
-import hmac
 import json
 import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
+from typing import Literal
 
-from sigv4_proxy.signing import canonical, v4, v4a
-from sigv4_proxy.signing.model import MAX_PRESIGN_EXPIRES, UNSIGNED_PAYLOAD, V4, V4A, Credentials
+from sigv4_proxy.redact import mask_access_key, redact
+from sigv4_proxy.signing import canonical
+from sigv4_proxy.signing.algorithm import V4, V4A, Algorithm, algorithm_named, same_text
+from sigv4_proxy.signing.amzdate import MAX_SKEW, format_amz_date, parse_amz_date
+from sigv4_proxy.signing.model import MAX_PRESIGN_EXPIRES, UNSIGNED_PAYLOAD, Credentials
 
 CredentialLookup = Callable[[str], Credentials | None]
+
+# Why a request was refused (or "ok"): the closed set of `VerifyResult.reason` values, in AWS's order of checks.
+Reason = Literal[
+    "ok",
+    "missing",  # no Authorization header and no presigned query
+    "algorithm",  # neither AWS4-HMAC-SHA256 nor AWS4-ECDSA-P256-SHA256
+    "malformed",  # a required element missing or of the wrong shape
+    "expires",  # X-Amz-Expires not a number of seconds up to a week
+    "malformed_date",
+    "unknown_key",
+    "scope_date",  # the credential's date is not X-Amz-Date's
+    "not_yet_valid",
+    "expired",
+    "expired_token",
+    "token",  # a session token missing or not the key's
+    "scope_region",
+    "scope_service",
+    "missing_host",  # Host not signed
+    "payload_hash",  # x-amz-content-sha256 does not match the body
+    "signature",
+]
+# The `x-amzn-ErrorType` of a refusal (API Gateway's names).
+ErrorType = Literal[
+    "MissingAuthenticationTokenException",
+    "IncompleteSignatureException",
+    "InvalidSignatureException",
+    "UnrecognizedClientException",
+    "ExpiredTokenException",
+    "XAmzContentSHA256Mismatch",
+]
 
 SIGNATURE_MISMATCH = (
     "The request signature we calculated does not match the signature you provided. Check your AWS Secret "
     "Access Key and signing method. Consult the service documentation for details."
 )
 # ASCII digits only (`\d` would take any Unicode digit), the whole value (`$` would allow a trailing newline).
-_AMZ_DATE = re.compile(r"[0-9]{8}T[0-9]{6}Z").fullmatch
 _EXPIRES = re.compile(r"[0-9]+").fullmatch
 MALFORMED_DATE = "X-Amz-Date must be in the ISO8601 Long Format \"yyyyMMdd'T'HHmmss'Z'\""
-_TOKEN_LINE = re.compile(r"(?im)^(x-amz-security-token:).*$")
-_TOKEN_PARAM = re.compile(r"(X-Amz-Security-Token=)[^&\s']*")
 
 
 @dataclass(frozen=True)
 class VerifyResult:
     ok: bool
     status: int
-    error_type: str | None
+    error_type: ErrorType | None
     message: str
-    reason: str
+    reason: Reason
     access_key_id: str | None = None
     algorithm: str | None = None
     service: str | None = None
@@ -59,16 +95,27 @@ class VerifyResult:
 
 
 class _Reject(Exception):
-    def __init__(self, error_type: str, message: str, reason: str, status: int = 403) -> None:
+    def __init__(self, error_type: ErrorType, message: str, reason: Reason, status: int = 403) -> None:
         super().__init__(message)
         self.error_type, self.message, self.reason, self.status = error_type, message, reason, status
+
+
+@dataclass(frozen=True)
+class _Received:
+    """The request as received: what the server recomputes the signature from."""
+
+    method: str
+    path: str
+    query: list[tuple[str, str]]
+    headers: list[tuple[str, str]]
+    body: bytes
 
 
 @dataclass
 class _Parsed:
     """What the request claims: from the Authorization header or from the presigned query."""
 
-    algorithm: str
+    algorithm: Algorithm
     access_key_id: str
     scope_date: str
     region: str | None  # v4
@@ -82,6 +129,11 @@ class _Parsed:
     expires: int | None = None
     session_token: str | None = None
 
+    @property
+    def claimed_region(self) -> str | list[str] | None:
+        """SigV4: the credential scope's region; SigV4a: the region set."""
+        return self.region_set if self.algorithm.uses_region_set else self.region
+
 
 def verify(
     method: str,
@@ -93,7 +145,7 @@ def verify(
     now: datetime,
     region: str | None = None,
     service: str | None = None,
-    max_skew_seconds: int = 300,
+    max_skew_seconds: int = int(MAX_SKEW.total_seconds()),
     accept_unsigned_session_token: bool = False,
 ) -> VerifyResult:
     """Verify a received request. `target` is the path and query as received; `region`/`service` are what
@@ -108,11 +160,10 @@ def verify(
         path, query = _split_target(target)
         parsed = _parse(items, query)
         credentials = _check_claims(parsed, credentials_for, now, region, service, max_skew_seconds)
-        return _check_signature(
-            parsed, credentials, method, path, query, items, body or b"", accept_unsigned_session_token
-        )
+        received = _Received(method, path, query, items, body or b"")
+        return _check_signature(parsed, credentials, received, accept_unsigned_session_token)
     except _Reject as rejection:
-        return _result_from(rejection, parsed)
+        return _refused(rejection, parsed)
 
 
 def _utc(moment: datetime) -> datetime:
@@ -134,20 +185,42 @@ def _unsignable() -> _Reject:
     return _Reject("InvalidSignatureException", SIGNATURE_MISMATCH, "signature")
 
 
-def _result_from(rejection: _Reject, parsed: _Parsed | None, **extra: object) -> VerifyResult:
-    result = VerifyResult(False, rejection.status, rejection.error_type, rejection.message, rejection.reason)
-    if parsed is not None:
-        result = replace(
-            result,
-            access_key_id=parsed.access_key_id,
-            algorithm=parsed.algorithm,
-            service=parsed.service,
-            region=parsed.region_set if parsed.algorithm == V4A else parsed.region,
-            amz_date=parsed.amz_date,
-            presigned=parsed.presigned,
-            signed_headers=parsed.signed_headers,
-        )
-    return replace(result, **extra) if extra else result  # type: ignore[arg-type]
+def _refused(
+    rejection: _Reject, parsed: _Parsed | None, creq: str | None = None, sts: str | None = None
+) -> VerifyResult:
+    return _result(
+        parsed, False, rejection.status, rejection.error_type, rejection.message, rejection.reason, creq, sts
+    )
+
+
+def _result(
+    parsed: _Parsed | None,
+    ok: bool,
+    status: int,
+    error_type: ErrorType | None,
+    message: str,
+    reason: Reason,
+    creq: str | None = None,
+    sts: str | None = None,
+) -> VerifyResult:
+    if parsed is None:
+        return VerifyResult(ok, status, error_type, message, reason)
+    return VerifyResult(
+        ok,
+        status,
+        error_type,
+        message,
+        reason,
+        access_key_id=parsed.access_key_id,
+        algorithm=parsed.algorithm.name,
+        service=parsed.service,
+        region=parsed.claimed_region,
+        amz_date=parsed.amz_date,
+        presigned=parsed.presigned,
+        signed_headers=parsed.signed_headers,
+        expected_canonical_request=creq,
+        expected_string_to_sign=sts,
+    )
 
 
 # --- parsing -------------------------------------------------------------------------------------------------
@@ -168,20 +241,27 @@ def _parse(items: list[tuple[str, str]], query: list[tuple[str, str]]) -> _Parse
     raise _Reject("MissingAuthenticationTokenException", "Missing Authentication Token", "missing")
 
 
-def _incomplete(message: str, reason: str = "malformed") -> _Reject:
+def _incomplete(message: str, reason: Reason = "malformed") -> _Reject:
     return _Reject("IncompleteSignatureException", message, reason)
 
 
-def _check_algorithm(algorithm: str) -> None:
-    if algorithm not in (V4, V4A):
+def _algorithm(name: str) -> Algorithm:
+    algorithm = algorithm_named(name)
+    if algorithm is None:
         raise _incomplete(
-            f"Unsupported AWS 'algorithm': '{algorithm}'. Use '{V4}' (SigV4) or '{V4A}' (SigV4a).", "algorithm"
+            f"Unsupported AWS 'algorithm': '{name}'. Use '{V4.name}' ({V4.label}) or '{V4A.name}' ({V4A.label}).",
+            "algorithm",
         )
+    return algorithm
+
+
+def _region_set(value: str) -> list[str]:
+    return [region.strip() for region in value.split(",") if region.strip()]
 
 
 def _parse_authorization(value: str, items: list[tuple[str, str]]) -> _Parsed:
-    algorithm, _, rest = value.partition(" ")
-    _check_algorithm(algorithm)
+    name, _, rest = value.partition(" ")
+    algorithm = _algorithm(name)
     fields = {}
     for part in rest.split(","):
         key, eq, val = part.strip().partition("=")
@@ -201,17 +281,16 @@ def _parse_authorization(value: str, items: list[tuple[str, str]]) -> _Parsed:
     parsed.signed_headers = fields["SignedHeaders"].split(";")
     parsed.signature = fields["Signature"]
     parsed.session_token = _header(items, "x-amz-security-token")
-    if algorithm == V4A:
+    if algorithm.uses_region_set:
         region_set = _header(items, "x-amz-region-set")
         if not region_set:
-            raise _incomplete("SigV4a requests require the 'X-Amz-Region-Set' header.")
-        parsed.region_set = [r.strip() for r in region_set.split(",") if r.strip()]
+            raise _incomplete(f"{algorithm.label} requests require the 'X-Amz-Region-Set' header.")
+        parsed.region_set = _region_set(region_set)
     return parsed
 
 
 def _parse_presigned(params: dict[str, str]) -> _Parsed:
-    algorithm = params.get("X-Amz-Algorithm", "")
-    _check_algorithm(algorithm)
+    algorithm = _algorithm(params.get("X-Amz-Algorithm", ""))
     required = ("X-Amz-Credential", "X-Amz-Date", "X-Amz-SignedHeaders", "X-Amz-Signature", "X-Amz-Expires")
     missing = [name for name in required if not params.get(name)]
     if missing:
@@ -223,11 +302,11 @@ def _parse_presigned(params: dict[str, str]) -> _Parsed:
     parsed.signature = params["X-Amz-Signature"]
     parsed.session_token = params.get("X-Amz-Security-Token")
     parsed.expires = _expires(params["X-Amz-Expires"])
-    if algorithm == V4A:
+    if algorithm.uses_region_set:
         region_set = params.get("X-Amz-Region-Set", "")
         if not region_set:
-            raise _incomplete("SigV4a presigned URLs require the 'X-Amz-Region-Set' parameter.")
-        parsed.region_set = [r.strip() for r in region_set.split(",") if r.strip()]
+            raise _incomplete(f"{algorithm.label} presigned URLs require the 'X-Amz-Region-Set' parameter.")
+        parsed.region_set = _region_set(region_set)
     return parsed
 
 
@@ -244,45 +323,22 @@ def _expires(text: str) -> int:
     return int(significant)
 
 
-def _parse_credential(algorithm: str, credential: str, amz_date: str, *, presigned: bool) -> _Parsed:
+def _parse_credential(algorithm: Algorithm, credential: str, amz_date: str, *, presigned: bool) -> _Parsed:
     elements = credential.split("/")
-    expected = 5 if algorithm == V4 else 4
-    if len(elements) != expected:
-        shape = "keyid/date/region/service/term" if algorithm == V4 else "keyid/date/service/term"
-        shown = "/".join([_mask(elements[0]), *elements[1:]])
+    fields = algorithm.credential_fields(elements)
+    if fields is None:
+        shown = "/".join([mask_access_key(elements[0]), *elements[1:]])
         raise _incomplete(
-            f"Credential must have exactly {expected} slash-delimited elements, e.g. {shape}, got '{shown}'"
+            f"Credential must have exactly {algorithm.credential_elements} slash-delimited elements, "
+            f"e.g. {algorithm.credential_shape}, got '{shown}'"
         )
     if elements[-1] != "aws4_request":
         raise _incomplete(f"Credential should be scoped with a valid terminator: 'aws4_request', not '{elements[-1]}'.")
-    if algorithm == V4:
-        key, date, region, service, _ = elements
-    else:
-        key, date, service, _ = elements
-        region = None
-    signed_at = _amz_datetime(amz_date)
+    key, date, region, service = fields
+    signed_at = parse_amz_date(amz_date)
     if signed_at is None:
         raise _incomplete(MALFORMED_DATE, "malformed_date")
     return _Parsed(algorithm, key, date, region, None, service, [], "", amz_date, presigned, signed_at)
-
-
-def _amz_datetime(text: str) -> datetime | None:
-    """`yyyyMMddTHHmmssZ` -> an aware UTC datetime; None when it is not one, including dates of the right
-    shape that no calendar has (month 13, hour 99, year 0000), which datetime() refuses with ValueError."""
-    if not _AMZ_DATE(text):
-        return None
-    try:
-        return datetime(
-            int(text[0:4]),
-            int(text[4:6]),
-            int(text[6:8]),
-            int(text[9:11]),
-            int(text[11:13]),
-            int(text[13:15]),
-            tzinfo=timezone.utc,
-        )
-    except ValueError:
-        return None
 
 
 def _date_header(value: str | None) -> str | None:
@@ -295,20 +351,7 @@ def _date_header(value: str | None) -> str | None:
         moment = _utc(moment).astimezone(timezone.utc)
     except (TypeError, ValueError, OverflowError):  # OverflowError: a date the time zone shifts out of range
         return None
-    return _format_amz(moment)
-
-
-def _format_amz(moment: datetime) -> str:
-    # Not strftime: %Y is not zero-padded below year 1000 on every platform.
-    return (
-        f"{moment.year:04d}{moment.month:02d}{moment.day:02d}T{moment.hour:02d}{moment.minute:02d}{moment.second:02d}Z"
-    )
-
-
-def _mask(key: str) -> str:
-    from sigv4_proxy.signing.model import mask_key
-
-    return mask_key(key)
+    return format_amz_date(moment)
 
 
 # --- claims: key, token, date, scope -------------------------------------------------------------------------
@@ -340,7 +383,7 @@ def _check_claims(
             raise _Reject(
                 "ExpiredTokenException", "The security token included in the request is expired", "expired_token"
             )
-        if not parsed.session_token or not _same(parsed.session_token, credentials.session_token):
+        if not parsed.session_token or not same_text(parsed.session_token, credentials.session_token):
             raise _Reject(
                 "UnrecognizedClientException", "The security token included in the request is invalid.", "token"
             )
@@ -350,63 +393,42 @@ def _check_claims(
     return credentials
 
 
-def _fmt(moment: datetime) -> str:
-    return _format_amz(moment.astimezone(timezone.utc))
-
-
 def _check_time(parsed: _Parsed, now: datetime, max_skew_seconds: int) -> None:
     # Differences, not sums: signed_at + expires overflows for a date in year 9999; a difference never does.
-    signed_at = parsed.signed_at
+    signed_at, date = parsed.signed_at, parsed.amz_date
     skew = timedelta(seconds=max_skew_seconds)
     minutes = f"{max_skew_seconds // 60} min." if max_skew_seconds % 60 == 0 else f"{max_skew_seconds} sec."
     if signed_at - now > skew:
+        later = f"{format_amz_date(now + skew)} ({format_amz_date(now)} + {minutes})"
         raise _Reject(
             "InvalidSignatureException",
-            f"Signature not yet current: {parsed.amz_date} is still later than {_fmt(now + skew)} "
-            f"({_fmt(now)} + {minutes})",
+            f"Signature not yet current: {date} is still later than {later}",
             "not_yet_valid",
         )
     if parsed.presigned:
         assert parsed.expires is not None
-        if now - signed_at > timedelta(seconds=parsed.expires):
+        lifetime = timedelta(seconds=parsed.expires)
+        if now - signed_at > lifetime:
+            earlier = f"{format_amz_date(now - lifetime)} ({format_amz_date(now)} - {parsed.expires} sec.)"
             raise _Reject(
-                "InvalidSignatureException",
-                f"Signature expired: {parsed.amz_date} is now earlier than "
-                f"{_fmt(now - timedelta(seconds=parsed.expires))} ({_fmt(now)} - {parsed.expires} sec.)",
-                "expired",
+                "InvalidSignatureException", f"Signature expired: {date} is now earlier than {earlier}", "expired"
             )
     elif now - signed_at > skew:
+        earlier = f"{format_amz_date(now - skew)} ({format_amz_date(now)} - {minutes})"
         raise _Reject(
-            "InvalidSignatureException",
-            f"Signature expired: {parsed.amz_date} is now earlier than {_fmt(now - skew)} ({_fmt(now)} - {minutes})",
-            "expired",
+            "InvalidSignatureException", f"Signature expired: {date} is now earlier than {earlier}", "expired"
         )
 
 
-def region_matches(region_set: Sequence[str], region: str) -> bool:
-    """SigV4a region sets may hold `*` or prefix wildcards such as `us-*`."""
-    for pattern in region_set:
-        if pattern == "*" or pattern == region:
-            return True
-        if pattern.endswith("*") and region.startswith(pattern[:-1]):
-            return True
-    return False
-
-
 def _check_scope(parsed: _Parsed, region: str | None, service: str | None) -> None:
-    if region is not None:
-        if parsed.algorithm == V4 and parsed.region != region:
-            raise _Reject(
-                "InvalidSignatureException",
-                f"Credential should be scoped to a valid region, not '{parsed.region}'. ",
-                "scope_region",
-            )
-        if parsed.algorithm == V4A and not region_matches(parsed.region_set or [], region):
-            raise _Reject(
-                "InvalidSignatureException",
-                f"Credential should be scoped to a valid region, not '{','.join(parsed.region_set or [])}'. ",
-                "scope_region",
-            )
+    claimed = parsed.claimed_region
+    if region is not None and not parsed.algorithm.covers(claimed, region):
+        shown = ",".join(claimed) if isinstance(claimed, list) else claimed
+        raise _Reject(
+            "InvalidSignatureException",
+            f"Credential should be scoped to a valid region, not '{shown}'. ",
+            "scope_region",
+        )
     if service is not None and parsed.service != service:
         raise _Reject(
             "InvalidSignatureException",
@@ -455,24 +477,18 @@ def expected_canonical_request(
 
 
 def _check_signature(
-    parsed: _Parsed,
-    credentials: Credentials,
-    method: str,
-    path: str,
-    query: list[tuple[str, str]],
-    items: list[tuple[str, str]],
-    body: bytes,
-    accept_unsigned_session_token: bool,
+    parsed: _Parsed, credentials: Credentials, received: _Received, accept_unsigned_session_token: bool
 ) -> VerifyResult:
     """Recompute the signature from what was received; on a mismatch say what the server expected."""
-    payload_hash = _payload_hash(parsed, items, body)
+    payload_hash = _payload_hash(parsed, received.headers, received.body)
+    query = received.query
     signed_query = [(k, v) for k, v in query if k != "X-Amz-Signature"] if parsed.presigned else query
-    result = _compare(parsed, credentials, method, path, signed_query, items, payload_hash)
+    result = _compare(parsed, credentials, received, signed_query, payload_hash)
     if not result.ok and parsed.presigned and parsed.session_token and accept_unsigned_session_token:
         # Some services (IoT over WebSocket) add the token to a presigned URL after signing; most (DSQL, RDS)
         # reject that form, so it is accepted only when asked for.
         without_token = [(k, v) for k, v in signed_query if k != "X-Amz-Security-Token"]
-        retry = _compare(parsed, credentials, method, path, without_token, items, payload_hash)
+        retry = _compare(parsed, credentials, received, without_token, payload_hash)
         if retry.ok:
             return retry
     return result
@@ -481,49 +497,30 @@ def _check_signature(
 def _compare(
     parsed: _Parsed,
     credentials: Credentials,
-    method: str,
-    path: str,
+    received: _Received,
     signed_query: list[tuple[str, str]],
-    items: list[tuple[str, str]],
     payload_hash: str,
 ) -> VerifyResult:
+    algorithm = parsed.algorithm
     try:
         creq = expected_canonical_request(
-            method, path, signed_query, items, parsed.signed_headers, payload_hash, parsed.service
+            received.method,
+            received.path,
+            signed_query,
+            received.headers,
+            parsed.signed_headers,
+            payload_hash,
+            parsed.service,
         )
-        sts, good = _expected_string_to_sign(parsed, credentials, creq)
+        scope = algorithm.credential_scope(parsed.scope_date, parsed.region, parsed.service)
+        sts = algorithm.string_to_sign(parsed.amz_date, scope, creq)
+        good = algorithm.verify(credentials, parsed.amz_date, parsed.region, parsed.service, sts, parsed.signature)
     except UnicodeEncodeError:  # a lone surrogate in the method, path, query, a header, the scope: never signed
-        return _result_from(_unsignable(), parsed)
-    extra = {"expected_canonical_request": creq, "expected_string_to_sign": sts}
+        return _refused(_unsignable(), parsed)
     if good:
-        return _result_from(_Reject("", "", "ok", 200), parsed, ok=True, error_type=None, message="", **extra)
+        return _result(parsed, True, 200, None, "", "ok", creq, sts)
     message = (
-        f"{SIGNATURE_MISMATCH}\n\nThe Canonical String for this request should have been\n'{_redact(creq)}'\n\n"
+        f"{SIGNATURE_MISMATCH}\n\nThe Canonical String for this request should have been\n'{redact(creq)}'\n\n"
         f"The String-to-Sign should have been\n'{sts}'\n"
     )
-    return _result_from(_Reject("InvalidSignatureException", message, "signature"), parsed, **extra)
-
-
-def _expected_string_to_sign(parsed: _Parsed, credentials: Credentials, creq: str) -> tuple[str, bool]:
-    """(the string to sign the server computes, whether the request's signature signs it)."""
-    if parsed.algorithm == V4:
-        assert parsed.region is not None
-        scope = v4.credential_scope(parsed.scope_date, parsed.region, parsed.service)
-        sts = v4.string_to_sign(V4, parsed.amz_date, scope, creq)
-        expected = v4.sign_with(credentials, parsed.amz_date, parsed.region, parsed.service, sts)
-        return sts, _same(expected, parsed.signature.lower())
-    scope = v4a.credential_scope(parsed.scope_date, parsed.service)
-    sts = v4.string_to_sign(V4A, parsed.amz_date, scope, creq)
-    key = v4a.private_key(credentials.access_key_id, credentials.secret_access_key).public_key()
-    return sts, v4a.verify_signature(key, sts, parsed.signature)
-
-
-def _same(received: str, expected: str) -> bool:
-    """Constant-time comparison that also takes any text a client may send (compare_digest on str accepts ASCII
-    only and would raise instead of rejecting; surrogatepass encodes even a lone surrogate)."""
-    return hmac.compare_digest(received.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass"))
-
-
-def _redact(text: str) -> str:
-    """Error bodies travel into logs and clients: the session token never goes with them."""
-    return _TOKEN_PARAM.sub(r"\1****", _TOKEN_LINE.sub(r"\1****", text))
+    return _refused(_Reject("InvalidSignatureException", message, "signature"), parsed, creq, sts)
