@@ -4,33 +4,35 @@ stdout belongs to the MCP protocol in stdio mode, so every log line goes to stde
 final formatted line (message, arguments, structured fields and exception text alike), so no code path can leak by
 formatting a header dict or an exception that quotes a request:
 
-* ``Authorization`` header values (``AWS4-HMAC-SHA256 Credential=AKIA.../..., Signature=...``) keep the
-  algorithm, the masked access key, the scope and the signed-header list; the signature is replaced;
-* ``X-Amz-Security-Token`` / ``X-Amz-Signature`` / ``X-Amz-Credential`` values, in headers or query strings;
-* ``Signature=<hex>`` anywhere; AWS access key ids are masked (``AKIA****MPLE``);
+* every secret-shaped value :func:`sigv4_proxy.redact.redact` masks (signatures, session tokens, ``Bearer``
+  tokens, credentials documents' JSON/XML fields, access key ids as ``AKIA****MPLE``, URL userinfo: the one
+  list, in that module), so the logger masks exactly what every other output masks;
 * the secret access key and session token of the credentials registered with :func:`register_credentials`,
-  wherever they appear. Only the latest two sets are kept (the current credentials, and the previous ones
-  for requests still in flight when they were refreshed): a long-running proxy refreshing every hour must
-  not accumulate a week of secrets, nor pay for them on every registration and every line.
+  wherever they appear, whatever their shape. Only the latest two sets are kept (the current credentials, and
+  the previous ones for requests still in flight when they were refreshed): a long-running proxy refreshing
+  every hour must not accumulate a week of secrets, nor pay for them on every registration and every line.
   :func:`register_secret` (one value) remains for other secrets and keeps its own latest four.
 
 Text lines are redacted, then escaped for the terminal (:class:`TextFormatter`); in JSON lines every control
 or invisible formatting character is a JSON escape (``\\u001b``, ``\\u202e``): same value, safe to show.
 
-Module level imports stay cheap: only the standard library (and :mod:`sigv4_proxy.terminal`, which is).
+Module level imports stay cheap: only the standard library (and :mod:`sigv4_proxy.terminal` and
+:mod:`sigv4_proxy.redact`, which are).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
 import threading
 import time
 from collections import OrderedDict
-from typing import Any, Protocol, TextIO
+from collections.abc import Hashable
+from typing import Protocol, TextIO, TypeVar
 
+from sigv4_proxy.redact import MASK
+from sigv4_proxy.redact import redact as redact_shapes
 from sigv4_proxy.terminal import json_printable, printable
 
 __all__ = [
@@ -50,31 +52,8 @@ LOGGER_NAME = "sigv4_proxy"
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 LEVEL_ALIASES = {"warn": "warning", "err": "error", "trace": "debug"}
 
-_MASK = "****"
 _MIN_SECRET_LENGTH = 8  # shorter values would mask ordinary words
-
-# Each pattern keeps its first group and masks the rest of the match.
-_PATTERNS: list[tuple[re.Pattern[str], str]] = [
-    # Signature=<hex> in an Authorization header, X-Amz-Signature=<hex> in a presigned query string.
-    (re.compile(r"(?i)((?:x-amz-)?signature[\"']?\s*[=:]\s*[\"']?)[0-9a-f]{16,}"), r"\1" + _MASK),
-    # Security tokens: header (`X-Amz-Security-Token: ...`, JSON `"x-amz-security-token": "..."`) or query.
-    (
-        re.compile(r"(?i)(x-amz-security-token[\"']?\s*[=:]\s*[\"']?)[^\s\"'&,;)}\]]+"),
-        r"\1" + _MASK,
-    ),
-    # Secret keys spelled out as settings: aws_secret_access_key = ..., "secret_access_key": "...".
-    (
-        re.compile(r"(?i)(secret[_-]?(?:access[_-]?)?key[\"']?\s*[=:]\s*[\"']?)[^\s\"'&,;)}\]]+"),
-        r"\1" + _MASK,
-    ),
-    # Bearer / DSQL-style presigned tokens after `token=` in a query string or setting.
-    (
-        re.compile(r"(?i)((?:session[_-]?)?token[\"']?\s*[=:]\s*[\"']?)(?=[A-Za-z0-9/+=%]{40,})[^\s\"'&,;)}\]]+"),
-        r"\1" + _MASK,
-    ),
-]
-# AWS access key ids: AKIA/ASIA + 16 upper-case letters or digits -> AKIA****WXYZ.
-_ACCESS_KEY = re.compile(r"\b((?:AKIA|ASIA|AROA|AIDA|ABIA|ACCA)[A-Z0-9]{12}([A-Z0-9]{4}))\b")
+_Key = TypeVar("_Key", bound=Hashable)  # a registry entry: a credential set or one value
 
 
 class CredentialSet(Protocol):
@@ -127,7 +106,7 @@ class SecretRegistry:
                 self._remember(self._values, value, self.MAX_VALUES)
                 self._latest_value = value
 
-    def _remember(self, store: OrderedDict[Any, None], key: Any, limit: int) -> None:
+    def _remember(self, store: OrderedDict[_Key, None], key: _Key, limit: int) -> None:
         """Make `key` the latest of `store`, forgetting the oldest beyond `limit` (the lock is held)."""
         if key in store:
             store.move_to_end(key)
@@ -154,7 +133,7 @@ class SecretRegistry:
     def mask(self, text: str) -> str:
         for secret in self._ordered:
             if secret in text:
-                text = text.replace(secret, _MASK)
+                text = text.replace(secret, MASK)
         return text
 
     def clear(self) -> None:
@@ -193,11 +172,9 @@ def register_secret(value: str | None) -> None:
 
 
 def redact(text: str) -> str:
-    """``text`` with every known secret and secret-shaped value masked."""
-    text = _registry.mask(text)
-    for regex, replacement in _PATTERNS:
-        text = regex.sub(replacement, text)
-    return _ACCESS_KEY.sub(lambda m: m.group(1)[:4] + _MASK + m.group(2), text)
+    """``text`` with every known secret (the registry) and every secret-shaped value
+    (:func:`sigv4_proxy.redact.redact`) masked."""
+    return redact_shapes(_registry.mask(text))
 
 
 def _iso_time(created: float) -> str:
@@ -233,7 +210,7 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per line: ``time``, ``level``, ``logger``, ``message`` and any structured fields."""
 
     def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
+        entry: dict[str, object] = {
             "time": _iso_time(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
@@ -248,7 +225,7 @@ class JsonFormatter(logging.Formatter):
         return json_printable(redact(json.dumps(entry, default=str, ensure_ascii=False)))
 
 
-def _text_value(value: Any) -> str:
+def _text_value(value: object) -> str:
     text = str(value)
     return json.dumps(text) if (not text or any(c in text for c in ' "=\n')) else text
 

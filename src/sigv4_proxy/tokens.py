@@ -9,6 +9,11 @@ Both generators are built on :func:`sigv4_proxy.presign` — there is one signer
 
 Parsing (:func:`parse_token`) turns a token, a presigned URL, a ``postgresql://user:TOKEN@host`` URL or an
 ``Authorization`` header into a :class:`ParsedToken`; :mod:`sigv4_proxy.inspection` runs the checks on it.
+Both parsers build it through one assembler, so host, port, scope and signed headers are derived one way.
+
+The closed sets are typed: :data:`TokenForm` (what was pasted), :data:`TokenKind` (what it is for) and
+:data:`HostKind`. Masking (the access key, the signature) is :mod:`sigv4_proxy.redact`'s; the date format is
+:mod:`sigv4_proxy.signing.amzdate`'s.
 """
 
 from __future__ import annotations
@@ -18,11 +23,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import quote, unquote, urlsplit
 
 from sigv4_proxy.errors import SigningError
-from sigv4_proxy.signing.model import MAX_PRESIGN_EXPIRES, mask_key
+from sigv4_proxy.redact import mask_access_key, mask_signature
+from sigv4_proxy.signing.amzdate import parse_amz_date
+from sigv4_proxy.signing.model import check_expires_in
 
 if TYPE_CHECKING:  # pragma: no cover
     from sigv4_proxy.signing.model import Credentials
@@ -32,7 +39,10 @@ RDS_SERVICE = "rds-db"
 DSQL_ACTIONS = ("DbConnect", "DbConnectAdmin")
 RDS_ACTION = "connect"
 DEFAULT_EXPIRES_IN = 900
-AMZ_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
+
+HostKind = Literal["dsql", "rds", "vpce", "unknown"]  # what a host name says it is (vpce: an interface endpoint)
+TokenKind = Literal["dsql", "rds", "presigned"]  # presigned: a presigned URL for any other service
+TokenForm = Literal["db-token", "presigned-url", "authorization-header"]  # what was pasted
 
 _REGION = r"(?P<region>[a-z]{2}(?:-[a-z]+)+-\d+)"
 # <name>.<id>.<region>.rds.amazonaws.com[.cn], also proxy-/cluster-/cluster-ro- endpoints
@@ -49,7 +59,7 @@ _HOSTNAME = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.?)+$|^\[[
 class HostInfo:
     """What a host name says about itself."""
 
-    kind: str  # "dsql", "rds", "vpce" (an interface VPC endpoint) or "unknown"
+    kind: HostKind
     region: str | None = None
     service: str | None = None  # the SigV4 signing name the host implies
     cluster_id: str | None = None
@@ -102,7 +112,7 @@ def split_host(value: str, *, what: str = "hostname") -> HostPort:
     return HostPort(hostname.lower(), port)
 
 
-def _resolve_region(hostname: str, region: str | None, *, kind: str) -> str:
+def _resolve_region(hostname: str, region: str | None, *, kind: Literal["dsql", "rds"]) -> str:
     implied = host_info(hostname).region
     if region is None or not region.strip():
         if implied is None:
@@ -121,14 +131,6 @@ def _resolve_region(hostname: str, region: str | None, *, kind: str) -> str:
             f"be rejected; use --region {implied} (or omit it)"
         )
     return region
-
-
-def _check_expires(expires_in: int) -> int:
-    if isinstance(expires_in, bool) or not isinstance(expires_in, int):
-        raise SigningError(f"expires_in must be a whole number of seconds, got {expires_in!r}")
-    if not 1 <= expires_in <= MAX_PRESIGN_EXPIRES:
-        raise SigningError(f"expires_in must be between 1 and {MAX_PRESIGN_EXPIRES} seconds (7 days), got {expires_in}")
-    return expires_in
 
 
 # ---------------------------------------------------------------------------------------- generation
@@ -191,7 +193,7 @@ def dsql_token(
         credentials=credentials,
         region=region,
         service=DSQL_SERVICE,
-        expires_in=_check_expires(expires_in),
+        expires_in=check_expires_in(expires_in),
         now=now,
     )
 
@@ -223,16 +225,16 @@ def rds_token(
         credentials=credentials,
         region=_resolve_region(parsed.hostname, region, kind="rds"),
         service=RDS_SERVICE,
-        expires_in=_check_expires(expires_in),
+        expires_in=check_expires_in(expires_in),
         now=now,
     )
 
 
 # ------------------------------------------------------------------------------------------- parsing
 
-FORM_DB_TOKEN = "db-token"
-FORM_PRESIGNED_URL = "presigned-url"
-FORM_AUTHORIZATION = "authorization-header"
+FORM_DB_TOKEN: TokenForm = "db-token"
+FORM_PRESIGNED_URL: TokenForm = "presigned-url"
+FORM_AUTHORIZATION: TokenForm = "authorization-header"
 
 
 @dataclass(frozen=True)
@@ -260,7 +262,7 @@ class ParsedToken:
     """
 
     text: str = field(repr=False)
-    form: str
+    form: TokenForm
     scheme: str | None = None
     host: str = ""  # as written, with the port when there is one
     hostname: str = ""  # without port, as written (case kept: an upper-case host is itself a finding)
@@ -283,7 +285,7 @@ class ParsedToken:
     session_token: str | None = field(default=None, repr=False)
     action: str | None = None
     db_user: str | None = None
-    wrapper: str | None = None  # "postgresql-url" when the token was taken out of a connection URL
+    wrapper: Literal["postgresql-url"] | None = None  # set when the token was taken out of a connection URL
     whitespace: bool = False  # the token had spaces / line breaks inside (copied from a wrapped terminal)
     header_names: tuple[str, ...] = ()  # Authorization form: the (lower-case) names of the request's headers
 
@@ -301,12 +303,7 @@ class ParsedToken:
 
     @property
     def signed_at(self) -> datetime | None:
-        if not self.amz_date:
-            return None
-        try:
-            return datetime.strptime(self.amz_date, AMZ_DATE_FORMAT).replace(tzinfo=timezone.utc)
-        except ValueError:
-            return None
+        return parse_amz_date(self.amz_date) if self.amz_date else None
 
     @property
     def expires_in(self) -> int | None:
@@ -323,14 +320,14 @@ class ParsedToken:
 
     @property
     def masked_access_key(self) -> str | None:
-        return mask_key(self.access_key_id) if self.access_key_id else None
+        return mask_access_key(self.access_key_id) if self.access_key_id else None
 
     @property
     def has_session_token(self) -> bool:
         return self.session_token is not None
 
     @property
-    def kind(self) -> str:
+    def kind(self) -> TokenKind:
         """ "dsql", "rds" or "presigned" (any other service), from the host first, then the contents."""
         host_kind = host_info(self.hostname).kind if self.hostname else "unknown"
         if host_kind in ("dsql", "rds"):
@@ -382,15 +379,6 @@ class ParsedToken:
         return fields
 
 
-def mask_signature(signature: str | None) -> str | None:
-    """Enough of a signature to tell two apart at a glance, never the whole value."""
-    if signature is None:
-        return None
-    if len(signature) <= 12:
-        return "****"
-    return f"{signature[:8]}…({len(signature)} chars)"
-
-
 def _key_type(access_key_id: str | None) -> str | None:
     if not access_key_id:
         return None
@@ -411,14 +399,63 @@ def _split_query(query: str) -> tuple[QueryParam, ...]:
     return tuple(params)
 
 
-def _apply_credential(values: dict[str, object], credential: str | None) -> None:
-    if credential is None:
-        return
-    parts = credential.split("/")
-    names = ("access_key_id", "scope_date", "scope_region", "scope_service", "scope_terminator")
-    for name, part in zip(names, parts, strict=False):  # a short credential leaves the rest None
-        values[name] = part
-    values["scope_extra"] = tuple(parts[len(names) :])
+def _assemble(
+    text: str,
+    form: TokenForm,
+    *,
+    scheme: str | None,
+    host: str,
+    path: str,
+    query: str,
+    params: tuple[QueryParam, ...],
+    algorithm: str | None,
+    credential: str | None,
+    amz_date: str | None,
+    signed_headers: str | None,
+    signature: str | None,
+    session_token: str | None,
+    expires: str | None = None,
+    action: str | None = None,
+    db_user: str | None = None,
+    wrapper: Literal["postgresql-url"] | None = None,
+    whitespace: bool = False,
+    header_names: tuple[str, ...] = (),
+) -> ParsedToken:
+    """A :class:`ParsedToken` from what both parsers find, deriving the rest the same way for both: host name
+    and port from the host, access key and scope from the credential, the list of signed headers."""
+    hostname, port = _split_port(host)
+    # AKID/20250101/us-east-1/dsql/aws4_request: a short credential leaves the missing parts None.
+    parts = credential.split("/") if credential is not None else []
+    key, date, region, service, terminator = [*parts, None, None, None, None, None][:5]
+    return ParsedToken(
+        text=text,
+        form=form,
+        scheme=scheme,
+        host=host,
+        hostname=hostname,
+        port=port,
+        path=path,
+        query=query,
+        params=params,
+        algorithm=algorithm,
+        credential=credential,
+        access_key_id=key,
+        scope_date=date,
+        scope_region=region,
+        scope_service=service,
+        scope_terminator=terminator,
+        scope_extra=tuple(parts[5:]),
+        amz_date=amz_date,
+        signed_headers=tuple(signed_headers.split(";")) if signed_headers is not None else None,
+        signature=signature,
+        session_token=session_token,
+        expires=expires,
+        action=action,
+        db_user=db_user,
+        wrapper=wrapper,
+        whitespace=whitespace,
+        header_names=header_names,
+    )
 
 
 _POSTGRES_URL = re.compile(r"^postgres(?:ql)?://", re.IGNORECASE)
@@ -437,7 +474,7 @@ def parse_token(text: str) -> ParsedToken:
     compact = re.sub(r"\s+", "", raw) if not _AUTH_HEADER.match(raw) else raw
     if _AUTH_HEADER.match(compact):
         return parse_authorization(raw)
-    wrapper = None
+    wrapper: Literal["postgresql-url"] | None = None
     if _POSTGRES_URL.match(compact):
         password = urlsplit(compact).password
         if not password:
@@ -449,7 +486,7 @@ def parse_token(text: str) -> ParsedToken:
     return _parse_url_form(raw, compact, wrapper=wrapper, whitespace=whitespace)
 
 
-def _parse_url_form(raw: str, text: str, *, wrapper: str | None, whitespace: bool) -> ParsedToken:
+def _parse_url_form(raw: str, text: str, *, wrapper: Literal["postgresql-url"] | None, whitespace: bool) -> ParsedToken:
     scheme = None
     rest = text
     match = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", text)
@@ -463,42 +500,34 @@ def _parse_url_form(raw: str, text: str, *, wrapper: str | None, whitespace: boo
     host = rest[:authority_end].rpartition("@")[2]
     remainder = rest[authority_end:].partition("#")[0]
     path, _, query = remainder.partition("?")
-    hostname, port = _split_port(host)
     params = _split_query(query)
-    values: dict[str, object] = {}
-    by_name = {}
+    by_name: dict[str, str] = {}
     for item in params:
         by_name.setdefault(item.name, item.value)
-    credential = by_name.get("X-Amz-Credential")
-    _apply_credential(values, credential)
-    signed_headers = by_name.get("X-Amz-SignedHeaders")
     if "X-Amz-Signature" not in by_name and "X-Amz-Credential" not in by_name and not host:
         raise SigningError(
             "this does not look like a token or presigned URL: expected <host>/?Action=...&X-Amz-Signature=... "
             "(or a full https:// URL, or an Authorization header with --header)"
         )
-    return ParsedToken(
-        text=raw,
-        form=FORM_DB_TOKEN if scheme is None or wrapper else FORM_PRESIGNED_URL,
+    return _assemble(
+        raw,
+        FORM_DB_TOKEN if scheme is None or wrapper else FORM_PRESIGNED_URL,
         scheme=scheme,
         host=host,
-        hostname=hostname,
-        port=port,
         path=path,
         query=query,
         params=params,
         algorithm=by_name.get("X-Amz-Algorithm"),
-        credential=credential,
+        credential=by_name.get("X-Amz-Credential"),
         amz_date=by_name.get("X-Amz-Date"),
-        expires=by_name.get("X-Amz-Expires"),
-        signed_headers=tuple(signed_headers.split(";")) if signed_headers is not None else None,
+        signed_headers=by_name.get("X-Amz-SignedHeaders"),
         signature=by_name.get("X-Amz-Signature"),
         session_token=by_name.get("X-Amz-Security-Token"),
+        expires=by_name.get("X-Amz-Expires"),
         action=by_name.get("Action"),
         db_user=by_name.get("DBUser"),
         wrapper=wrapper,
         whitespace=whitespace,
-        **values,  # type: ignore[arg-type]
     )
 
 
@@ -532,10 +561,6 @@ def parse_authorization(header: str, *, url: str | None = None, headers: Sequenc
         name, _, value = piece.strip().partition("=")
         if name:
             components.setdefault(name.strip(), value.strip())
-    values: dict[str, object] = {}
-    credential = components.get("Credential")
-    _apply_credential(values, credential)
-    signed_headers = components.get("SignedHeaders")
     found = {name.lower(): value.strip() for name, value in reversed(list(headers))}
     host, path, query, scheme = found.get("host", ""), "", "", None
     if url:
@@ -544,23 +569,19 @@ def parse_authorization(header: str, *, url: str | None = None, headers: Sequenc
         from sigv4_proxy.signing.canonical import host_header
 
         host = host or host_header(parts.scheme, parts.netloc)
-    hostname, port = _split_port(host)
-    return ParsedToken(
-        text=raw,
-        form=FORM_AUTHORIZATION,
+    return _assemble(
+        raw,
+        FORM_AUTHORIZATION,
         scheme=scheme,
         host=host,
-        hostname=hostname,
-        port=port,
         path=path,
         query=query,
         params=_split_query(query),
         algorithm=match.group(1),
-        credential=credential,
+        credential=components.get("Credential"),
         amz_date=found.get("x-amz-date"),
-        signed_headers=tuple(signed_headers.split(";")) if signed_headers is not None else None,
+        signed_headers=components.get("SignedHeaders"),
         signature=components.get("Signature"),
         session_token=found.get("x-amz-security-token"),
         header_names=tuple(found),
-        **values,  # type: ignore[arg-type]
     )

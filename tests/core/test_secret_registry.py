@@ -82,7 +82,7 @@ def test_the_module_functions_use_the_process_registry() -> None:
 
 
 def test_the_old_per_value_caller_still_gets_the_current_and_previous_sets() -> None:
-    """mcp/runner.py's SecretRegisteringProvider registers secret and token separately before every request."""
+    """sigv4_proxy.upstream's SecretRegisteringProvider registers secret and token separately before every request."""
     registry = SecretRegistry()
     for n in range(1000):
         creds = credential_set(n)

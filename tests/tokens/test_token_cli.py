@@ -90,7 +90,7 @@ def test_rds_token_needs_a_port(capsys: pytest.CaptureFixture[str]) -> None:
     [
         (
             ["dsql-token", "--hostname", "abc.dsql.us-east-1.on.aws", "--expires-in", "604801"],
-            "ERROR: expires_in must be between 1 and 604800 seconds (7 days), got 604801\n",
+            "ERROR: expires_in must be between 1 and 604800 seconds (7 days), got: 604801\n",
         ),
         (
             ["dsql-token", "--hostname", "abc.dsql.us-east-1.on.aws", "--timestamp", "yesterday"],

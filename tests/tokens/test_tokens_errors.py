@@ -15,12 +15,12 @@ RDS = "mydb.c9akciq32.us-east-1.rds.amazonaws.com"
 @pytest.mark.parametrize(
     ("expires_in", "message"),
     [
-        (0, "expires_in must be between 1 and 604800 seconds (7 days), got 0"),
-        (604801, "expires_in must be between 1 and 604800 seconds (7 days), got 604801"),
-        (-5, "expires_in must be between 1 and 604800 seconds (7 days), got -5"),
-        ("900", "expires_in must be a whole number of seconds, got '900'"),
-        (900.0, "expires_in must be a whole number of seconds, got 900.0"),
-        (True, "expires_in must be a whole number of seconds, got True"),
+        (0, "expires_in must be between 1 and 604800 seconds (7 days), got: 0"),
+        (604801, "expires_in must be between 1 and 604800 seconds (7 days), got: 604801"),
+        (-5, "expires_in must be between 1 and 604800 seconds (7 days), got: -5"),
+        ("900", "expires_in must be a whole number of seconds, got: '900'"),
+        (900.0, "expires_in must be a whole number of seconds, got: 900.0"),
+        (True, "expires_in must be a whole number of seconds, got: True"),
     ],
 )
 def test_expires_in_out_of_range(expires_in: object, message: str) -> None:
