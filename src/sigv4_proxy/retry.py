@@ -28,6 +28,10 @@ Rules, in order:
   uses a longer base and "equal jitter" so the wait is never near zero. A ``Retry-After`` header (seconds or an
   HTTP date) replaces the computed backoff; one above ``max_retry_after`` makes us give up and say so.
 - Everything else is final.
+
+The action names (:data:`Action`: ``RETRY``, ``REFRESH_CREDENTIALS``, ``CORRECT_CLOCK``, ``GIVE_UP``) are the one
+vocabulary of what to do about a failure: :attr:`sigv4_proxy.diagnose.Diagnosis.recovery` answers with a
+:data:`RecoveryAction` from :data:`RECOVERIES`, and the doors' recovery switches on these names.
 """
 
 from __future__ import annotations
@@ -35,19 +39,26 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Final, Literal
 
 from sigv4_proxy import diagnose as d
 from sigv4_proxy.clock import format_duration, parse_http_date
 
 Random = Callable[[], float]
-Headers = Mapping[str, str] | Iterable[tuple[str, str]]
+Headers = d.Headers
 
 DEFAULT_RETRIES = 2
 
-RETRY = "retry"
-REFRESH_CREDENTIALS = "refresh_credentials"
-CORRECT_CLOCK = "correct_clock"
-GIVE_UP = "give_up"
+# What to do next: the one vocabulary of actions (the doors switch on these; Diagnosis.recovery answers in it).
+Action = Literal["retry", "refresh_credentials", "correct_clock", "give_up"]
+# The actions that repair the request before one immediate re-signed retry.
+RecoveryAction = Literal["refresh_credentials", "correct_clock"]
+RETRY: Final = "retry"
+REFRESH_CREDENTIALS: Final = "refresh_credentials"
+CORRECT_CLOCK: Final = "correct_clock"
+GIVE_UP: Final = "give_up"
+# The kinds one re-signed retry may cure, and what to repair first (Diagnosis.recovery reads this table).
+RECOVERIES: Mapping[d.Kind, RecoveryAction] = {d.EXPIRED_TOKEN: REFRESH_CREDENTIALS, d.CLOCK_SKEW: CORRECT_CLOCK}
 # Why an expired token is final when the credentials cannot be refreshed.
 NOT_REFRESHABLE = "not retried: credentials from the environment cannot be refreshed, the same keys would fail again"
 
@@ -101,7 +112,7 @@ class Outcome:
     infer it from the kind). `replay_safe` says whether executing the request twice is harmless.
     """
 
-    kind: str
+    kind: d.Kind
     status: int | None = None
     headers: Headers = ()
     request_sent: bool | None = None
@@ -131,7 +142,7 @@ class Outcome:
 class Decision:
     """What to do next. `delay` is in seconds; `reason` is a log-ready sentence."""
 
-    action: str
+    action: Action
     delay: float = 0.0
     reason: str = ""
 
@@ -185,7 +196,7 @@ class RetryPolicy:
         if self.retries < 0:
             raise ValueError("retries must be 0 or more")
 
-    def backoff(self, retry_number: int, kind: str, random: Random) -> float:
+    def backoff(self, retry_number: int, kind: d.Kind, random: Random) -> float:
         """The wait before retry `retry_number` (1-based) for a failure of `kind`."""
         if kind == d.COLD_START:
             cap = min(self.cold_start_max_delay, self.cold_start_base_delay * 2 ** (retry_number - 1))

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, replace
+from typing import get_args
 
 import pytest
 
 from sigv4_proxy import diagnose as d
-from sigv4_proxy.diagnose import Diagnosis, SigningContext, diagnose_response, parse_aws_error, redact
+from sigv4_proxy import retry
+from sigv4_proxy.diagnose import Diagnosis, SigningContext, diagnose_response, kinds, parse_aws_error
+from sigv4_proxy.redact import redact
 
 APIGW = SigningContext(
     url="https://abc123.execute-api.us-east-1.amazonaws.com/prod/mcp",
@@ -635,6 +638,23 @@ def test_recovery_names_what_the_bridge_does_before_one_retry() -> None:
     )
     denied = diagnose_response(*apigw("AccessDeniedException", "Forbidden"), context=APIGW)
     assert (expired.recovery, skewed.recovery, denied.recovery) == ("refresh_credentials", "correct_clock", None)
+    # One vocabulary: the retry policy's action names, which its decisions use for the same failures.
+    assert (expired.recovery, skewed.recovery) == (retry.REFRESH_CREDENTIALS, retry.CORRECT_CLOCK)
+    for diagnosis in (expired, skewed):
+        decision = retry.RetryPolicy().decide(
+            retry.RetryState(), retry.Outcome.from_diagnosis(diagnosis), random=lambda: 0
+        )
+        assert decision.action == diagnosis.recovery
+
+
+def test_the_closed_sets_name_every_value_once() -> None:
+    """Kind lists exactly the kind constants; the recovery actions are retry actions (JSON keeps the strings)."""
+    constants = {value for name, value in vars(kinds).items() if name.isupper() and isinstance(value, str)}
+    assert sorted(get_args(kinds.Kind)) == sorted(constants)
+    assert len(get_args(kinds.Kind)) == len(constants)
+    assert set(get_args(retry.RecoveryAction)) == set(retry.RECOVERIES.values())
+    assert set(get_args(retry.RecoveryAction)) < set(get_args(retry.Action))
+    assert {retry.RETRY, retry.REFRESH_CREDENTIALS, retry.CORRECT_CLOCK, retry.GIVE_UP} == set(get_args(retry.Action))
 
 
 def test_to_dict_is_json_ready() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import socket
 import ssl
 import struct
@@ -17,6 +16,7 @@ import pytest
 from sigv4_proxy import diagnose as d
 from sigv4_proxy.diagnose import SigningContext, diagnose_exception
 from sigv4_proxy.errors import CredentialsError
+from tests.support.tls import self_signed
 
 
 def context(url: str) -> SigningContext:
@@ -66,20 +66,13 @@ def capture(url: str, **client_args: object) -> BaseException:
     return info.value
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def test_connection_refused() -> None:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/mcp"
+def test_connection_refused(closed_port: int) -> None:
+    url = f"http://127.0.0.1:{closed_port}/mcp"
     diagnosis = diagnose_exception(capture(url), context=context(url))
     assert (diagnosis.kind, diagnosis.retryable, diagnosis.status) == (d.CONNECTION_REFUSED, True, None)
     assert diagnosis.message() == (
-        f"connection to 127.0.0.1:{port} refused. Diagnosis: nothing is listening at 127.0.0.1:{port}: check "
-        "that the server is running and the target URL's port; on AWS check security groups and network ACLs"
+        f"connection to 127.0.0.1:{closed_port} refused. Diagnosis: nothing is listening at 127.0.0.1:{closed_port}: "
+        "check that the server is running and the target URL's port; on AWS check security groups and network ACLs"
     )
 
 
@@ -149,38 +142,10 @@ def test_https_url_to_plain_http_server() -> None:
     )
 
 
-def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return cert_path, key_path
-
-
 def test_untrusted_certificate(tmp_path: Path) -> None:
-    cert, key = _self_signed(tmp_path)
+    files = self_signed(tmp_path)
     server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server_context.load_cert_chain(cert, key)
+    server_context.load_cert_chain(files.cert_pem, files.key_pem)
 
     def tls(conn: socket.socket) -> None:
         try:
@@ -302,3 +267,30 @@ def test_ipv6_host_port() -> None:
         ConnectionRefusedError(111, "Connection refused"), context=context("http://[::1]:8080/mcp")
     )
     assert diagnosis.cause == "connection to [::1]:8080 refused"
+
+
+class PoolTimeout(Exception):
+    """Another library's exception that merely shares a name with httpx's."""
+
+
+class ReadError(Exception):
+    """Another library's exception that merely shares a name with httpx's."""
+
+
+class SlowGateway(httpx.ReadTimeout):
+    """A subclass of httpx's read timeout under a name of its own."""
+
+
+@pytest.mark.parametrize(
+    ("exc", "kind"),
+    [
+        # A class name is not a class: "the request was not sent" would be a guess about another library.
+        (PoolTimeout("no slot"), d.NETWORK_ERROR),
+        (ReadError("bad frame"), d.NETWORK_ERROR),
+        # A subclass is its base class, whatever it is called.
+        (SlowGateway("timed out"), d.READ_TIMEOUT),
+    ],
+    ids=["lookalike-pool-timeout", "lookalike-read-error", "subclass-of-read-timeout"],
+)
+def test_exception_rules_match_classes_not_names(exc: BaseException, kind: str) -> None:
+    assert diagnose_exception(exc, context=CTX, environ={}).kind == kind

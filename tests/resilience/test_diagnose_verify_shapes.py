@@ -12,8 +12,9 @@ import pytest
 from sigv4_proxy import diagnose as d
 from sigv4_proxy.clock import SkewedClock
 from sigv4_proxy.diagnose import SigningContext, diagnose_response
+from sigv4_proxy.redact import mask_access_key
 from sigv4_proxy.signing.api import sign
-from sigv4_proxy.signing.model import Credentials, mask_key
+from sigv4_proxy.signing.model import Credentials
 from sigv4_proxy.signing.verify import verify
 
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)
@@ -168,7 +169,7 @@ def _context(scenario: Scenario) -> SigningContext:
         region=scenario.signed_region,
         service=scenario.signed_service,
         algorithm=scenario.algorithm,
-        access_key=mask_key(scenario.sign_with.access_key_id),
+        access_key=mask_access_key(scenario.sign_with.access_key_id),
         has_session_token=scenario.sign_with.session_token is not None,
         credential_method="env",
     )

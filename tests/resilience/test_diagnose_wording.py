@@ -28,6 +28,7 @@ import pytest
 from sigv4_proxy import diagnose as d
 from sigv4_proxy.diagnose import SigningContext, diagnose_exception, diagnose_response
 from tests.mcp_proxy.harness import initialize_message, raw_proxy
+from tests.support import ports
 from tests.support.connect_proxy import ConnectProxy
 
 APIGW_URL = "https://abc123.execute-api.us-east-1.amazonaws.com/prod/mcp"
@@ -514,12 +515,6 @@ def test_proxy_credentials_are_masked(url: str, shown: str) -> None:
     assert d.ProxyInUse(url, "HTTPS_PROXY").display == shown
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def proxy_environment(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     """No proxy settings of the machine running the tests; each test sets its own."""
@@ -536,43 +531,51 @@ def attempt(url: str) -> BaseException:
     return info.value
 
 
-def test_unreachable_https_proxy_is_named_with_its_variable(proxy_environment: pytest.MonkeyPatch) -> None:
-    port, target = free_port(), f"https://localhost:{free_port()}/mcp"
-    proxy_environment.setenv("HTTPS_PROXY", f"http://alice:s3cret@127.0.0.1:{port}")
-    diagnosis = diagnose_exception(attempt(target), context=context(url=target))
+def test_unreachable_https_proxy_is_named_with_its_variable(
+    proxy_environment: pytest.MonkeyPatch, closed_port: int
+) -> None:
+    proxy_environment.setenv("HTTPS_PROXY", f"http://alice:s3cret@127.0.0.1:{closed_port}")
+    with ports.closed_port() as target_port:
+        target = f"https://localhost:{target_port}/mcp"
+        diagnosis = diagnose_exception(attempt(target), context=context(url=target))
     assert (diagnosis.kind, diagnosis.retryable) == (d.CONNECTION_REFUSED, True)
     assert diagnosis.message() == (
-        f"could not connect to the HTTPS proxy http://alice:****@127.0.0.1:{port} (from HTTPS_PROXY): connection "
-        "refused. Diagnosis: nothing is listening at the proxy's address: check that the proxy is running and the "
-        "port in HTTPS_PROXY, or unset HTTPS_PROXY / add localhost to NO_PROXY if the host is reachable directly"
+        f"could not connect to the HTTPS proxy http://alice:****@127.0.0.1:{closed_port} (from HTTPS_PROXY): "
+        "connection refused. Diagnosis: nothing is listening at the proxy's address: check that the proxy is running "
+        "and the port in HTTPS_PROXY, or unset HTTPS_PROXY / add localhost to NO_PROXY if the host is reachable "
+        "directly"
     )
     assert "s3cret" not in repr(diagnosis)
 
 
-def test_all_proxy_for_plain_http_targets(proxy_environment: pytest.MonkeyPatch) -> None:
-    port, target = free_port(), f"http://127.0.0.1:{free_port()}/mcp"
-    proxy_environment.setenv("all_proxy", f"http://127.0.0.1:{port}")
-    diagnosis = diagnose_exception(attempt(target), context=context(url=target))
+def test_all_proxy_for_plain_http_targets(proxy_environment: pytest.MonkeyPatch, closed_port: int) -> None:
+    proxy_environment.setenv("all_proxy", f"http://127.0.0.1:{closed_port}")
+    with ports.closed_port() as target_port:
+        target = f"http://127.0.0.1:{target_port}/mcp"
+        diagnosis = diagnose_exception(attempt(target), context=context(url=target))
     assert (
         diagnosis.cause
-        == f"could not connect to the proxy http://127.0.0.1:{port} (from all_proxy): connection refused"
+        == f"could not connect to the proxy http://127.0.0.1:{closed_port} (from all_proxy): connection refused"
     )
 
 
-def test_no_proxy_keeps_the_target_named(proxy_environment: pytest.MonkeyPatch) -> None:
-    target_port = free_port()
-    target = f"http://127.0.0.1:{target_port}/mcp"
-    proxy_environment.setenv("HTTP_PROXY", f"http://127.0.0.1:{free_port()}")
+def test_no_proxy_keeps_the_target_named(proxy_environment: pytest.MonkeyPatch, closed_port: int) -> None:
+    target = f"http://127.0.0.1:{closed_port}/mcp"
     proxy_environment.setenv("NO_PROXY", "127.0.0.1")
-    diagnosis = diagnose_exception(attempt(target), context=context(url=target))
-    assert diagnosis.cause == f"connection to 127.0.0.1:{target_port} refused"
+    with ports.closed_port() as proxy_port:
+        proxy_environment.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy_port}")
+        diagnosis = diagnose_exception(attempt(target), context=context(url=target))
+    assert diagnosis.cause == f"connection to 127.0.0.1:{closed_port} refused"
 
 
-def test_environ_argument_overrides_the_process_environment(proxy_environment: pytest.MonkeyPatch) -> None:
+def test_environ_argument_overrides_the_process_environment(
+    proxy_environment: pytest.MonkeyPatch, closed_port: int
+) -> None:
     """A caller whose client does not use environment proxies passes {}: the target is named."""
-    target = f"https://localhost:{free_port()}/mcp"
-    proxy_environment.setenv("HTTPS_PROXY", f"http://127.0.0.1:{free_port()}")
-    diagnosis = diagnose_exception(attempt(target), context=context(url=target), environ={})
+    target = f"https://localhost:{closed_port}/mcp"
+    with ports.closed_port() as proxy_port:
+        proxy_environment.setenv("HTTPS_PROXY", f"http://127.0.0.1:{proxy_port}")
+        diagnosis = diagnose_exception(attempt(target), context=context(url=target), environ={})
     assert diagnosis.cause == f"connection to {target.split('//')[1].split('/')[0]} refused"
 
 
@@ -705,23 +708,23 @@ def test_a_proxy_error_without_a_known_proxy() -> None:
 # --- end to end: the stdio proxy with an unreachable HTTPS_PROXY; the MCP client reads the proxy's name ---------
 
 
-async def test_stdio_proxy_names_the_unreachable_https_proxy() -> None:
-    proxy_port, target_port = free_port(), free_port()
-    target = f"https://localhost:{target_port}/mcp"  # loopback: never reached, the proxy's port is closed
-    env = {
-        "HTTPS_PROXY": f"http://alice:s3cret@127.0.0.1:{proxy_port}",
-        "AWS_ACCESS_KEY_ID": "AKIAIOSFODNN7EXAMPLE",
-        "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-    }
-    if os.environ.get("PYTHONPATH"):
-        env["PYTHONPATH"] = os.environ["PYTHONPATH"]  # the child runs the code under test
-    args = ("--target-url", target, "--region", "us-east-1", "--service-name", "execute-api", "--retries", "0")
-    async with raw_proxy(None, *args, env=env) as proxy:
-        response = await proxy.request(initialize_message(1), timeout=30)
-        assert await proxy.close() == 0
-        stderr = proxy.stderr
+async def test_stdio_proxy_names_the_unreachable_https_proxy(closed_port: int) -> None:
+    with ports.closed_port() as target_port:  # never reached (the proxy's port refuses), and refusing if it were
+        target = f"https://localhost:{target_port}/mcp"
+        env = {
+            "HTTPS_PROXY": f"http://alice:s3cret@127.0.0.1:{closed_port}",
+            "AWS_ACCESS_KEY_ID": "AKIAIOSFODNN7EXAMPLE",
+            "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        }
+        if os.environ.get("PYTHONPATH"):
+            env["PYTHONPATH"] = os.environ["PYTHONPATH"]  # the child runs the code under test
+        args = ("--target-url", target, "--region", "us-east-1", "--service-name", "execute-api", "--retries", "0")
+        async with raw_proxy(None, *args, env=env) as proxy:
+            response = await proxy.request(initialize_message(1), timeout=30)
+            assert await proxy.close() == 0
+            stderr = proxy.stderr
     assert response["error"]["message"] == (
-        f"could not connect to the HTTPS proxy http://alice:****@127.0.0.1:{proxy_port} (from HTTPS_PROXY): "
+        f"could not connect to the HTTPS proxy http://alice:****@127.0.0.1:{closed_port} (from HTTPS_PROXY): "
         "connection refused. Diagnosis: nothing is listening at the proxy's address: check that the proxy is "
         "running and the port in HTTPS_PROXY, or unset HTTPS_PROXY / add localhost to NO_PROXY if the host is "
         "reachable directly (--retries is 0)"

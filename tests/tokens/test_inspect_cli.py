@@ -45,7 +45,7 @@ def test_good_token_text(capsys: pytest.CaptureFixture[str]) -> None:
     assert "  type            Aurora DSQL (db-token)" in lines
     assert "  host            abc123.dsql.us-east-1.on.aws" in lines
     assert "  access key      ASIA****MPLE  (temporary (STS: role, SSO, session))" in lines
-    assert "  expires         2024-05-01 12:15:00 UTC  (900 s; 14 min 0 s left)" in lines
+    assert "  expires         2024-05-01 12:15:00 UTC  (900 s; 14 min left)" in lines
     assert "  scope           20240501 / us-east-1 / dsql / aws4_request" in lines
     assert "  session token   present (38 chars)" in lines
     assert lines[-1] == "✓ no errors found"

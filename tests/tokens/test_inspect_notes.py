@@ -8,7 +8,8 @@ import pytest
 
 from sigv4_proxy import dsql_token
 from sigv4_proxy.cli import main
-from sigv4_proxy.inspection import _clip, finding
+from sigv4_proxy.inspection import finding
+from sigv4_proxy.inspection.rules import _clip
 from tests.tokens.corpus import HOST, LONG, SECRET, TEMP
 from tests.tokens.helpers import NOW
 
