@@ -2,7 +2,13 @@
 
 botocore is imported only when credentials are first needed. SSO, assume-role, `credential_process`, IMDS and
 container credentials are botocore's `RefreshableCredentials`: we keep the one object botocore returns and ask it
-for a frozen copy before each request, so it refreshes ahead of expiry without building a new session.
+for a frozen copy before each request, so it refreshes ahead of expiry without building a new session; the
+:class:`Credentials` built from that copy is reused for as long as botocore hands out the same keys (the signer's
+derived-key cache is keyed by it).
+
+:class:`CredentialSource` is what every consumer (``SigV4Auth``, :mod:`sigv4_proxy.upstream`, the bridge, the
+HTTP listener, ``doctor``) may rely on: :class:`CredentialProvider`, :class:`StaticCredentialProvider` and
+:class:`sigv4_proxy.upstream.SecretRegisteringProvider` are the implementations.
 """
 
 from __future__ import annotations
@@ -11,10 +17,10 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Protocol
 
 from sigv4_proxy.errors import CredentialsError
-from sigv4_proxy.signing.model import Credentials, mask_key
+from sigv4_proxy.signing.model import Credentials
 
 REFRESH_MARGIN = timedelta(minutes=5)
 STILL_USABLE = timedelta(minutes=1)
@@ -22,9 +28,30 @@ _log = logging.getLogger("sigv4_proxy.credentials")
 LOAD_FIX = "ensure AWS credentials are configured via environment variables, ~/.aws/credentials, or IAM role"
 
 
-def mask_access_key(access_key_id: str) -> str:
-    """`AKIAIOSFODNN7EXAMPLE` -> `AKIA****MPLE`."""
-    return mask_key(access_key_id)
+class CredentialSource(Protocol):
+    """A process's credential provider, as every signed request uses it."""
+
+    @property
+    def method(self) -> str | None:
+        """Where the credentials come from: botocore's names (env, sso, assume-role, ...), or ``static``."""
+        ...
+
+    @property
+    def profile(self) -> str | None:
+        """The profile named for fixes like ``aws sso login --profile P`` (None: the default chain)."""
+        ...
+
+    def get(self, now: datetime | None = None) -> Credentials:
+        """Current credentials; may do I/O (SSO, STS, IMDS) to refresh them. Raises :class:`CredentialsError`."""
+        ...
+
+    def cached(self, now: datetime | None = None) -> Credentials | None:
+        """Credentials without any I/O when in hand and not about to expire; else None."""
+        ...
+
+    def force_refresh(self) -> Credentials:
+        """Refresh now (the server said the token expired). Raises :class:`CredentialsError`."""
+        ...
 
 
 def load_error(cause: str) -> CredentialsError:
@@ -64,6 +91,8 @@ class CredentialProvider:
         self._session = session
         self._botocore_credentials: Any = None
         self._last: Credentials | None = None
+        # The last botocore frozen copy (with its expiry) and the Credentials built from it: one object per keys.
+        self._built: tuple[tuple[str, str, str | None, datetime | None], Credentials] | None = None
         self._lock = threading.Lock()
 
     @property
@@ -100,7 +129,15 @@ class CredentialProvider:
         expiry = getattr(creds, "_expiry_time", None)
         if isinstance(expiry, datetime) and expiry.tzinfo is None:
             expiry = expiry.replace(tzinfo=timezone.utc)
-        return Credentials(frozen.access_key, frozen.secret_key, frozen.token or None, expiry)
+        if not isinstance(expiry, datetime):
+            expiry = None
+        key = (frozen.access_key, frozen.secret_key, frozen.token or None, expiry)
+        built = self._built  # one read: cached() runs without the lock, and a tuple is replaced whole
+        if built is not None and built[0] == key:
+            return built[1]
+        credentials = Credentials(*key)
+        self._built = (key, credentials)
+        return credentials
 
     def get(self, now: datetime | None = None) -> Credentials:
         """Current credentials. botocore's refreshable credentials renew themselves ahead of expiry (from 15
@@ -163,7 +200,7 @@ class StaticCredentialProvider:
     def __init__(self, credentials: Credentials | Callable[[], Credentials], method: str = "static") -> None:
         self._source = credentials
         self.method = method
-        self.profile = None
+        self.profile: str | None = None
 
     def get(self, now: datetime | None = None) -> Credentials:
         return self._source() if callable(self._source) else self._source
@@ -178,13 +215,13 @@ class StaticCredentialProvider:
         return describe_credentials(self.get(), self.method)
 
 
-def credentials_refreshable(provider: Any) -> bool:
+def credentials_refreshable(provider: CredentialSource) -> bool:
     """Whether ``provider.force_refresh()`` can bring other credentials than the ones the server refused.
 
     Not for keys read from this process's environment (botocore's ``env`` method, or ours): nothing changes
     the environment of a running process, so a "refresh" returns the same keys and a retry fails again.
     """
-    return getattr(provider, "method", None) != "env"
+    return provider.method != "env"
 
 
 def describe_credentials(credentials: Credentials, method: str | None) -> str:

@@ -32,19 +32,33 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final, Literal
 from urllib.parse import unquote, urlsplit
 
 from sigv4_proxy import endpoints
+from sigv4_proxy.clock import format_duration
 from sigv4_proxy.errors import ConfigError, CredentialsError
+from sigv4_proxy.signing.algorithm import algorithm_for
+from sigv4_proxy.signing.amzdate import MAX_SKEW
 from sigv4_proxy.terminal import printable
 
 if TYPE_CHECKING:
-    from sigv4_proxy.diagnose import ProxyInUse
+    import httpx
 
-PASS, FAIL, WARN, SKIP = "pass", "fail", "warn", "skip"
-MARKS = {PASS: "✓", FAIL: "✗", WARN: "!", SKIP: "-"}
-MAX_SKEW = timedelta(minutes=5)  # AWS rejects signatures dated further than this from its clock
+    from sigv4_proxy.auth import SigV4Auth
+    from sigv4_proxy.config import ProxyConfig
+    from sigv4_proxy.credentials import CredentialSource
+    from sigv4_proxy.diagnose import Diagnosis, ProxyInUse, SigningContext
+    from sigv4_proxy.mcp.sse import Event
+    from sigv4_proxy.mcp.warm import WarmCache, WarmEntry
+    from sigv4_proxy.signing.model import Credentials
+
+Status = Literal["pass", "fail", "warn", "skip"]
+PASS: Final[Status] = "pass"
+FAIL: Final[Status] = "fail"
+WARN: Final[Status] = "warn"
+SKIP: Final[Status] = "skip"
+MARKS: dict[Status, str] = {PASS: "✓", FAIL: "✗", WARN: "!", SKIP: "-"}
 SKEW_WARNING = timedelta(seconds=60)
 DEFAULT_TIMEOUT = 5.0
 PROBE_PROTOCOL_VERSION = "2025-06-18"
@@ -88,7 +102,7 @@ CREDENTIAL_SOURCES = {
 class Check:
     name: str  # stable id: configuration, inference, credentials, identity, dns, tcp, tls, clock, probe
     title: str
-    status: str
+    status: Status
     summary: str
     fix: str | None = None
     details: Mapping[str, Any] = field(default_factory=dict)
@@ -150,7 +164,7 @@ CONFIG_FIXES: tuple[tuple[str, str], ...] = (
 )
 
 
-def check_configuration(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[list[Check], Any]:
+def check_configuration(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[list[Check], ProxyConfig | None]:
     """(one check per problem, or one passing check; the ProxyConfig or None): the proxy's own loader, so the
     lines are exactly the proxy's."""
     from sigv4_proxy.config import load_proxy_config
@@ -168,9 +182,9 @@ def check_configuration(args: argparse.Namespace, environ: Mapping[str, str]) ->
             )
             for problem in _join_hints(exc.problems)
         ], None
-    signing = config.sig_version + (
-        f" (region set {','.join(config.region_set or ())})" if config.sig_version == "v4a" else ""
-    )
+    algorithm = algorithm_for(config.sig_version)
+    region_set = f" (region set {','.join(config.region_set or ())})" if algorithm.uses_region_set else ""
+    signing = config.sig_version + region_set
     summary = f"target {config.target_url}, {signing}"
     options = config.option_summary(changed_only=True)
     if options:
@@ -199,11 +213,12 @@ def _join_hints(problems: list[str]) -> list[str]:
     return joined
 
 
-def check_inference(config: Any) -> Check:
+def check_inference(config: ProxyConfig) -> Check:
     """Region and service: where each came from, and whether the host agrees."""
     implied = endpoints.infer(config.target_url)
     sources = config.sources
-    region_text = config.region if config.sig_version != "v4a" else ",".join(config.region_set or ("*",))
+    algorithm = algorithm_for(config.sig_version)
+    region_text = ",".join(config.region_set or ("*",)) if algorithm.uses_region_set else config.region
     summary = (
         f"service {config.service} ({sources.get('service_name', 'default')}), "
         f"region {region_text} ({sources.get('region', 'default')})"
@@ -214,7 +229,8 @@ def check_inference(config: Any) -> Check:
             f"host {config.host} is an endpoint of service '{implied.service}', but the service name is "
             f"'{config.service}': use --service-name {implied.service}"
         )
-    if implied.region and config.region and implied.region != config.region and config.sig_version == "v4":
+    # SigV4a signs for a region set: the host's region need not be named.
+    if implied.region and config.region and implied.region != config.region and not algorithm.uses_region_set:
         problems.append(
             f"host {config.host} is in {implied.region}, but the region is {config.region}: "
             f"use --region {implied.region}"
@@ -226,13 +242,13 @@ def check_inference(config: Any) -> Check:
     return Check("inference", "region/service", PASS, summary)
 
 
-def check_credentials(provider: Any, now: datetime) -> tuple[Check, Any]:
+def check_credentials(provider: CredentialSource, now: datetime) -> tuple[Check, Credentials | None]:
     """(the check, the credentials or None)."""
     try:
         credentials = provider.get()
     except CredentialsError as exc:
         return Check("credentials", "credentials", FAIL, str(exc), _credentials_fix(str(exc), provider)), None
-    method = getattr(provider, "method", None)
+    method = provider.method
     source = CREDENTIAL_SOURCES.get(method or "", method or "an unknown source")
     kind = "temporary key with session token" if credentials.session_token else "long-term key"
     summary = f"{credentials.masked_access_key}: {kind} from {source}"
@@ -250,18 +266,18 @@ def check_credentials(provider: Any, now: datetime) -> tuple[Check, Any]:
             "credentials",
             "credentials",
             FAIL,
-            summary + f", expired {_duration(-left)} ago",
+            summary + f", expired {format_duration(left)} ago",
             _refresh_fix(method, provider),
             details,
         ), credentials
-    note = f", expires in {_duration(left)}"
+    note = f", expires in {format_duration(left)}"
     if left < timedelta(minutes=5):
         note += " (refreshed automatically before use)"
     return Check("credentials", "credentials", PASS, summary + note, details=details), credentials
 
 
-def _refresh_fix(method: str | None, provider: Any) -> str:
-    profile = getattr(provider, "profile", None)
+def _refresh_fix(method: str | None, provider: CredentialSource) -> str:
+    profile = provider.profile
     profile_arg = f" --profile {profile}" if profile else ""
     if method == "sso":
         return f"run `aws sso login{profile_arg}`"
@@ -270,12 +286,12 @@ def _refresh_fix(method: str | None, provider: Any) -> str:
     return f"refresh the credentials (`aws sts get-caller-identity{profile_arg}` shows what the chain finds)"
 
 
-def _credentials_fix(message: str, provider: Any) -> str | None:
+def _credentials_fix(message: str, provider: CredentialSource) -> str | None:
     # The provider's message already carries the cause and its fix (the published start-up message).
     return (
         None
         if "(ensure AWS credentials" in message or "aws sso login" in message
-        else _refresh_fix(getattr(provider, "method", None), provider)
+        else _refresh_fix(provider.method, provider)
     )
 
 
@@ -296,7 +312,8 @@ def check_clock(date_header: str | None, sent_at: datetime, received_at: datetim
     if abs(offset) <= timedelta(seconds=2):
         return Check("clock", "clock", PASS, f"in step with the target's clock (Date: {date_header})", details=details)
     direction = "behind" if offset > timedelta(0) else "ahead of"
-    summary = f"the local clock is {_duration(abs(offset))} {direction} the target's (Date: {date_header})"
+    shown = format_duration(offset)
+    summary = f"the local clock is {shown} {direction} the target's (Date: {date_header})"
     if abs(offset) > MAX_SKEW:
         return Check(
             "clock",
@@ -505,11 +522,11 @@ def check_tcp(
                 details=_proxy_details(proxy),
             )
         return Check("tcp", "TCP", PASS, f"connected to {_hostport(address, target.port)} in {elapsed:.0f} ms")
-    address, exc = failures[0]
+    address, error = failures[0]
     if proxy is not None:
-        return _proxy_tcp_failure(_hostport(address, target.port), exc, timeout, proxy, for_host)
+        return _proxy_tcp_failure(_hostport(address, target.port), error, timeout, proxy, for_host)
     shown = _hostport(address, target.port)
-    if isinstance(exc, ConnectionRefusedError):
+    if isinstance(error, ConnectionRefusedError):
         return Check(
             "tcp",
             "TCP",
@@ -517,7 +534,7 @@ def check_tcp(
             f"connection to {shown} refused: nothing is listening",
             "check that the server is running and the target URL's port; on AWS check security groups and network ACLs",
         )
-    if isinstance(exc, TimeoutError):
+    if isinstance(error, TimeoutError):
         return Check(
             "tcp",
             "TCP",
@@ -535,7 +552,7 @@ def check_tcp(
         "tcp",
         "TCP",
         FAIL,
-        f"cannot connect to {shown}: {exc.strerror or exc}",
+        f"cannot connect to {shown}: {error.strerror or error}",
         "check the network route to the host (VPN, proxy, firewall)",
     )
 
@@ -780,15 +797,22 @@ def not_aws_reason(host: str) -> str | None:
 
 
 def check_identity(
-    provider: Any, region: str, endpoint: str, verify: Any, timeout: float, *, proxy: ProxyInUse | None = None
+    provider: CredentialSource,
+    region: str,
+    endpoint: str,
+    verify: ssl.SSLContext | bool,
+    timeout: float,
+    *,
+    proxy: ProxyInUse | None = None,
 ) -> Check:
     """STS GetCallerIdentity, signed like every request (through `proxy` when the environment names one for STS);
     unreachable STS is a skip, not a failure."""
     import httpx
 
-    from sigv4_proxy.auth import SigV4Auth
-    from sigv4_proxy.diagnose import SigningContext, diagnose_response
+    from sigv4_proxy.diagnose import diagnose_response
+    from sigv4_proxy.upstream import Destination, signer, signing_context
 
+    sts = Destination(endpoint, region, "sts")
     host = endpoints.host_of(endpoint)
     reachable = _reachable(proxy.url if proxy is not None else endpoint, timeout)
     if reachable is not None:
@@ -806,7 +830,7 @@ def check_identity(
         with httpx.Client(
             timeout=timeout, verify=verify, trust_env=False, proxy=proxy.url if proxy is not None else None
         ) as client:
-            response = client.post(endpoint, content=body, headers=headers, auth=SigV4Auth(provider, region, "sts"))
+            response = client.post(endpoint, content=body, headers=headers, auth=signer(sts, provider))
     except httpx.HTTPError as exc:
         return Check(
             "identity",
@@ -816,7 +840,7 @@ def check_identity(
             details={"endpoint": endpoint},
         )
     if response.status_code >= 400:
-        context = SigningContext(url=endpoint, region=region, service="sts")
+        context = signing_context(sts)  # STS's answer is diagnosed by what it says, whatever the credentials
         diagnosis = diagnose_response(
             response.status_code, list(response.headers.multi_items()), response.content, context=context
         )
@@ -835,8 +859,8 @@ def check_identity(
 
 
 def _identity(
-    provider: Any,
-    credentials: Any,
+    provider: CredentialSource,
+    credentials: Credentials | None,
     region: str,
     target_host: str,
     environ: Mapping[str, str],
@@ -888,7 +912,7 @@ def _reachable(url: str, timeout: float) -> str | None:
     return None
 
 
-def _caller_identity(response: Any) -> tuple[str, str]:
+def _caller_identity(response: httpx.Response) -> tuple[str, str]:
     text = response.text
     if response.headers.get("content-type", "").startswith("application/json"):
         result = json.loads(text).get("GetCallerIdentityResponse", {}).get("GetCallerIdentityResult", {})
@@ -898,7 +922,7 @@ def _caller_identity(response: Any) -> tuple[str, str]:
     return (arn.group(1) if arn else "?"), (account.group(1) if account else "?")
 
 
-def _head(diagnosis: Any) -> str:
+def _head(diagnosis: Diagnosis) -> str:
     """The server's part of a diagnosis (status, type, message); the hint goes on the fix line."""
     message = diagnosis.message()
     return message.split(" Diagnosis: ", 1)[0] if diagnosis.hint else message
@@ -935,7 +959,7 @@ class _Budget:
         remaining = self.remaining()
         return remaining is not None and remaining <= 0.01  # a read timeout set to the rest fires right at it
 
-    def timeout(self) -> Any:
+    def timeout(self) -> httpx.Timeout:
         import httpx
 
         remaining = self.remaining()
@@ -967,7 +991,7 @@ class _Exchange:
     sent_at: datetime | None = None
     received_at: datetime | None = None
 
-    def record_head(self, response: Any, received_at: datetime) -> None:
+    def record_head(self, response: httpx.Response, received_at: datetime) -> None:
         self.received_at = received_at
         self.status = response.status_code
         self.headers = list(response.headers.multi_items())
@@ -983,10 +1007,24 @@ class _Exchange:
             self.error = exc
 
 
+@dataclass(frozen=True)
+class _Probe:
+    """What every step of the probe sends with: the client, the configuration, the signer, the body of the
+    initialize, the time limits, the clock, and what the diagnosis of a failure knows."""
+
+    client: httpx.Client
+    config: ProxyConfig
+    auth: SigV4Auth
+    body: bytes
+    budget: _Budget
+    clock: Callable[[], datetime]
+    context: SigningContext
+
+
 def probe_mcp(
-    config: Any,
-    provider: Any,
-    verify: Any,
+    config: ProxyConfig,
+    provider: CredentialSource,
+    verify: ssl.SSLContext | bool,
     timeout: float,
     clock: Callable[[], datetime],
     *,
@@ -1002,8 +1040,7 @@ def probe_mcp(
     import httpx
 
     from sigv4_proxy import __version__
-    from sigv4_proxy.auth import SigV4Auth
-    from sigv4_proxy.diagnose import SigningContext
+    from sigv4_proxy.upstream import signer, signing_context
 
     message = {
         "jsonrpc": "2.0",
@@ -1015,15 +1052,8 @@ def probe_mcp(
             "clientInfo": {"name": "sigv4-proxy-doctor", "version": __version__},
         },
     }
-    auth = SigV4Auth(provider, config.signing_region, config.service, algorithm=config.sig_version)
-    context = SigningContext(
-        url=config.target_url,
-        region=config.signing_region,
-        service=config.service,
-        algorithm=config.sig_version,
-        credential_method=getattr(provider, "method", None),
-        profile=config.profile,
-    )
+    auth = signer(config, provider)
+    context = signing_context(config, provider)  # what the proxy's diagnosis would know
     budget = _Budget(timeout, config.timeout or timeout, config.request_deadline)
     try:
         client = httpx.Client(
@@ -1041,23 +1071,16 @@ def probe_mcp(
             )
         )
     with client:
-        exchange, check = _probe_with_retries(
-            client, config, auth, json.dumps(message).encode(), budget, clock, context, timeout, sleep, random
-        )
-        extra = [_standalone_stream(client, config, auth, exchange, budget, context)] if config.sse else []
+        probe = _Probe(client, config, auth, json.dumps(message).encode(), budget, clock, context)
+        exchange, check = _probe_with_retries(probe, timeout, sleep, random)
+        extra = [_standalone_stream(probe, exchange)] if config.sse else []
         if exchange.transport == "streamable-http":
-            _close_session(client, config, exchange.session_id, auth)
+            _close_session(probe, exchange.session_id)
     return ProbeResult(check, exchange.date, exchange.sent_at, exchange.received_at, extra)
 
 
 def _probe_with_retries(
-    client: Any,
-    config: Any,
-    auth: Any,
-    body: bytes,
-    budget: _Budget,
-    clock: Callable[[], datetime],
-    context: Any,
+    probe: _Probe,
     timeout: float,
     sleep: Callable[[float], None],
     random: Callable[[], float],
@@ -1068,18 +1091,19 @@ def _probe_with_retries(
     from sigv4_proxy import retry
     from sigv4_proxy.mcp.transport import FALLBACK_STATUSES
 
+    config, budget = probe.config, probe.budget
     policy, state = retry.RetryPolicy(retries=config.retries), retry.RetryState()
     transport, fell_back_on = config.transport, None
     retried: list[str] = []
     while True:
-        exchange, fallback = _attempt(client, config, auth, body, budget, clock, transport)
+        exchange, fallback = _attempt(probe, transport)
         if fallback is not None:
             transport, fell_back_on = "sse", fallback
         elif transport == "auto" and exchange.status is not None and exchange.status < 300:
             transport = "streamable-http"  # decided, as the proxy's AutoTransport decides on its first answer
         elif transport == "auto" and exchange.status in FALLBACK_STATUSES:
             transport = "streamable-http"  # the GET opened no legacy stream: the proxy stays with Streamable HTTP
-        diagnosis = _diagnosis(exchange, context)
+        diagnosis = _diagnosis(exchange, probe.context)
         if diagnosis is None:
             return exchange, _answer_check(exchange, config, fell_back_on, retried, state.attempts)
         outcome = retry.Outcome.from_diagnosis(
@@ -1106,37 +1130,34 @@ def _probe_with_retries(
         sleep(decision.delay)
 
 
-def _attempt(
-    client: Any, config: Any, auth: Any, body: bytes, budget: _Budget, clock: Callable[[], datetime], transport: str
-) -> tuple[_Exchange, int | None]:
+def _attempt(probe: _Probe, transport: str) -> tuple[_Exchange, int | None]:
     """One initialize over `transport`, and the status that made ``auto`` fall back (else None). The proxy's rule
     for ``auto``: an initialize POST answered 400, 404 or 405 is tried the legacy way, and the legacy exchange
     counts when a GET on the URL opened its event stream (else the POST's answer stands)."""
     from sigv4_proxy.mcp.transport import FALLBACK_STATUSES
 
     if transport == "sse":
-        return _legacy_initialize(client, config, auth, body, budget, clock), None
-    exchange = _post_initialize(client, config, auth, body, budget, clock)
+        return _legacy_initialize(probe), None
+    exchange = _post_initialize(probe)
     if transport != "auto" or exchange.error is not None or exchange.status not in FALLBACK_STATUSES:
         return exchange, None
-    legacy = _legacy_initialize(client, config, auth, body, budget, clock)
+    legacy = _legacy_initialize(probe)
     return (legacy, exchange.status) if legacy.opened else (exchange, None)
 
 
-def _post_initialize(
-    client: Any, config: Any, auth: Any, body: bytes, budget: _Budget, clock: Callable[[], datetime]
-) -> _Exchange:
+def _post_initialize(probe: _Probe) -> _Exchange:
     """Streamable HTTP: POST the initialize, read a JSON answer or events until the one that answers it."""
     import httpx
 
+    config, budget = probe.config, probe.budget
     exchange = _Exchange("streamable-http")
     headers = [*config.headers, ("content-type", "application/json"), ("accept", "application/json, text/event-stream")]
-    exchange.sent_at = clock()
+    exchange.sent_at = probe.clock()
     try:
-        with client.stream(
-            "POST", config.target_url, headers=headers, content=body, auth=auth, timeout=budget.timeout()
+        with probe.client.stream(
+            "POST", config.target_url, headers=headers, content=probe.body, auth=probe.auth, timeout=budget.timeout()
         ) as response:
-            exchange.record_head(response, clock())
+            exchange.record_head(response, probe.clock())
             if response.status_code >= 400:
                 exchange.body = _read_some(response, MAX_ERROR_BODY)
             elif _media_type(response) == "text/event-stream":
@@ -1150,9 +1171,7 @@ def _post_initialize(
     return exchange
 
 
-def _legacy_initialize(
-    client: Any, config: Any, auth: Any, body: bytes, budget: _Budget, clock: Callable[[], datetime]
-) -> _Exchange:
+def _legacy_initialize(probe: _Probe) -> _Exchange:
     """The 2024-11-05 HTTP+SSE transport: GET the event stream, wait for its ``endpoint`` event, POST the initialize
     there, and read the answer on the stream. Problems are worded as the proxy's legacy transport words them."""
     import httpx
@@ -1160,15 +1179,20 @@ def _legacy_initialize(
     from sigv4_proxy.mcp import legacy
     from sigv4_proxy.mcp.transport import PROBLEM_REDIRECT
 
+    config, budget = probe.config, probe.budget
     exchange = _Exchange("sse")
     url = config.target_url
     waiting_for_endpoint = True
-    exchange.sent_at = clock()
+    exchange.sent_at = probe.clock()
     try:
-        with client.stream(
-            "GET", url, headers=[*config.headers, ("accept", "text/event-stream")], auth=auth, timeout=budget.timeout()
+        with probe.client.stream(
+            "GET",
+            url,
+            headers=[*config.headers, ("accept", "text/event-stream")],
+            auth=probe.auth,
+            timeout=budget.timeout(),
         ) as response:
-            exchange.record_head(response, clock())
+            exchange.record_head(response, probe.clock())
             if response.status_code >= 400:
                 exchange.body = _read_some(response, MAX_ERROR_BODY)
                 return exchange
@@ -1200,7 +1224,7 @@ def _legacy_initialize(
             if exchange.problem is not None:
                 return exchange
             exchange.opened, waiting_for_endpoint = True, False
-            if not _acknowledged(client, config, auth, endpoint, body, budget, exchange):
+            if not _acknowledged(probe, endpoint, exchange):
                 return exchange
             exchange.answer = next(filter(None, map(_probe_answer, events)), None)
             if exchange.answer is None and exchange.problem is None:
@@ -1213,19 +1237,17 @@ def _legacy_initialize(
     return exchange
 
 
-def _acknowledged(
-    client: Any, config: Any, auth: Any, endpoint: str, body: bytes, budget: _Budget, exchange: _Exchange
-) -> bool:
+def _acknowledged(probe: _Probe, endpoint: str, exchange: _Exchange) -> bool:
     """POST the initialize to the legacy endpoint; False (with the refusal in `exchange`) unless it was accepted."""
     from sigv4_proxy.mcp.transport import PROBLEM_REDIRECT
 
-    with client.stream(
+    with probe.client.stream(
         "POST",
         endpoint,
-        headers=[*config.headers, ("content-type", "application/json")],
-        content=body,
-        auth=auth,
-        timeout=budget.timeout(),
+        headers=[*probe.config.headers, ("content-type", "application/json")],
+        content=probe.body,
+        auth=probe.auth,
+        timeout=probe.budget.timeout(),
     ) as ack:
         error_body = _read_some(ack, MAX_ERROR_BODY)  # a short body is read to its end; a long one does not matter
         if ack.status_code >= 400:
@@ -1239,7 +1261,7 @@ def _acknowledged(
     return True
 
 
-def _events(response: Any, config: Any, budget: _Budget, exchange: _Exchange) -> Iterator[Any]:
+def _events(response: httpx.Response, config: ProxyConfig, budget: _Budget, exchange: _Exchange) -> Iterator[Event]:
     """The events of an event stream as they arrive; ends early, with the proxy's problem in `exchange`, at an
     event larger than --max-message-bytes or at the request deadline."""
     from sigv4_proxy.mcp.sse import SSEParser
@@ -1257,7 +1279,7 @@ def _events(response: Any, config: Any, budget: _Budget, exchange: _Exchange) ->
     yield from parser.close()
 
 
-def _read_json_answer(response: Any, limit: int, budget: _Budget, exchange: _Exchange) -> None:
+def _read_json_answer(response: httpx.Response, limit: int, budget: _Budget, exchange: _Exchange) -> None:
     from sigv4_proxy.mcp.transport import PROBLEM_TOO_LARGE
 
     body = bytearray()
@@ -1269,26 +1291,24 @@ def _read_json_answer(response: Any, limit: int, budget: _Budget, exchange: _Exc
         if budget.expired():
             exchange.problem = budget.problem()
             return
-    try:
-        answer = json.loads(bytes(body).decode("utf-8", "replace"))
-    except ValueError:
-        return
-    if isinstance(answer, dict) and answer.get("id") == PROBE_ID:
-        exchange.answer = answer
+    exchange.answer = _answer_to_probe(bytes(body))
 
 
-def _probe_answer(event: Any) -> dict[str, Any] | None:
+def _probe_answer(event: Event) -> dict[str, Any] | None:
     """The JSON-RPC answer to the probe an event carries, or None (another message, a keep-alive, not JSON)."""
-    if not event.has_data:
-        return None
+    return _answer_to_probe(bytes(event.data)) if event.has_data else None
+
+
+def _answer_to_probe(data: bytes) -> dict[str, Any] | None:
+    """The JSON-RPC message in `data` when it answers the probe (its id), else None."""
     try:
-        message = json.loads(bytes(event.data).decode("utf-8", "replace"))
+        message = json.loads(data.decode("utf-8", "replace"))
     except ValueError:
         return None
     return message if isinstance(message, dict) and message.get("id") == PROBE_ID else None
 
 
-def _read_some(response: Any, limit: int) -> bytes:
+def _read_some(response: httpx.Response, limit: int) -> bytes:
     data = bytearray()
     for chunk in response.iter_bytes():
         data += chunk[: limit - len(data)]
@@ -1297,11 +1317,11 @@ def _read_some(response: Any, limit: int) -> bytes:
     return bytes(data)
 
 
-def _media_type(response: Any) -> str:
+def _media_type(response: httpx.Response) -> str:
     return str(response.headers.get("content-type", "")).split(";", 1)[0].strip().lower()
 
 
-def _diagnosis(exchange: _Exchange, context: Any) -> Any:
+def _diagnosis(exchange: _Exchange, context: SigningContext) -> Diagnosis | None:
     """The diagnosis of a failed exchange (no answer, or an HTTP error), or None when there is something else to
     report: an answer, or a problem the proxy words itself (those are never retried)."""
     from sigv4_proxy.diagnose import diagnose_exception, diagnose_response
@@ -1315,7 +1335,7 @@ def _diagnosis(exchange: _Exchange, context: Any) -> Any:
     return None
 
 
-def _failure_check(exchange: _Exchange, diagnosis: Any, reason: str) -> Check:
+def _failure_check(exchange: _Exchange, diagnosis: Diagnosis, reason: str) -> Check:
     """The failed probe's line: the server's answer (or the network's), and the retry policy's last word."""
     head = _head(diagnosis)
     if reason:
@@ -1338,7 +1358,7 @@ def _problem_check(problem: str) -> Check:
 
 
 def _answer_check(
-    exchange: _Exchange, config: Any, fell_back_on: int | None, retried: list[str], attempts: int
+    exchange: _Exchange, config: ProxyConfig, fell_back_on: int | None, retried: list[str], attempts: int
 ) -> Check:
     if exchange.problem is not None:
         return _problem_check(exchange.problem)
@@ -1364,15 +1384,14 @@ def _answer_check(
     return Check(check.name, check.title, check.status, check.summary + notes, check.fix, details)
 
 
-def _standalone_stream(
-    client: Any, config: Any, auth: Any, exchange: _Exchange, budget: _Budget, context: Any
-) -> Check:
+def _standalone_stream(probe: _Probe, exchange: _Exchange) -> Check:
     """--sse: open the standalone GET event stream in the probe's session, as the proxy would, and close it."""
     import httpx
 
     from sigv4_proxy.diagnose import diagnose_exception, diagnose_response
     from sigv4_proxy.mcp.routing import MCP_PROTOCOL_VERSION, MCP_SESSION_ID
 
+    config, context = probe.config, probe.context
     title = "event stream"
     if exchange.answer is None or "result" not in exchange.answer:
         return _skipped("stream", title, "no MCP session to open it in (the probe did not get through)")
@@ -1394,7 +1413,9 @@ def _standalone_stream(
     if isinstance(version, str):
         headers.append((MCP_PROTOCOL_VERSION, version))
     try:
-        with client.stream("GET", config.target_url, headers=headers, auth=auth, timeout=budget.timeout()) as response:
+        with probe.client.stream(
+            "GET", config.target_url, headers=headers, auth=probe.auth, timeout=probe.budget.timeout()
+        ) as response:
             status, media_type = response.status_code, _media_type(response)
             error_body = _read_some(response, MAX_ERROR_BODY) if status >= 400 else b""
             headers_in = list(response.headers.multi_items())
@@ -1439,13 +1460,13 @@ def _standalone_stream(
     )
 
 
-def _close_session(client: Any, config: Any, session_id: str | None, auth: Any) -> None:
+def _close_session(probe: _Probe, session_id: str | None) -> None:
     """Be a good client: end the session the probe opened (best effort)."""
     if not session_id:
         return
     # The probe's verdict is already known; a failed goodbye changes nothing.
     with contextlib.suppress(Exception):
-        client.delete(config.target_url, headers={"mcp-session-id": session_id}, auth=auth)
+        probe.client.delete(probe.config.target_url, headers={"mcp-session-id": session_id}, auth=probe.auth)
 
 
 def _initialize_check(status: int, answer: dict[str, Any] | None, elapsed: timedelta) -> Check:
@@ -1476,7 +1497,7 @@ def _initialize_check(status: int, answer: dict[str, Any] | None, elapsed: timed
     return Check("probe", "signed probe", PASS, summary, details={"server": info})
 
 
-def probe_dsql(config: Any, credentials: Any, db_user: str, timeout: float) -> ProbeResult:
+def probe_dsql(config: ProxyConfig, credentials: Credentials, db_user: str, timeout: float) -> ProbeResult:
     """A PostgreSQL connection with a fresh token, when psycopg is installed (it is optional)."""
     try:
         import psycopg  # type: ignore[import-not-found]
@@ -1525,11 +1546,26 @@ def _skipped(name: str, title: str, why: str) -> Check:
     return Check(name, title, SKIP, f"skipped: {why}")
 
 
+def _credential_source(
+    args: argparse.Namespace, config: ProxyConfig | None, environ: Mapping[str, str]
+) -> CredentialSource:
+    """The source the proxy itself would sign with (environment keys over ``AWS_PROFILE``, ``--profile`` over
+    both): doctor checks that one, not a profile the proxy would not use. An invalid configuration falls back to
+    the chain for the profile named."""
+    if config is not None:
+        from sigv4_proxy.upstream import credential_provider
+
+        return credential_provider(config, environ)
+    from sigv4_proxy.credentials import CredentialProvider
+
+    return CredentialProvider(getattr(args, "profile", None) or environ.get("AWS_PROFILE") or None)
+
+
 def run_doctor(
     args: argparse.Namespace,
     environ: Mapping[str, str],
     *,
-    provider: Any = None,
+    provider: CredentialSource | None = None,
     sts_endpoint: str | None = None,
     sts: bool = False,
     timeout: float = DEFAULT_TIMEOUT,
@@ -1553,10 +1589,7 @@ def run_doctor(
     else:
         checks.append(check_inference(config))
     if provider is None:
-        from sigv4_proxy.credentials import CredentialProvider
-
-        profile = config.profile if config is not None else getattr(args, "profile", None)
-        provider = CredentialProvider(profile or environ.get("AWS_PROFILE") or None)
+        provider = _credential_source(args, config, environ)
     credentials_check, credentials = check_credentials(provider, now())
     checks.append(credentials_check)
     context = _safe_ssl_context(environ, checks)
@@ -1621,9 +1654,9 @@ class _Steps:
 
 
 def _network_checks(
-    config: Any,
-    provider: Any,
-    credentials: Any,
+    config: ProxyConfig,
+    provider: CredentialSource,
+    credentials: Credentials | None,
     context: ssl.SSLContext | None,
     timeout: float,
     now: Callable[[], datetime],
@@ -1671,7 +1704,9 @@ def _network_checks(
     if config.service == "dsql":
         probe = probe_dsql(config, credentials, db_user, timeout)
         return [*checks, _skipped("clock", "clock", "PostgreSQL has no Date header"), probe.check]
-    probe = probe_mcp(config, provider, context if target.scheme == "https" else True, timeout, now, proxy=proxy)
+    # Without a usable CA bundle (already reported) httpx's default trust store is what the probe can use.
+    verify = (context or True) if target.scheme == "https" else True
+    probe = probe_mcp(config, provider, verify, timeout, now, proxy=proxy)
     if probe.sent_at is None or probe.received_at is None:
         clock_check = _skipped("clock", "clock", "no answer from the target")
     else:
@@ -1717,9 +1752,9 @@ def _through_proxy(
 # --------------------------------------------------------------------------------------------- warm start
 
 
-def check_warm(config: Any, environ: Mapping[str, str], now: datetime) -> Check:
+def check_warm(config: ProxyConfig, environ: Mapping[str, str], now: datetime) -> Check:
     """--warm: whether the proxy has an initialize answer cached for this target (it answers from it at once)."""
-    from sigv4_proxy.mcp.warm import WarmCache, user_cache_dir
+    from sigv4_proxy.mcp.warm import WarmCache, parse_saved, user_cache_dir
 
     cache = WarmCache(user_cache_dir(environ), config.target_url)
     entries = list(_warm_entries(cache))
@@ -1736,8 +1771,8 @@ def check_warm(config: Any, environ: Mapping[str, str], now: datetime) -> Check:
     result = json.loads(entry.result)
     info = result.get("serverInfo") if isinstance(result.get("serverInfo"), dict) else {}
     server = f"{info.get('name', '?')} {info.get('version', '')}".rstrip()
-    saved = _parse_saved(entry.saved)
-    age = f"{_duration(now - saved)} ago" if saved is not None else "at an unknown time"
+    saved = parse_saved(entry.saved)
+    age = f"{format_duration(now - saved)} ago" if saved is not None else "at an unknown time"
     return Check(
         "warm",
         "warm start",
@@ -1748,7 +1783,7 @@ def check_warm(config: Any, environ: Mapping[str, str], now: datetime) -> Check:
     )
 
 
-def _warm_entries(cache: Any) -> Iterator[tuple[str | None, Any]]:
+def _warm_entries(cache: WarmCache) -> Iterator[tuple[str | None, WarmEntry]]:
     """(requested protocol version, entry) of every answer cached for the cache's target. The file names hash the
     target URL with the version, so a file is this target's when its own version leads back to its name."""
     from sigv4_proxy.mcp.warm import MAX_ENTRY_BYTES
@@ -1768,21 +1803,3 @@ def _warm_entries(cache: Any) -> Iterator[tuple[str | None, Any]]:
             entry = cache.load(version)
             if entry is not None:
                 yield version, entry
-
-
-def _parse_saved(text: str) -> datetime | None:
-    try:
-        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
-    except ValueError:
-        return None
-
-
-def _duration(delta: timedelta) -> str:
-    seconds = int(abs(delta.total_seconds()))
-    hours, rest = divmod(seconds, 3600)
-    minutes, seconds = divmod(rest, 60)
-    if hours:
-        return f"{hours} h {minutes} min"
-    if minutes:
-        return f"{minutes} min {seconds} s"
-    return f"{seconds} s"

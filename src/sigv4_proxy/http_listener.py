@@ -35,11 +35,13 @@ Design:
   ``LOG_INTERVAL`` seconds per kind, with a count of the lines held back (:class:`LogLimiter`).
 - **Headers**: only the allow-list below (plus ``--pass-header`` names) is forwarded; the proxy's
   ``--headers`` are added; everything is signed with :class:`sigv4_proxy.auth.SigV4Auth`.
-- **Failures** go through the same retry policy (:mod:`sigv4_proxy.retry`) and diagnosis
-  (:mod:`sigv4_proxy.diagnose`) as the MCP proxy. A final failure is answered with the upstream status (or
-  502/504/503 when there was no answer) and a JSON body ``{"error": {...diagnosis...}}``; the one-line
-  diagnosis is also in the ``x-sigv4-proxy-diagnosis`` header. An upstream JSON-RPC error body is passed
-  through unchanged (it is the MCP server's own answer), and so is every body with ``--raw-errors``.
+- **Failures** go through the same retry policy (:mod:`sigv4_proxy.retry`), diagnosis
+  (:mod:`sigv4_proxy.diagnose`) and recovery before a re-signed retry (:func:`sigv4_proxy.upstream.recover`)
+  as the MCP proxy; the signed client and the credential provider are the proxy's too
+  (:mod:`sigv4_proxy.upstream`). Nothing here imports the MCP bridge. A final failure is answered with the
+  upstream status (or 502/504/503 when there was no answer) and a JSON body ``{"error": {...diagnosis...}}``;
+  the one-line diagnosis is also in the ``x-sigv4-proxy-diagnosis`` header. An upstream JSON-RPC error body is
+  passed through unchanged (it is the MCP server's own answer), and so is every body with ``--raw-errors``.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 import h11
 import httpx
@@ -66,9 +68,13 @@ from sigv4_proxy import diagnose, retry
 from sigv4_proxy.clock import SkewedClock, utc_now
 from sigv4_proxy.credentials import credentials_refreshable
 from sigv4_proxy.logs import get_logger
+from sigv4_proxy.redact import display_url, redact
+from sigv4_proxy.terminal import printable
+from sigv4_proxy.upstream import build_client, recover, signing_context
 
 if TYPE_CHECKING:
     from sigv4_proxy.config import ProxyConfig
+    from sigv4_proxy.credentials import CredentialSource
 
 __all__ = [
     "FORWARDED_REQUEST_HEADERS",
@@ -377,9 +383,8 @@ def _target_path(target: httpx.URL) -> str:
 
 
 def _shown(text: str, limit: int = 200) -> str:
-    """An untrusted value quoted for a message or a log line: printable ASCII, bounded."""
-    printable = "".join(ch if " " <= ch <= "~" else "?" for ch in text[:limit])
-    return repr(printable + ("..." if len(text) > limit else ""))
+    """An untrusted value quoted for a message or a log line: bounded, controls escaped (terminal's rule)."""
+    return f"'{printable(text[:limit])}{'...' if len(text) > limit else ''}'"
 
 
 def split_host(value: str) -> tuple[str, int | None] | None:
@@ -742,7 +747,7 @@ class HttpListener:
     def __init__(
         self,
         config: ProxyConfig,
-        provider: Any,
+        provider: CredentialSource,
         options: ListenerOptions | None = None,
         *,
         clock: SkewedClock | None = None,
@@ -755,7 +760,7 @@ class HttpListener:
         self.options = options or ListenerOptions()
         self.clock = clock or SkewedClock()
         self._own_client = client is None
-        self.client = client or _build_client(config, provider, self.clock)
+        self.client = client or build_client(config, provider, clock=self.clock)
         self._random = random_source
         self._sleep = sleep
         self._target = httpx.URL(config.target_url)
@@ -1048,21 +1053,26 @@ class HttpListener:
             flag,
             seconds,
         )
-        if connection.h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-            message = f"no complete request {phase} within {seconds:g} s ({flag}): closing the connection"
-            body = {"error": {"message": message, "kind": "request_timeout"}}
-            with contextlib.suppress(Exception):  # a client that stalls may not read either: never wait on it
-                await asyncio.wait_for(self._send_json(connection, 408, body, close=True), LINGER_SECONDS)
+        message = f"no complete request {phase} within {seconds:g} s ({flag}): closing the connection"
+        await self._answer_and_close(connection, 408, message, "request_timeout", stalled=True)
 
     async def _answer_and_close(
-        self, connection: _Connection, status: int, message: str, kind: str, *, retry_after: bool = False
+        self,
+        connection: _Connection,
+        status: int,
+        message: str,
+        kind: str,
+        *,
+        retry_after: bool = False,
+        stalled: bool = False,
     ) -> None:
-        """A local JSON error with `connection: close`; the client's unread bytes are drained on close."""
+        """A local JSON error with `connection: close`; the client's unread bytes are drained on close. A client
+        that `stalled` sends nothing more to drain, and may not read either: a failed answer is let go."""
         if connection.h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return
         extra = [("retry-after", "1")] if retry_after else []
         body = {"error": {"message": message, "kind": kind}}
-        connection.linger = True
+        connection.linger = not stalled
         try:
             await asyncio.wait_for(
                 self._send_json(connection, status, body, extra_headers=extra, close=True), LINGER_SECONDS
@@ -1070,6 +1080,9 @@ class HttpListener:
         except asyncio.TimeoutError:  # the client does not read: no answer is worth waiting for
             connection.linger = False
             connection.abort()
+        except Exception:
+            if not stalled:
+                raise
 
     async def _reject_malformed(self, connection: _Connection, exc: h11.RemoteProtocolError) -> None:
         if connection.h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
@@ -1210,7 +1223,7 @@ class HttpListener:
             if response is not None:
                 await response.aclose()
             log.warning("%s %s: %s — %s", incoming.method, incoming.target, diagnosis.message(), decision.reason)
-            failure = await self._recover(decision, diagnosis, response)
+            failure = await self._recover(decision.action, diagnosis, response)
             if failure is not None:
                 await self._fail(
                     connection, incoming, failure, retry.Decision(retry.GIVE_UP), state, None, b"", None, started
@@ -1237,22 +1250,18 @@ class HttpListener:
             raise httpx.ReadTimeout(f"no response within {self.config.timeout:g} s", request=request) from None
 
     async def _recover(
-        self, decision: retry.Decision, diagnosis: diagnose.Diagnosis, response: httpx.Response | None
+        self, action: retry.Action, diagnosis: diagnose.Diagnosis, response: httpx.Response | None
     ) -> diagnose.Diagnosis | None:
         """Refresh credentials or correct the clock before the retry; a diagnosis when that fails."""
-        if decision.action == retry.REFRESH_CREDENTIALS:
-            try:
-                await asyncio.to_thread(self.provider.force_refresh)
-            except Exception as exc:
-                return diagnose.diagnose_exception(exc, context=self._context())
-            log.info("credentials refreshed after the server said the token expired")
-        elif decision.action == retry.CORRECT_CLOCK:
-            date = response.headers.get("date") if response is not None else None
-            if self.clock.correct(date, aws_message=diagnosis.aws_message) is None:
-                log.warning("clock skew reported but the response tells no server time; retrying unchanged")
-            else:
-                log.warning("clock skew: %s", self.clock.describe())
-        return None
+        error = await recover(
+            action,
+            self.provider,
+            self.clock,
+            log=log,
+            date=response.headers.get("date") if response is not None else None,
+            aws_message=diagnosis.aws_message,
+        )
+        return diagnose.diagnose_exception(error, context=self._context()) if error is not None else None
 
     async def _stream(
         self,
@@ -1325,7 +1334,7 @@ class HttpListener:
             body["upstream"] = {
                 "status": response.status_code,
                 "content_type": response.headers.get("content-type"),
-                "body": diagnose.redact(
+                "body": redact(
                     decode_for_diagnosis(prefix, response.headers.get("content-encoding")).decode("utf-8", "replace")
                 ),
             }
@@ -1363,10 +1372,10 @@ class HttpListener:
     async def _health(self, connection: _Connection, incoming: _Incoming) -> None:
         credentials = None
         with contextlib.suppress(Exception):
-            credentials = self.provider.cached() if hasattr(self.provider, "cached") else None
+            credentials = self.provider.cached()
         body = {
             "status": "ok",
-            "target": _display_url(self.config.target_url),
+            "target": display_url(self.config.target_url),
             "service": self.config.service,
             "region": self.config.signing_region,
             "signature_version": self.config.sig_version,
@@ -1404,19 +1413,8 @@ class HttpListener:
     def _context(self, request_url: httpx.URL | None = None) -> diagnose.SigningContext:
         """How requests are signed; ``request_url`` is where the failed one went (the listener forwards other
         paths than the target's, and a diagnosis must name the path that was asked for)."""
-        credentials = None
-        with contextlib.suppress(Exception):
-            credentials = self.provider.cached() if hasattr(self.provider, "cached") else None
-        return diagnose.SigningContext(
-            url=self.config.target_url,
-            region=self.config.signing_region,
-            service=self.config.service,
-            algorithm=self.config.sig_version,
-            access_key=credentials.masked_access_key if credentials is not None else None,
-            has_session_token=bool(credentials.session_token) if credentials is not None else None,
-            credential_method=getattr(self.provider, "method", None),
-            profile=self.config.profile,
-            request_url=str(request_url) if request_url is not None else None,
+        return signing_context(
+            self.config, self.provider, request_url=str(request_url) if request_url is not None else None
         )
 
     def _log_done(
@@ -1444,12 +1442,6 @@ async def _read_prefix(response: httpx.Response, limit: int) -> tuple[bytes, Asy
     return bytes(buffer), None
 
 
-def _build_client(config: ProxyConfig, provider: Any, clock: SkewedClock) -> httpx.AsyncClient:
-    from sigv4_proxy.mcp.runner import build_client
-
-    return build_client(config, provider, clock=clock)
-
-
 def _reason(status: int) -> bytes:
     from http import HTTPStatus
 
@@ -1459,11 +1451,6 @@ def _reason(status: int) -> bytes:
         return b""
 
 
-def _display_url(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
-
-
 # --- the command ----------------------------------------------------------------------------------------------
 
 
@@ -1471,7 +1458,7 @@ def run_http_listener(config: ProxyConfig, options: ListenerOptions, environ: Ma
     """`sigv4-proxy http`: load credentials (failing fast with the proxy's message), serve until a signal."""
     from sigv4_proxy.credentials import describe_credentials
     from sigv4_proxy.logs import setup_logging
-    from sigv4_proxy.mcp.runner import SecretRegisteringProvider, credential_provider
+    from sigv4_proxy.upstream import SecretRegisteringProvider, credential_provider
 
     setup_logging(config.log_level, config.log_format)
     provider = SecretRegisteringProvider(credential_provider(config, os.environ if environ is None else environ))
@@ -1511,13 +1498,15 @@ def _raise_file_limit(max_connections: int) -> None:
 
 def _log_startup(config: ProxyConfig, options: ListenerOptions, credentials: str) -> None:
     from sigv4_proxy import __version__
+    from sigv4_proxy.signing.algorithm import algorithm_for
 
     log.info("sigv4-proxy %s: HTTP listener starting", __version__)
-    log.info("Target URL: %s", _display_url(config.target_url))
-    if config.sig_version == "v4a":
-        signing = f"SigV4a, region set {','.join(config.region_set or ('*',))}"
+    log.info("Target URL: %s", display_url(config.target_url))
+    algorithm = algorithm_for(config.sig_version)
+    if algorithm.uses_region_set:
+        signing = f"{algorithm.label}, region set {','.join(config.region_set or ('*',))}"
     else:
-        signing = f"SigV4, region {config.region} ({config.sources.get('region', 'default')})"
+        signing = f"{algorithm.label}, region {config.region} ({config.sources.get('region', 'default')})"
     log.info("Signing: %s, service %s (%s)", signing, config.service, config.sources.get("service_name"))
     log.info("Credentials: %s", credentials)
     details = [f"retries {options.policy.retries}", f"timeout {config.timeout:g}s" if config.timeout else "no timeout"]
@@ -1558,7 +1547,7 @@ def _changed_limits(options: ListenerOptions) -> list[str]:
     return changed
 
 
-async def _serve(config: ProxyConfig, provider: Any, options: ListenerOptions) -> int:
+async def _serve(config: ProxyConfig, provider: CredentialSource, options: ListenerOptions) -> int:
     listener = HttpListener(config, provider, options)
     try:
         url = await listener.start()
@@ -1575,7 +1564,7 @@ async def _serve(config: ProxyConfig, provider: Any, options: ListenerOptions) -
     for signum in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):  # Windows: Ctrl-C still interrupts
             loop.add_signal_handler(signum, stop.set)
-    log.info("Listening on %s/ -> %s (health: %s%s)", url, _display_url(config.target_url), url, HEALTH_PATH)
+    log.info("Listening on %s/ -> %s (health: %s%s)", url, display_url(config.target_url), url, HEALTH_PATH)
     try:
         await stop.wait()
     finally:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sigv4_proxy.credentials import CredentialProvider, StaticCredentialProvider, mask_access_key
+from sigv4_proxy.credentials import CredentialProvider, StaticCredentialProvider
 from sigv4_proxy.errors import CredentialsError
 from sigv4_proxy.signing.model import Credentials
 
@@ -52,9 +52,14 @@ def test_environment_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "wJalr" not in repr(creds) and "AKIAIOSFODNN7EXAMPLE" not in repr(creds)
 
 
-def test_mask_access_key() -> None:
-    assert mask_access_key("AKIAIOSFODNN7EXAMPLE") == "AKIA****MPLE"
-    assert mask_access_key("short") == "****"
+def test_mask_access_key_is_the_redaction_modules() -> None:
+    """The public `sigv4_proxy.mask_access_key` is sigv4_proxy.redact's (one masking rule for everything)."""
+    import sigv4_proxy
+    from sigv4_proxy import redact
+
+    assert sigv4_proxy.mask_access_key is redact.mask_access_key
+    assert sigv4_proxy.mask_access_key("AKIAIOSFODNN7EXAMPLE") == "AKIA****MPLE"
+    assert sigv4_proxy.mask_access_key("short") == "****"
 
 
 def test_short_lived_credentials_refresh_without_a_new_session(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -80,6 +85,26 @@ def test_long_lived_credentials_are_reused(tmp_path: Path, monkeypatch: pytest.M
     refreshed = provider.force_refresh()
     assert runs(tmp_path) == 2
     assert refreshed.access_key_id == "ASIAPROCESS000000002"
+
+
+def test_one_credentials_object_per_set_of_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unchanged botocore credentials give the same Credentials object (the signer's key cache is keyed by it);
+    a refresh gives a new one."""
+    process = credential_process(tmp_path, timedelta(hours=1))
+    write_config(tmp_path, monkeypatch, f"[profile long]\ncredential_process = {process}\n")
+    provider = CredentialProvider("long")
+    first = provider.get()
+    assert provider.get() is first and provider.cached() is first
+    refreshed = provider.force_refresh()
+    assert refreshed is not first and refreshed.access_key_id == "ASIAPROCESS000000002"
+    assert provider.get() is refreshed
+
+
+def test_environment_credentials_are_one_object(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
+    provider = CredentialProvider()
+    assert provider.get() is provider.get() is provider.cached()
 
 
 def test_missing_profile_names_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

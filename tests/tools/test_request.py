@@ -13,8 +13,8 @@ import pytest
 
 from sigv4_proxy.cli import main
 from sigv4_proxy.emulate import McpEmulator
+from tests.support.tls import TlsFront, make_pki
 from tests.tools.conftest import child_env
-from tests.tools.tls import TlsFront, make_pki
 
 INITIALIZE = json.dumps(
     {
@@ -28,16 +28,26 @@ MCP_HEADERS = ["-H", "Content-Type: application/json", "-H", "Accept: applicatio
 
 
 def request(
-    emu: McpEmulator,
+    emulator: McpEmulator,
     *argv: str,
     env: dict[str, str] | None = None,
     stdin: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "sigv4_proxy", "request", *argv, "--region", emu.region, "--service-name", emu.service]
+        [
+            sys.executable,
+            "-m",
+            "sigv4_proxy",
+            "request",
+            *argv,
+            "--region",
+            emulator.region,
+            "--service-name",
+            emulator.service,
+        ]
         if "--service-name" not in argv
         else [sys.executable, "-m", "sigv4_proxy", "request", *argv],
-        env=child_env(env if env is not None else emu.env()),
+        env=child_env(env if env is not None else emulator.env()),
         capture_output=True,
         text=True,
         input=stdin,
@@ -50,28 +60,28 @@ def sse_messages(text: str) -> list[dict[str, object]]:
     return [json.loads(line[len("data: ") :]) for line in text.splitlines() if line.startswith("data: ")]
 
 
-def test_signed_post_streams_the_answer(emu: McpEmulator) -> None:
-    result = request(emu, "POST", emu.url, *MCP_HEADERS, "--data", INITIALIZE)
+def test_signed_post_streams_the_answer(emulator: McpEmulator) -> None:
+    result = request(emulator, "POST", emulator.url, *MCP_HEADERS, "--data", INITIALIZE)
     assert (result.returncode, result.stderr) == (0, "")
     [message] = sse_messages(result.stdout)
     assert message["id"] == 1 and "serverInfo" in message["result"]  # type: ignore[operator]
-    assert emu.requests[-1].verdict == "ok"
+    assert emulator.requests[-1].verdict == "ok"
 
 
-def test_include_prints_status_and_headers_first(emu: McpEmulator) -> None:
-    result = request(emu, "POST", emu.url, *MCP_HEADERS, "--data", INITIALIZE, "-i")
+def test_include_prints_status_and_headers_first(emulator: McpEmulator) -> None:
+    result = request(emulator, "POST", emulator.url, *MCP_HEADERS, "--data", INITIALIZE, "-i")
     head, _, body = result.stdout.partition("\n\n")
     assert head.splitlines()[0] == "HTTP/1.1 200 OK"
     assert "content-type: text/event-stream" in head.splitlines()
     assert sse_messages(body)[0]["id"] == 1
 
 
-def test_verbose_shows_canonical_request_never_secrets(emu: McpEmulator) -> None:
-    creds = emu.rotate_credentials(session_token=True, keep_old=True)
-    result = request(emu, "POST", emu.url, *MCP_HEADERS, "--data", INITIALIZE, "-v", env=emu.env(creds))
+def test_verbose_shows_canonical_request_never_secrets(emulator: McpEmulator) -> None:
+    creds = emulator.rotate_credentials(session_token=True, keep_old=True)
+    result = request(emulator, "POST", emulator.url, *MCP_HEADERS, "--data", INITIALIZE, "-v", env=emulator.env(creds))
     assert result.returncode == 0, result.stderr
     err = result.stderr
-    assert f"> POST {emu.url}\n" in err
+    assert f"> POST {emulator.url}\n" in err
     assert "* canonical request:\n*   POST\n*   /mcp\n*   \n*   accept:application/json, text/event-stream\n" in err
     assert "* string to sign:\n*   AWS4-HMAC-SHA256\n" in err
     assert "< HTTP/1.1 200 OK\n" in err
@@ -83,7 +93,7 @@ def test_verbose_shows_canonical_request_never_secrets(emu: McpEmulator) -> None
     assert set(re.findall(r"\b[0-9a-f]{64}\b", err)) == {hashlib.sha256(INITIALIZE.encode()).hexdigest(), sts_hash}
 
 
-def test_response_is_streamed_as_it_arrives(emu: McpEmulator) -> None:
+def test_response_is_streamed_as_it_arrives(emulator: McpEmulator) -> None:
     call = json.dumps(
         {
             "jsonrpc": "2.0",
@@ -102,16 +112,16 @@ def test_response_is_streamed_as_it_arrives(emu: McpEmulator) -> None:
         "sigv4_proxy",
         "request",
         "POST",
-        emu.url,
+        emulator.url,
         *MCP_HEADERS,
         "--data",
         call,
         "--region",
-        emu.region,
+        emulator.region,
         "--service-name",
-        emu.service,
+        emulator.service,
     ]
-    with subprocess.Popen(argv, env=child_env(emu.env()), stdout=subprocess.PIPE, text=True) as process:
+    with subprocess.Popen(argv, env=child_env(emulator.env()), stdout=subprocess.PIPE, text=True) as process:
         assert process.stdout is not None
         first = next(line for line in process.stdout if line.startswith("data: "))
         still_running = process.poll() is None  # the tool is still sleeping: the event came out early
@@ -121,9 +131,18 @@ def test_response_is_streamed_as_it_arrives(emu: McpEmulator) -> None:
     assert sse_messages(rest)[-1]["id"] == 2
 
 
-def test_http_error_exits_1_with_the_diagnosis(emu: McpEmulator) -> None:
+def test_http_error_exits_1_with_the_diagnosis(emulator: McpEmulator) -> None:
     result = request(
-        emu, "POST", emu.url, *MCP_HEADERS, "--data", INITIALIZE, "--region", emu.region, "--service-name", "lambda"
+        emulator,
+        "POST",
+        emulator.url,
+        *MCP_HEADERS,
+        "--data",
+        INITIALIZE,
+        "--region",
+        emulator.region,
+        "--service-name",
+        "lambda",
     )
     assert result.returncode == 1
     assert json.loads(result.stdout) == {"message": "Credential should be scoped to correct service: 'execute-api'. "}
@@ -134,62 +153,60 @@ def test_http_error_exits_1_with_the_diagnosis(emu: McpEmulator) -> None:
     )
 
 
-def test_data_from_file_and_stdin(emu: McpEmulator, tmp_path: Path) -> None:
+def test_data_from_file_and_stdin(emulator: McpEmulator, tmp_path: Path) -> None:
     body = tmp_path / "body.json"
     body.write_text(INITIALIZE)
-    assert sse_messages(request(emu, "POST", emu.url, *MCP_HEADERS, "--data", f"@{body}").stdout)[0]["id"] == 1
     assert (
-        sse_messages(request(emu, "POST", emu.url, *MCP_HEADERS, "--data", "@-", stdin=INITIALIZE).stdout)[0]["id"] == 1
+        sse_messages(request(emulator, "POST", emulator.url, *MCP_HEADERS, "--data", f"@{body}").stdout)[0]["id"] == 1
+    )
+    assert (
+        sse_messages(request(emulator, "POST", emulator.url, *MCP_HEADERS, "--data", "@-", stdin=INITIALIZE).stdout)[0][
+            "id"
+        ]
+        == 1
     )
 
 
-def test_connection_refused(emu: McpEmulator) -> None:
-    with socket_closed_port() as port:
-        result = request(emu, "GET", f"http://127.0.0.1:{port}/mcp")
+def test_connection_refused(emulator: McpEmulator, closed_port: int) -> None:
+    result = request(emulator, "GET", f"http://127.0.0.1:{closed_port}/mcp")
     assert result.returncode == 1
-    assert result.stderr.startswith(f"ERROR: connection to 127.0.0.1:{port} refused. Diagnosis: nothing is listening")
+    assert result.stderr.startswith(
+        f"ERROR: connection to 127.0.0.1:{closed_port} refused. Diagnosis: nothing is listening"
+    )
 
 
-def test_region_and_service_required_for_a_loopback_url(emu: McpEmulator) -> None:
-    result = request(emu, "GET", emu.url, "--service-name", "execute-api")
+def test_region_and_service_required_for_a_loopback_url(emulator: McpEmulator) -> None:
+    result = request(emulator, "GET", emulator.url, "--service-name", "execute-api")
     assert (result.returncode, result.stdout) == (2, "")
     assert result.stderr == "ERROR: --region required: they cannot be inferred from '127.0.0.1'\n"
 
 
-def test_unknown_ca_then_cacert(emu: McpEmulator, tmp_path: Path) -> None:
+def test_unknown_ca_then_cacert(emulator: McpEmulator, tmp_path: Path) -> None:
     pki = make_pki(tmp_path)
-    with TlsFront(emu.port, pki) as front:
+    with TlsFront(emulator.port, pki) as front:
         url = front.url()
-        refused = request(emu, "POST", url, *MCP_HEADERS, "--data", INITIALIZE)
+        refused = request(emulator, "POST", url, *MCP_HEADERS, "--data", INITIALIZE)
         assert refused.returncode == 1
         assert "certificate" in refused.stderr.lower() and refused.stderr.startswith("ERROR: ")
-        trusted = request(emu, "POST", url, *MCP_HEADERS, "--data", INITIALIZE, "--cacert", str(pki.ca_pem))
+        trusted = request(emulator, "POST", url, *MCP_HEADERS, "--data", INITIALIZE, "--cacert", str(pki.ca_pem))
         assert trusted.returncode == 0, trusted.stderr
         assert sse_messages(trusted.stdout)[0]["id"] == 1
         via_env = request(
-            emu, "POST", url, *MCP_HEADERS, "--data", INITIALIZE, env={**emu.env(), "SSL_CERT_FILE": str(pki.ca_pem)}
+            emulator,
+            "POST",
+            url,
+            *MCP_HEADERS,
+            "--data",
+            INITIALIZE,
+            env={**emulator.env(), "SSL_CERT_FILE": str(pki.ca_pem)},
         )
         assert via_env.returncode == 0, via_env.stderr
 
 
-def test_missing_credentials(emu: McpEmulator) -> None:
-    result = request(emu, "GET", emu.url, env={})
+def test_missing_credentials(emulator: McpEmulator) -> None:
+    result = request(emulator, "GET", emulator.url, env={})
     assert (result.returncode, result.stdout) == (1, "")
     assert result.stderr.startswith("ERROR: failed to load AWS credentials: ")
-
-
-class socket_closed_port:
-    """A loopback port nobody listens on (bound, then closed)."""
-
-    def __enter__(self) -> int:
-        import socket
-
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            return int(sock.getsockname()[1])
-
-    def __exit__(self, *exc: object) -> None:
-        pass
 
 
 @pytest.mark.parametrize("flag", ["--help"])
@@ -223,30 +240,38 @@ LOCAL = "http://127.0.0.1:9/mcp"
         (
             "http://127.0.0.1:99999/mcp",
             [],
-            "URL port '99999' is not a number from 1 to 65535, got: http://127.0.0.1:99999/mcp",
+            "URL port must be a number from 1 to 65535, got: 99999",
         ),
-        ("http://127.0.0.1:0/mcp", [], "URL port '0' is not a number from 1 to 65535, got: http://127.0.0.1:0/mcp"),
+        ("http://127.0.0.1:0/mcp", [], "URL port must be a number from 1 to 65535, got: 0"),
         (
             "http://127.0.0.1:http/mcp",
             [],
-            "URL port 'http' is not a number from 1 to 65535, got: http://127.0.0.1:http/mcp",
+            "URL port must be a number from 1 to 65535, got: http",
         ),
         (
             "http://[::1/mcp",
             [],
-            "URL has an unclosed '[' in its host (an IPv6 address is written [::1]), got: http://[::1/mcp",
+            "URL has an unclosed '[' in its host, got: [::1 (an IPv6 address goes in brackets: https://[::1]:8080/mcp)",
         ),
-        ("http://[::1]:99999/mcp", [], "URL port '99999' is not a number from 1 to 65535, got: http://[::1]:99999/mcp"),
+        ("http://[::1]:99999/mcp", [], "URL port must be a number from 1 to 65535, got: 99999"),
         (
             "http://::1:8080/mcp",
             [],
-            "URL host looks like an IPv6 address: put it in brackets, e.g. "
-            "http://[::1]:8080/, got: http://::1:8080/mcp",
+            "URL has an IPv6 address without brackets, got: ::1:8080 "
+            "(an IPv6 address goes in brackets: https://[::1]:8080/mcp)",
         ),
-        ("http://127.0.0.1]/mcp", [], "invalid URL (Invalid IPv6 URL), got: http://127.0.0.1]/mcp"),
-        ("http:///mcp", [], "URL has no host, got: http:///mcp"),
-        ("ftp://127.0.0.1/mcp", [], "URL must start with https:// (or http://), got: ftp://127.0.0.1/mcp"),
-        ("127.0.0.1/mcp", [], "URL must start with https:// (or http://), got: 127.0.0.1/mcp"),
+        (
+            "http://127.0.0.1]/mcp",
+            [],
+            "URL has a bracket outside an IPv6 host, got: 127.0.0.1] (an IPv6 address goes in brackets: https://[::1]:8080/mcp)",
+        ),
+        ("http:///mcp", [], "URL has no host: http:///mcp"),
+        ("ftp://127.0.0.1/mcp", [], "URL must use http or https scheme, got: ftp"),
+        (
+            "127.0.0.1/mcp",
+            [],
+            "URL must use http or https scheme, got: 127.0.0.1/mcp (no scheme; write https://127.0.0.1/mcp)",
+        ),
         ("http://127.0.0.1/\x1b[2J", [], "URL contains the control character \\x1b, got: http://127.0.0.1/\\x1b[2J"),
     ],
 )
@@ -274,8 +299,8 @@ def test_bad_input_is_one_usage_error_line(
     assert (code, captured.out, captured.err) == (2, "", f"ERROR: {message}\n")
 
 
-def test_a_non_ascii_header_value_in_a_subprocess_is_no_traceback(emu: McpEmulator) -> None:
-    result = request(emu, "GET", emu.url, "-H", "X-Name: é")
+def test_a_non_ascii_header_value_in_a_subprocess_is_no_traceback(emulator: McpEmulator) -> None:
+    result = request(emulator, "GET", emulator.url, "-H", "X-Name: é")
     assert (result.returncode, result.stdout) == (2, "")
     assert result.stderr == (
         "ERROR: header X-Name: the value must be ASCII, found 'é' at position 1 (percent-encode or base64 it)\n"

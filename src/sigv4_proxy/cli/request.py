@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
+
+if TYPE_CHECKING:
+    import ssl
+
+    import httpx
+
+    from sigv4_proxy.terminal import TerminalWriter
 
 HELP = "send a signed HTTP request and stream the response to stdout (like awscurl)"
 DESCRIPTION = """\
@@ -37,20 +44,11 @@ exit status: 0 for HTTP < 400; 1 for HTTP >= 400 or when no response arrived (DN
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from sigv4_proxy.cli.sign import add_signing_arguments
+    from sigv4_proxy.cli._common import add_request_arguments, add_signing_arguments
 
     parser.add_argument("method", metavar="METHOD", help="HTTP method: GET, POST, PUT, DELETE, ...")
     parser.add_argument("url", metavar="URL", help="the full https:// URL")
-    parser.add_argument(
-        "-H",
-        "--header",
-        dest="headers",
-        action="append",
-        default=[],
-        metavar="'Name: value'",
-        help="a header to send (signed); repeatable",
-    )
-    parser.add_argument("--data", "-d", metavar="TEXT|@FILE|@-", help="the request body: text, @file, or @- for stdin")
+    add_request_arguments(parser, header_help="a header to send (signed); repeatable")
     add_signing_arguments(parser)
     parser.add_argument("--unsigned-payload", action="store_true", help="sign UNSIGNED-PAYLOAD instead of the body")
     parser.add_argument("-i", "--include", action="store_true", help="print the status line and headers first")
@@ -77,7 +75,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-k", "--insecure", action="store_true", help="do not verify the server's TLS certificate")
 
 
-def _ssl_verify(args: argparse.Namespace) -> Any:
+def _ssl_verify(args: argparse.Namespace) -> ssl.SSLContext | bool:
     import ssl
 
     from sigv4_proxy.errors import UsageError
@@ -92,22 +90,14 @@ def _ssl_verify(args: argparse.Namespace) -> Any:
     return True
 
 
-def _mask_header(name: str, value: str) -> str:
-    lowered = name.lower()
-    if lowered == "authorization":
-        return value.split(" Signature=")[0] + " Signature=****" if "Signature=" in value else "****"
-    if lowered == "x-amz-security-token":
-        return f"**** ({len(value)} chars)"
-    return value
-
-
-def _print_verbose_request(request: Any) -> None:
+def _print_verbose_request(request: httpx.Request) -> None:
     from sigv4_proxy.inspection import redact
+    from sigv4_proxy.redact import redact_header
     from sigv4_proxy.terminal import printable
 
     signed = request.extensions.get("sigv4")
     lines = [f"> {request.method} {request.url}"]
-    lines += [f"> {name}: {_mask_header(name, value)}" for name, value in request.headers.multi_items()]
+    lines += [f"> {name}: {redact_header(name, value)}" for name, value in request.headers.multi_items()]
     if signed is not None:
         lines.append("* canonical request:")
         lines += [f"*   {line}" for line in (redact(signed.canonical_request) or "").split("\n")]
@@ -117,7 +107,7 @@ def _print_verbose_request(request: Any) -> None:
     sys.stderr.flush()
 
 
-def _status_block(response: Any, prefix: str = "") -> bytes:
+def _status_block(response: httpx.Response, prefix: str = "") -> bytes:
     """The status line and headers, as curl -i prints them (or prefixed with '< ' for -v on stderr)."""
     lines = [f"{response.http_version} {response.status_code} {response.reason_phrase}"]
     lines += [f"{name}: {value}" for name, value in response.headers.multi_items()]
@@ -132,38 +122,25 @@ _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 def check_url(url: str) -> None:
     """Reject a URL that cannot be sent, with what is wrong, before anything is signed or sent (httpx and
-    the diagnosis would otherwise fail with a traceback or blame connectivity)."""
-    from urllib.parse import urlsplit
-
+    the diagnosis would otherwise fail with a traceback or blame connectivity). The checks are the proxy's
+    (:func:`sigv4_proxy.config.url_problem`), after one for control characters, which a terminal would obey."""
     import httpx
 
+    from sigv4_proxy.config import url_problem
     from sigv4_proxy.errors import UsageError
     from sigv4_proxy.terminal import printable
 
     shown = printable(url)
-    scheme, separator, rest = url.partition("://")
-    if not separator or scheme.lower() not in ("http", "https"):
-        raise UsageError(f"URL must start with https:// (or http://), got: {shown}")
     control = next((char for char in url if char < " " or char == "\x7f"), None)
     if control is not None:
         raise UsageError(f"URL contains the control character {printable(control)}, got: {shown}")
-    host_port = re.split(r"[/?#]", rest, maxsplit=1)[0].rpartition("@")[2]
-    if host_port.startswith("[") and "]" not in host_port:
-        raise UsageError(f"URL has an unclosed '[' in its host (an IPv6 address is written [::1]), got: {shown}")
-    if not host_port.startswith("[") and host_port.count(":") > 1:
-        raise UsageError(
-            f"URL host looks like an IPv6 address: put it in brackets, e.g. http://[::1]:8080/, got: {shown}"
-        )
-    port = host_port.rpartition("]")[2].partition(":")[2]  # after an IPv6 literal's brackets; "" when none
-    if port and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
-        raise UsageError(f"URL port '{printable(port)}' is not a number from 1 to 65535, got: {shown}")
+    problem = url_problem(url, subject="URL")
+    if problem is not None:
+        raise UsageError(printable(problem))
     try:
-        hostname = urlsplit(url).hostname
         httpx.URL(url)  # whatever else httpx would refuse when sending
-    except (ValueError, httpx.InvalidURL) as exc:
+    except httpx.InvalidURL as exc:
         raise UsageError(f"invalid URL ({printable(str(exc))}), got: {shown}") from None
-    if not hostname:
-        raise UsageError(f"URL has no host, got: {shown}")
 
 
 def check_headers(headers: list[tuple[str, str]]) -> None:
@@ -205,7 +182,7 @@ class _RawWriter:
         pass
 
 
-def _stdout_writer() -> Any:
+def _stdout_writer() -> TerminalWriter | _RawWriter:
     """Where the status block and the body go: raw bytes for scripts, escaped text for a person at a
     terminal (a hostile server must not drive the terminal: clear it, set the clipboard with OSC 52, ...)."""
     from sigv4_proxy.terminal import TerminalWriter
@@ -224,11 +201,11 @@ def _error(message: str) -> None:
 def run(args: argparse.Namespace) -> int:
     import httpx
 
-    from sigv4_proxy.auth import SigV4Auth
-    from sigv4_proxy.cli.sign import parse_header_args, read_body, resolve_scope
+    from sigv4_proxy.cli._common import parse_header_args, read_body, resolve_scope
     from sigv4_proxy.credentials import CredentialProvider
-    from sigv4_proxy.diagnose import MAX_DIAGNOSED_BODY, SigningContext, diagnose_exception, diagnose_response
+    from sigv4_proxy.diagnose import MAX_DIAGNOSED_BODY, diagnose_exception, diagnose_response
     from sigv4_proxy.terminal import printable
+    from sigv4_proxy.upstream import Destination, signer, signing_context
 
     url = args.url
     check_url(url)
@@ -238,17 +215,9 @@ def run(args: argparse.Namespace) -> int:
     region, service = resolve_scope(url, args.region, args.service_name)
     provider = CredentialProvider(args.profile)
     credentials = provider.get()  # fails here, clearly, before any network I/O
-    auth = SigV4Auth(provider, region, service, algorithm=args.sig_version, unsigned_payload=args.unsigned_payload)
-    context = SigningContext(
-        url=url,
-        region=region,
-        service=service,
-        algorithm=args.sig_version,
-        access_key=credentials.masked_access_key,
-        has_session_token=bool(credentials.session_token),
-        credential_method=provider.method,
-        profile=args.profile,
-    )
+    destination = Destination(url, region, service, args.sig_version, args.profile)
+    auth = signer(destination, provider, unsigned_payload=args.unsigned_payload)
+    context = signing_context(destination, provider, credentials=credentials)
     timeout = httpx.Timeout(args.timeout, connect=args.connect_timeout)
     hooks = {"request": [_print_verbose_request]} if args.verbose else {}
     out = _stdout_writer()

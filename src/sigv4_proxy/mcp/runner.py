@@ -1,5 +1,8 @@
 """Start the MCP stdio proxy: logging, credentials, the signed HTTP client, signals, then the bridge.
 
+The credential provider, the signed client and the signing context come from :mod:`sigv4_proxy.upstream`,
+which the HTTP listener shares.
+
 Start-up is on the MCP client's critical path (it launches us for every session), so this module imports
 only what it must, when it must: httpx and the signer after the configuration is known, botocore only when
 the credentials do not come straight from the environment, the diagnosis module only when something fails,
@@ -12,157 +15,46 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import Mapping
-from datetime import datetime
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from sigv4_proxy.logs import get_logger, register_credentials, setup_logging
+from sigv4_proxy.logs import get_logger, setup_logging
+from sigv4_proxy.redact import display_url
+from sigv4_proxy.upstream import SecretRegisteringProvider, build_client, credential_provider, signing_context
 
 if TYPE_CHECKING:
-    import httpx
-
     from sigv4_proxy.config import ProxyConfig
     from sigv4_proxy.diagnose import SigningContext
+    from sigv4_proxy.mcp.bridge import Bridge
     from sigv4_proxy.signing.model import Credentials
 
-__all__ = ["build_client", "credential_provider", "run_proxy"]
+__all__ = ["run_proxy"]
 
 log = get_logger("mcp")
 
 READY_LINE = "Proxy is ready to accept MCP protocol messages"
 # A fixed jitter in [0, 1] instead of random ones: reproducible backoff for tests and benchmarks.
 JITTER_ENV = "SIGV4_PROXY_RETRY_JITTER"
-DEFAULT_CONNECT_TIMEOUT = 30.0
-MAX_CONNECTIONS = 512
-
-
-class SecretRegisteringProvider:
-    """Wraps the shared credential provider so every secret it hands out is redacted from the logs."""
-
-    def __init__(self, provider: Any) -> None:
-        self.provider = provider
-
-    @property
-    def method(self) -> str | None:
-        return getattr(self.provider, "method", None)
-
-    def _seen(self, credentials: Credentials | None) -> Credentials | None:
-        if credentials is not None:
-            register_credentials(credentials)
-        return credentials
-
-    def get(self, now: datetime | None = None) -> Credentials:
-        credentials = self._seen(self.provider.get(now))
-        assert credentials is not None
-        return credentials
-
-    def cached(self, now: datetime | None = None) -> Credentials | None:
-        cached = getattr(self.provider, "cached", None)
-        return self._seen(cached(now)) if cached is not None else None
-
-    def force_refresh(self) -> Credentials:
-        credentials = self._seen(self.provider.force_refresh())
-        assert credentials is not None
-        return credentials
-
-
-def credential_provider(config: ProxyConfig, environ: Mapping[str, str]) -> Any:
-    """The process's one credential provider.
-
-    Keys in the environment (and no ``--profile`` flag) are what botocore's chain would pick first; they
-    are read directly, which saves importing botocore (~150 ms of every start-up). Everything else goes
-    through botocore's chain. A profile that came from ``AWS_PROFILE`` is left to botocore to read, so the
-    precedence is the AWS CLI's: environment keys over ``AWS_PROFILE``, ``--profile`` over both.
-    """
-    from sigv4_proxy.credentials import CredentialProvider, StaticCredentialProvider
-    from sigv4_proxy.signing.model import Credentials
-
-    profile_flag = config.profile if config.sources.get("profile") == "--profile" else None
-    access_key = environ.get("AWS_ACCESS_KEY_ID", "").strip()
-    secret_key = environ.get("AWS_SECRET_ACCESS_KEY", "").strip()
-    if profile_flag is None and access_key and secret_key and not environ.get("AWS_CREDENTIAL_EXPIRATION"):
-        token = (environ.get("AWS_SESSION_TOKEN") or environ.get("AWS_SECURITY_TOKEN") or "").strip() or None
-        return StaticCredentialProvider(Credentials(access_key, secret_key, token), method="env")
-    if profile_flag is None and not access_key and config.profile:
-        # No keys in the environment for botocore to prefer: naming AWS_PROFILE's profile selects exactly what
-        # botocore would, and lets the provider's messages name it (`aws sso login --profile P`).
-        profile_flag = config.profile
-    return CredentialProvider(profile=profile_flag)
-
-
-def build_client(config: ProxyConfig, provider: Any, *, clock: Any = None) -> httpx.AsyncClient:
-    """The shared, pooled, signing httpx client."""
-    import sys
-
-    import httpx
-
-    try:  # httpcore imports sniffio inside a function on every request: record its absence once
-        import sniffio  # noqa: F401
-    except ImportError:  # each failing attempt would search sys.path again (~0.1 ms, ~10 per request)
-        sys.modules.setdefault("sniffio", None)  # type: ignore[assignment]
-
-    from sigv4_proxy import __version__
-    from sigv4_proxy.auth import SigV4Auth
-
-    auth = SigV4Auth(provider, config.signing_region, config.service, algorithm=config.sig_version, clock=clock)
-    connect = min(config.timeout, DEFAULT_CONNECT_TIMEOUT) if config.timeout else DEFAULT_CONNECT_TIMEOUT
-    return httpx.AsyncClient(
-        auth=auth,
-        timeout=httpx.Timeout(connect=connect, read=config.timeout, write=config.timeout, pool=None),
-        limits=httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=64, keepalive_expiry=30),
-        follow_redirects=False,
-        headers={"User-Agent": f"sigv4-proxy/{__version__}"},
-    )
-
-
-def signing_context_factory(config: ProxyConfig, provider: SecretRegisteringProvider) -> Any:
-    def context() -> SigningContext:
-        from sigv4_proxy.diagnose import SigningContext
-
-        credentials = None
-        try:
-            credentials = provider.cached()
-        except Exception:
-            credentials = None
-        return SigningContext(
-            url=config.target_url,
-            region=config.signing_region,
-            service=config.service,
-            algorithm=config.sig_version,
-            access_key=credentials.masked_access_key if credentials else None,
-            has_session_token=bool(credentials.session_token) if credentials else None,
-            credential_method=provider.method,
-            profile=config.profile,
-            # Known here only when --transport names it; with "auto" the diagnosis goes by the URL.
-            transport=None if config.transport == "auto" else config.transport,
-        )
-
-    return context
 
 
 def log_startup(config: ProxyConfig, credentials: Credentials, method: str | None) -> None:
     from sigv4_proxy import __version__
     from sigv4_proxy.credentials import describe_credentials
+    from sigv4_proxy.signing.algorithm import algorithm_for
 
     log.info("sigv4-proxy %s: MCP stdio proxy starting", __version__)
-    log.info("Target URL: %s", _display_url(config.target_url))
-    if config.sig_version == "v4a":
+    log.info("Target URL: %s", display_url(config.target_url))
+    algorithm = algorithm_for(config.sig_version)
+    if algorithm.uses_region_set:
         regions = ",".join(config.region_set or ("*",))
-        signing = f"SigV4a, region set {regions} ({config.sources.get('region_set', 'default')})"
+        signing = f"{algorithm.label}, region set {regions} ({config.sources.get('region_set', 'default')})"
     else:
-        signing = f"SigV4, region {config.region} ({config.sources.get('region', 'default')})"
+        signing = f"{algorithm.label}, region {config.region} ({config.sources.get('region', 'default')})"
     log.info("Signing: %s, service %s (%s)", signing, config.service, config.sources.get("service_name"))
     log.info("Credentials: %s", describe_credentials(credentials, method))
     log.info("Options: %s", "; ".join(config.option_summary()))
     for warning in config.warnings:
         log.warning("%s", warning)
-
-
-def _display_url(url: str) -> str:
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
 
 
 def run_proxy(config: ProxyConfig, environ: Mapping[str, str] | None = None) -> int:
@@ -180,7 +72,7 @@ def run_proxy(config: ProxyConfig, environ: Mapping[str, str] | None = None) -> 
     return asyncio.run(_serve(config, provider, env))
 
 
-def jitter_source(environ: Mapping[str, str]) -> Any:
+def jitter_source(environ: Mapping[str, str]) -> Callable[[], float]:
     """``random.random``, or a constant from ``SIGV4_PROXY_RETRY_JITTER`` (reproducible backoff)."""
     import random
 
@@ -212,7 +104,7 @@ async def _serve(config: ProxyConfig, provider: SecretRegisteringProvider, envir
         client,
         stdin=StdinReader(config.max_message_bytes),
         stdout=StdoutWriter(),
-        signing_context=signing_context_factory(config, provider),
+        signing_context=_signing_context_of(config, provider),
         credentials=provider,
         clock=clock,
         random=jitter_source(environ),
@@ -226,6 +118,11 @@ async def _serve(config: ProxyConfig, provider: SecretRegisteringProvider, envir
         return await bridge.run()
     finally:
         await client.aclose()
+
+
+def _signing_context_of(config: ProxyConfig, provider: SecretRegisteringProvider) -> Callable[[], SigningContext]:
+    """The bridge asks at each failure: the credentials in hand then are the ones the request was signed with."""
+    return lambda: signing_context(config, provider)
 
 
 def _stdin_is_terminal() -> bool:
@@ -272,10 +169,13 @@ def launch_command(argv0: str | None = None) -> list[str]:
 def client_arguments(config: ProxyConfig) -> list[str]:
     """The flags an MCP client's configuration needs to reproduce this run's target and signing: whatever
     came from the environment too, since a client launched from a desktop does not have the shell's."""
+    from sigv4_proxy.signing.algorithm import algorithm_for
+
     inferred = "inferred from the target URL"
-    args = ["--target-url", _display_url(config.target_url)]
-    if config.sig_version == "v4a":
-        args += ["--sig-version", "v4a"]
+    args = ["--target-url", display_url(config.target_url)]
+    algorithm = algorithm_for(config.sig_version)
+    if algorithm.uses_region_set:
+        args += ["--sig-version", algorithm.version]
         if config.region_set:
             args += ["--region-set", ",".join(config.region_set)]
     elif config.region and config.sources.get("region") != inferred:
@@ -291,7 +191,7 @@ def client_arguments(config: ProxyConfig) -> list[str]:
     return args
 
 
-def _install_signal_handlers(bridge: Any) -> None:
+def _install_signal_handlers(bridge: Bridge) -> None:
     loop = asyncio.get_running_loop()
     received: list[int] = []
 

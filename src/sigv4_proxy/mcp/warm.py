@@ -26,13 +26,15 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["WarmCache", "WarmEntry", "requested_version", "user_cache_dir"]
+from sigv4_proxy.redact import display_url
+
+__all__ = ["SAVED_FORMAT", "WarmCache", "WarmEntry", "parse_saved", "requested_version", "user_cache_dir"]
 
 APP_DIR = "sigv4-proxy"
 CACHE_DIR_ENV = "SIGV4_PROXY_CACHE_DIR"
 MAX_ENTRY_BYTES = 1 << 20  # an initialize result is a few KB; anything far larger is not one
+SAVED_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # an entry's "saved" time, UTC
 
 
 def user_cache_dir(environ: Mapping[str, str] | None = None, platform: str | None = None) -> Path:
@@ -81,7 +83,7 @@ class WarmCache:
 
     def __init__(self, directory: Path, target_url: str) -> None:
         self.directory = directory / "warm"
-        self.target = _display_url(target_url)
+        self.target = display_url(target_url)
         self._target_url = target_url
 
     def path(self, protocol_version: str | None) -> Path:
@@ -109,7 +111,7 @@ class WarmCache:
         entry = {
             "target": self.target,
             "protocolVersion": protocol_version,
-            "saved": moment.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "saved": moment.strftime(SAVED_FORMAT),
             "result": result,
         }
         path = self.path(protocol_version)
@@ -129,6 +131,9 @@ class WarmCache:
         return path
 
 
-def _display_url(url: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
+def parse_saved(text: str) -> datetime | None:
+    """An entry's ``saved`` time, or None when it is not one this module wrote."""
+    try:
+        return datetime.strptime(text, SAVED_FORMAT).replace(tzinfo=timezone.utc)
+    except ValueError:
+        return None
