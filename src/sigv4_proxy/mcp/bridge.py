@@ -37,17 +37,20 @@ from sigv4_proxy.logs import get_logger
 from sigv4_proxy.mcp import jsonrpc
 from sigv4_proxy.mcp.jsonrpc import INVALID_REQUEST, UPSTREAM_ERROR, Envelope, Rejection
 from sigv4_proxy.mcp.routing import ToolHeaderMaps
-from sigv4_proxy.mcp.session import PendingRequests, SessionState
+from sigv4_proxy.mcp.session import Pending, PendingRequests, SessionState
 from sigv4_proxy.mcp.stdio import Line, Oversize, StdinReader, StdoutWriter
-from sigv4_proxy.mcp.transport import PostResult, StreamableHttpTransport, Transport
+from sigv4_proxy.mcp.transport import Deliver, PostResult, StreamableHttpTransport, Transport, UpstreamLink
 
 if TYPE_CHECKING:
     import httpx
 
     from sigv4_proxy.clock import SkewedClock
     from sigv4_proxy.config import ProxyConfig
+    from sigv4_proxy.credentials import CredentialSource
     from sigv4_proxy.diagnose import Diagnosis, SigningContext
+    from sigv4_proxy.mcp.legacy import LegacySseTransport
     from sigv4_proxy.mcp.standalone import StandaloneStream
+    from sigv4_proxy.mcp.warm import WarmCache
     from sigv4_proxy.retry import RetryPolicy, RetryState
 
 __all__ = ["Bridge", "Failure", "Settled"]
@@ -111,13 +114,13 @@ class Bridge:
         stdin: StdinReader,
         stdout: StdoutWriter,
         signing_context: Callable[[], SigningContext],
-        credentials: Any = None,
+        credentials: CredentialSource | None = None,
         grace_seconds: float = SHUTDOWN_GRACE_SECONDS,
         clock: SkewedClock | None = None,
         policy: RetryPolicy | None = None,
         random: Callable[[], float] = _random.random,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        warm_cache: Any = None,
+        warm_cache: WarmCache | None = None,
     ) -> None:
         """`clock` is the clock the client signs with (corrected on clock-skew answers); `policy` the retry
         policy (default: ``--retries``); `random` the jitter source and `sleep` the wait between attempts
@@ -146,30 +149,22 @@ class Bridge:
 
     def build_transport(self) -> Transport:
         """The upstream transport ``--transport`` asks for: Streamable HTTP, legacy HTTP+SSE, or ``auto``."""
-        streamable = StreamableHttpTransport(
+        link = UpstreamLink(
             self.client,
             self.config.target_url,
-            session=self.session,
-            deliver=self.deliver,
+            self.session,
+            self.deliver,
             extra_headers=self.config.headers,
-            tool_headers=self.tool_headers,
             max_message_bytes=self.config.max_message_bytes,
         )
+        streamable = StreamableHttpTransport(link, tool_headers=self.tool_headers)
         if self.config.transport == "streamable-http":
             return streamable
 
-        def legacy() -> Transport:
+        def legacy() -> LegacySseTransport:
             from sigv4_proxy.mcp.legacy import LegacySseTransport  # imported only for legacy servers
 
-            return LegacySseTransport(
-                self.client,
-                self.config.target_url,
-                session=self.session,
-                deliver=self.deliver,
-                extra_headers=self.config.headers,
-                timeout=self.config.timeout,
-                max_message_bytes=self.config.max_message_bytes,
-            )
+            return LegacySseTransport(link, timeout=self.config.timeout)
 
         if self.config.transport == "sse":
             return legacy()
@@ -183,7 +178,16 @@ class Bridge:
         if self._listener is None:
             from sigv4_proxy.mcp.standalone import StandaloneStream
 
-            self._listener = StandaloneStream(self, self.sleep)
+            self._listener = StandaloneStream(
+                self.transport,
+                self.session,
+                stopping=self.stopping,
+                signing_context=self.signing_context,
+                recover_signing=self.recover_signing,
+                max_message_bytes=self.config.max_message_bytes,
+                random=self.random,
+                sleep=self.sleep,
+            )
         return self._listener
 
     @property
@@ -282,10 +286,8 @@ class Bridge:
         """Start forwarding one client message (see the module docstring for the ordering rule)."""
         if message.kind == "notification" and message.method == "notifications/cancelled" and self._cancel(message):
             return
-        if message.kind == "notification" and message.method == "notifications/initialized":
-            self.session.initialized_notification = bytes(message.raw)
         requests = message.requests()
-        entered = []
+        entered: list[Pending] = []
         for request in requests:
             pending = self.pending.add(request)
             if pending is None:
@@ -295,13 +297,13 @@ class Bridge:
                 await self._reject(Rejection(INVALID_REQUEST, text, request.id), len(message.raw))
                 return
             entered.append(pending)
-        if message.kind == "request" and message.method == "initialize":
-            self.session.begin_initialize(message)
-        if message.protocol_version is not None:
-            self.session.modern = True
-        elif message.kind == "request":
-            self.session.modern = False
+        self.session.client_message(message)
         task = asyncio.create_task(self.send(message))
+        if message.kind == "request" and message.method == "initialize":
+            self.session.initialize_started(message)
+            # The gate opens when the task ends, however it ends: also when it was cancelled before it ran
+            # (a 2026-era initialize cancelled in the same read), which a `finally` inside it would miss.
+            task.add_done_callback(lambda _: self.session.initialize_finished())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         for pending in entered:
@@ -353,29 +355,25 @@ class Bridge:
 
     async def _send(self, message: Envelope) -> None:
         is_initialize = message.kind == "request" and message.method == "initialize"
-        try:
-            if not is_initialize:
-                await self.session.wait_ready()
-                if self.session.needs_initialize:
-                    failure = await self.recover_session(self.session.epoch, "the warm start's initialize failed")
-                    if failure is not None:
-                        await self.fail(message, failure)
-                        return
-                    if message.method == "notifications/initialized":
-                        return  # the re-initialize just sent it
-            if is_initialize and self.warm_cache is not None:
-                await self.warm_initialize(message)
-                return
-            settled = await self.forward(message)
-            if settled.ok:
-                self._after_success(message)
-            else:
-                await self.report(message, settled)
-        finally:
-            if is_initialize:
-                self.session.end_initialize()
+        if not is_initialize:
+            await self.session.wait_ready()
+            if self.session.needs_initialize:
+                failure = await self.recover_session(self.session.epoch, "the warm start's initialize failed")
+                if failure is not None:
+                    await self.fail(message, failure)
+                    return
+                if message.method == "notifications/initialized":
+                    return  # the re-initialize just sent it
+        if is_initialize and self.warm_cache is not None:
+            await self.warm_initialize(message, self.warm_cache)
+            return
+        settled = await self.forward(message)
+        if settled.ok:
+            self._after_success(message)
+        else:
+            await self.report(message, settled)
 
-    async def attempt(self, message: Envelope, deliver: Any = None) -> PostResult:
+    async def attempt(self, message: Envelope, deliver: Deliver | None = None) -> PostResult:
         """One POST of ``message``. Failures of any kind come back in the result, never as exceptions."""
         try:
             return await self.transport.post(message, deliver=deliver)
@@ -384,7 +382,7 @@ class Bridge:
         except Exception as exc:  # credentials that cannot be refreshed, a request that cannot be signed, ...
             return PostResult(error=exc)
 
-    async def forward(self, message: Envelope, *, deliver: Any = None, recover: bool = True) -> Settled:
+    async def forward(self, message: Envelope, *, deliver: Deliver | None = None, recover: bool = True) -> Settled:
         """Send ``message`` until it goes through or cannot: one session recovery, the retry policy's retries,
         one credential refresh, one clock correction. ``deliver`` replaces the bridge's for the answer (a
         private re-initialize keeps its answer from the client)."""
@@ -411,7 +409,8 @@ class Bridge:
                 from sigv4_proxy.credentials import credentials_refreshable
                 from sigv4_proxy.retry import RetryState
 
-                state = RetryState(credentials_refreshable=credentials_refreshable(self.credentials))
+                refreshable = self.credentials is None or credentials_refreshable(self.credentials)
+                state = RetryState(credentials_refreshable=refreshable)
             failure = await self._before_retry(message, result, state)
             if failure is not None:
                 return Settled(result, failure)
@@ -456,28 +455,30 @@ class Bridge:
         """Before the one re-signed retry: refresh the credentials (expired token) or adopt the server's clock
         (skew). A failure when the credentials cannot be refreshed (an SSO session that ended: the message
         names the login command; the next request tries again, so the proxy keeps working after the login)."""
-        from sigv4_proxy.diagnose import RECOVERY_CORRECT_CLOCK, RECOVERY_REFRESH_CREDENTIALS, header_value, redact
+        from sigv4_proxy import retry
+        from sigv4_proxy.diagnose import header_value
+        from sigv4_proxy.redact import redact
+        from sigv4_proxy.upstream import recover
 
-        if diagnosis.recovery == RECOVERY_REFRESH_CREDENTIALS:
-            if self.credentials is None:
-                return Failure.from_diagnosis(diagnosis)
-            try:
-                refreshed = await asyncio.to_thread(self.credentials.force_refresh)  # SSO/STS I/O: off the loop
-            except Exception as exc:
-                failure = Failure.from_diagnosis(diagnosis)
-                failure.message += f" Refreshing the credentials failed: {redact(str(exc))}"
-                return failure
-            log.info(
-                "credentials refreshed after the server said the token expired (now %s)", refreshed.masked_access_key
-            )
-        elif diagnosis.recovery == RECOVERY_CORRECT_CLOCK and self.clock is not None:
-            received = datetime.fromtimestamp(result.received_at, timezone.utc) if result.received_at else None
-            date = header_value(result.headers, "date")
-            if self.clock.correct(date, received, aws_message=diagnosis.aws_message) is None:
-                log.warning("clock skew reported, but the response tells no server time: retrying unchanged")
-            else:
-                log.warning("clock skew: %s", self.clock.describe())
-        return None
+        action = diagnosis.recovery
+        if action is None:
+            return None
+        if action == retry.REFRESH_CREDENTIALS and self.credentials is None:
+            return Failure.from_diagnosis(diagnosis)  # no provider to refresh
+        error = await recover(
+            action,
+            self.credentials,
+            self.clock,
+            log=log,
+            date=header_value(result.headers, "date"),
+            received=datetime.fromtimestamp(result.received_at, timezone.utc) if result.received_at else None,
+            aws_message=diagnosis.aws_message,
+        )
+        if error is None:
+            return None
+        failure = Failure.from_diagnosis(diagnosis)
+        failure.message += f" Refreshing the credentials failed: {redact(str(error))}"
+        return failure
 
     def _problem_failure(self, result: PostResult) -> Failure:
         from sigv4_proxy.mcp.transport import PROBLEM_STREAM_ENDED
@@ -508,7 +509,7 @@ class Bridge:
             if self.session.epoch != epoch:
                 return None
             old = self.session.session_id
-            self.session.hold()
+            self.session.reinitialize_started()
             try:
                 log.warning(
                     "%s (%s): re-initializing with the client's original parameters",
@@ -517,7 +518,7 @@ class Bridge:
                 )
                 failure = await self._reinitialize()
             finally:
-                self.session.end_initialize()
+                self.session.initialize_finished()
             if failure is not None:
                 log.warning("re-initializing failed: %s", failure.message)
                 return Failure(
@@ -533,22 +534,19 @@ class Bridge:
         assert self.session.initialize_message is not None
         initialize = jsonrpc.peek(self.session.initialize_message)
         answer = _Capture(self)
-        self.session.session_id = None
         settled = await self.forward(initialize, deliver=answer, recover=False)
-        if not settled.ok:
-            assert settled.failure is not None
+        if settled.failure is not None:
             return settled.failure
-        failure = answer.failure()
-        if failure is not None:
-            return failure
-        self._learn_initialize(answer.envelope)
-        self.session.epoch += 1
-        self.session.needs_initialize = False
+        outcome = answer.outcome()
+        if isinstance(outcome, Failure):
+            return outcome
+        self._observe("initialize", outcome)
+        self.session.established()
         initialized = jsonrpc.peek(self.session.initialized_notification or INITIALIZED)
         settled = await self.forward(initialized, recover=False)
         return settled.failure
 
-    async def warm_initialize(self, message: Envelope) -> None:
+    async def warm_initialize(self, message: Envelope, cache: WarmCache) -> None:
         """``--warm``: answer from the cache at once, complete the real initialize behind it, refresh the cache.
 
         Later messages wait at the session gate until the real answer is in. If the real initialize fails,
@@ -556,7 +554,6 @@ class Bridge:
         """
         from sigv4_proxy.mcp.warm import requested_version
 
-        cache = self.warm_cache
         version = requested_version(message.raw)
         entry = cache.load(version)
         if entry is None:
@@ -567,21 +564,22 @@ class Bridge:
                 await self.report(message, settled)
                 return
             self._after_success(message)
-            if answer.failure() is None:
-                cache.save(version, answer.envelope.result())
+            outcome = answer.outcome()
+            if not isinstance(outcome, Failure):
+                cache.save(version, outcome.result())
             return
         line = entry.answer(message.id)
         await self.deliver(line, jsonrpc.peek(line), message)
         log.info("warm start: answered initialize from the answer cached %s; completing the real one", entry.saved)
         answer = _Capture(self)
         settled = await self.forward(message, deliver=answer)
-        failure = settled.failure or answer.failure()
-        if failure is not None:
-            self.session.needs_initialize = True
-            log.warning("warm start: the real initialize failed (the next request tries again): %s", failure.message)
+        outcome = settled.failure or answer.outcome()
+        if isinstance(outcome, Failure):
+            self.session.warm_failed()
+            log.warning("warm start: the real initialize failed (the next request tries again): %s", outcome.message)
             return
-        self._learn_initialize(answer.envelope)
-        fresh = answer.envelope.result()
+        self._observe("initialize", outcome)
+        fresh = outcome.result()
         if isinstance(fresh, dict) and fresh != _json(entry.result):
             log.warning(
                 "warm start: the server's initialize answer differs from the cached one the client got (e.g. "
@@ -590,13 +588,9 @@ class Bridge:
         cache.save(version, fresh)
         self._after_success(message)
 
-    def _learn_initialize(self, envelope: Envelope | None) -> None:
-        if envelope is not None:
-            self._observe("initialize", envelope)
-
     def _after_success(self, message: Envelope) -> None:
         if message.kind == "request" and message.method == "initialize":
-            self.session.epoch += 1
+            self.session.established()
             log.info("MCP session established (%s, %s transport)", self.session.describe(), self.transport.name)
         if message.method == "notifications/initialized" and self.config.sse:
             self.listener.start()
@@ -691,8 +685,10 @@ class Bridge:
         if method == "initialize":
             result = envelope.result(limit=1 << 20)
             version = result.get("protocolVersion") if isinstance(result, dict) else None
-            if isinstance(version, str):
-                self.session.protocol_version = version
+            if isinstance(version, str) and self.session.initializing:
+                # (an answer that arrives after its initialize was abandoned, at a deadline or shutdown,
+                # establishes nothing)
+                self.session.learned_version(version)
         elif method == "tools/list" and b"x-mcp-header" in envelope.raw:
             self.tool_headers.learn(envelope.result())
 
@@ -716,7 +712,8 @@ class _Capture:
                 return
         await self.bridge.deliver(data, envelope, via)
 
-    def failure(self) -> Failure | None:
+    def outcome(self) -> Envelope | Failure:
+        """The server's successful answer, or why there is none."""
         envelope = self.envelope
         if envelope is None:
             return Failure("the server did not answer initialize", {"kind": "unexpected_response"})
@@ -727,7 +724,7 @@ class _Capture:
                 error = {}
             text = error.get("message") if isinstance(error, dict) else None
             return Failure(f"the server refused initialize: {text or 'JSON-RPC error'}", {"kind": "initialize_refused"})
-        return None
+        return envelope
 
 
 def _json(data: bytes | bytearray) -> Any:

@@ -17,7 +17,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 __all__ = [
     "INTERNAL_ERROR",
@@ -25,6 +25,8 @@ __all__ = [
     "PARSE_ERROR",
     "UPSTREAM_ERROR",
     "Envelope",
+    "Kind",
+    "MessageKind",
     "Rejection",
     "ScanError",
     "classify_line",
@@ -35,6 +37,11 @@ __all__ = [
     "prefix_members",
     "truncated_kind",
 ]
+
+# What a message is: one of JSON-RPC's three kinds, or a batch of them (a message's first bytes can tell the
+# three apart, never a batch: :func:`truncated_kind`).
+Kind = Literal["request", "notification", "response", "batch"]
+MessageKind = Literal["request", "notification", "response"]
 
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
@@ -191,7 +198,7 @@ def prefix_members(buf: bytes | bytearray) -> dict[str, tuple[int, int]]:
     return members
 
 
-def truncated_kind(prefix: bytes | bytearray) -> tuple[str | None, Any]:
+def truncated_kind(prefix: bytes | bytearray) -> tuple[MessageKind | None, Any]:
     """(kind, id) of a message known only by its first bytes: "request", "notification", "response" or None.
 
     A message whose ``method`` lies beyond the prefix but whose ``id`` does not is taken for a request
@@ -246,7 +253,7 @@ class Envelope:
     """What routing knows about one message. ``raw`` is the message exactly as received."""
 
     raw: bytes | bytearray
-    kind: str  # "request" | "notification" | "response" | "batch"
+    kind: Kind
     id: Any = None
     method: str | None = None
     is_error: bool = False

@@ -21,21 +21,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
 
-from sigv4_proxy.config import DEFAULT_MAX_MESSAGE_BYTES
 from sigv4_proxy.logs import get_logger
 from sigv4_proxy.mcp.jsonrpc import Envelope
-from sigv4_proxy.mcp.session import SessionState
 from sigv4_proxy.mcp.sse import SSEParser
 from sigv4_proxy.mcp.transport import (
     MAX_ERROR_BODY,
     PROBLEM_REDIRECT,
     Deliver,
     PostResult,
+    TransportName,
+    UpstreamLink,
     _Counting,
     _describe,
     _media_type,
@@ -106,29 +105,17 @@ class _Stream:
 class LegacySseTransport:
     """Client side of the 2024-11-05 HTTP+SSE transport over the shared signing httpx client."""
 
-    name = "sse"
+    name: TransportName = "sse"
     standalone_stream = False  # server-initiated messages ride the one stream anyway
+    last_event_id: str | None = None  # (no standalone stream: nothing to resume or pace)
+    retry_ms: int | None = None
 
     def __init__(
-        self,
-        client: httpx.AsyncClient,
-        url: str,
-        *,
-        session: SessionState,
-        deliver: Deliver,
-        extra_headers: Sequence[tuple[str, str]] = (),
-        timeout: float | None = None,
-        endpoint_wait: float = DEFAULT_ENDPOINT_WAIT,
-        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        self, link: UpstreamLink, *, timeout: float | None = None, endpoint_wait: float = DEFAULT_ENDPOINT_WAIT
     ) -> None:
-        self.client = client
-        self.url = url
-        self.session = session
-        self.deliver = deliver
-        self.extra_headers = list(extra_headers)
+        self.link = link
         self.timeout = timeout  # --timeout: how long an answer may take, counted from the stream's last sign of life
         self.endpoint_wait = min(endpoint_wait, timeout) if timeout else endpoint_wait
-        self.max_message_bytes = max_message_bytes  # --max-message-bytes, for every event on the stream
         self._stream: _Stream | None = None
         self._generations = 0
         self._session_generation: int | None = None  # the stream the current MCP session was initialised on
@@ -149,12 +136,12 @@ class LegacySseTransport:
 
         self._generations += 1
         stream = _Stream(self._generations)
-        headers = {"Accept": "text/event-stream", **dict(self.extra_headers)}
-        timeout = httpx.Timeout(self.client.timeout.connect, read=None, write=None, pool=None)
-        request = self.client.build_request("GET", self.url, headers=headers, timeout=timeout)
+        headers = {"Accept": "text/event-stream", **dict(self.link.extra_headers)}
+        timeout = httpx.Timeout(self.link.client.timeout.connect, read=None, write=None, pool=None)
+        request = self.link.client.build_request("GET", self.link.url, headers=headers, timeout=timeout)
         result = PostResult()
         try:
-            response = await self.client.send(request, stream=True)
+            response = await self.link.client.send(request, stream=True)
         except (OSError, httpx.HTTPError) as exc:
             result.error = exc
             return result
@@ -187,13 +174,13 @@ class LegacySseTransport:
         if stream.endpoint is None:
             await self._close(stream)
             if stream.too_large:
-                refuse_too_large(result, self.max_message_bytes)
+                refuse_too_large(result, self.link.max_message_bytes)
             elif stream.end_reason is not None:
                 result.error = stream.end_reason
             else:
                 result.problem = PROBLEM_NO_ENDPOINT.format(seconds=self.endpoint_wait)
             return result
-        foreign = foreign_endpoint_problem(self.url, stream.endpoint)
+        foreign = foreign_endpoint_problem(self.link.url, stream.endpoint)
         if foreign is not None:
             await self._close(stream)
             result.problem = foreign
@@ -207,7 +194,7 @@ class LegacySseTransport:
         import httpx
 
         assert stream.response is not None
-        parser = SSEParser(self.max_message_bytes)
+        parser = SSEParser(self.link.max_message_bytes)
         try:
             async for chunk in stream.response.aiter_bytes():
                 stream.last_activity = time.monotonic()
@@ -231,7 +218,7 @@ class LegacySseTransport:
     async def _on_event(self, stream: _Stream, kind: str, data: bytearray, has_data: bool) -> None:
         if kind == "endpoint":
             if stream.endpoint is None and has_data:
-                stream.endpoint = endpoint_url(self.url, data)
+                stream.endpoint = endpoint_url(self.link.url, data)
                 stream.endpoint_seen.set()
             return
         envelope = message_event(kind, data, has_data)
@@ -240,7 +227,7 @@ class LegacySseTransport:
         keys = envelope.response_keys()
         waiter = next((self._waiters[key] for key in keys if key in self._waiters), None)
         if waiter is None:
-            await self.deliver(data, envelope, None)  # notifications, server requests, late answers
+            await self.link.deliver(data, envelope, None)  # notifications, server requests, late answers
             return
         for key in keys:
             waiter.keys.discard(key)
@@ -274,13 +261,13 @@ class LegacySseTransport:
         if not is_initialize and self._session_generation is not None and stream.generation != self._session_generation:
             return PostResult(problem=PROBLEM_SESSION_LOST, session_lost=True)
         result = PostResult()
-        counted = _Counting(deliver or self.deliver, result)
+        counted = _Counting(deliver or self.link.deliver, result)
         awaited = {request.key for request in message.requests()}
         waiter = _Waiter(set(awaited), counted, message) if awaited else None
         for key in awaited:
             self._waiters[key] = waiter  # type: ignore[assignment]
         body = message.raw if isinstance(message.raw, bytes) else bytes(message.raw)
-        headers = {"Content-Type": "application/json", **dict(self.extra_headers)}
+        headers = {"Content-Type": "application/json", **dict(self.link.extra_headers)}
         started = time.monotonic()
         try:
             response = await self._acknowledge(stream.endpoint, body, headers, result)
@@ -304,7 +291,7 @@ class LegacySseTransport:
         result.unanswered = set(waiter.keys) if waiter is not None else set()
         if is_initialize and result.ok:
             self._session_generation = stream.generation
-            self.session.session_id = _session_of(stream.endpoint)
+            self.link.session.assigned(_session_of(stream.endpoint))
         log.debug(
             "POST %s -> %s in %.1f ms (legacy SSE)",
             _describe(message),
@@ -318,8 +305,8 @@ class LegacySseTransport:
     ) -> httpx.Response:
         """POST the message; the acknowledgement (202) goes into ``result``, its body only as far as an error
         needs: the answers come on the stream, and a body that never ends must not be read to its end."""
-        request = self.client.build_request("POST", endpoint, content=body, headers=headers)
-        response = await self.client.send(request, stream=True)
+        request = self.link.client.build_request("POST", endpoint, content=body, headers=headers)
+        response = await self.link.client.send(request, stream=True)
         try:
             result.received_at = time.time()
             result.status = response.status_code
@@ -340,7 +327,7 @@ class LegacySseTransport:
         while waiter.keys:
             if not stream.alive:
                 if stream.too_large:
-                    refuse_too_large(result, self.max_message_bytes)
+                    refuse_too_large(result, self.link.max_message_bytes)
                 elif stream.end_reason is not None and waiter.keys:
                     result.error = stream.end_reason
                 else:

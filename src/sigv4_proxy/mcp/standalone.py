@@ -15,21 +15,27 @@ laptops sleep; servers that poll close it on purpose after setting a ``retry`` t
 It stops, quietly, on 405 (the server has no such stream), on 404 (the server forgot the session: the
 bridge re-opens the stream once it has re-established the session), and with a warning on any other
 refusal, which says what is wrong and how to fix it.
+
+:class:`StandaloneStream` is given its collaborators (the transport, the session state, the stop event, the
+signing context and the bridge's ``recover_signing``) rather than the bridge itself, so this module does not
+depend on :mod:`~sigv4_proxy.mcp.bridge` and can be driven on its own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import random as _random
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from sigv4_proxy.logs import get_logger
 from sigv4_proxy.mcp.transport import RESPONSE_TOO_LARGE
 
 if TYPE_CHECKING:
-    from sigv4_proxy.mcp.bridge import Bridge
-    from sigv4_proxy.mcp.transport import PostResult
+    from sigv4_proxy.diagnose import Diagnosis, SigningContext
+    from sigv4_proxy.mcp.session import SessionState
+    from sigv4_proxy.mcp.transport import PostResult, Transport
 
 __all__ = ["StandaloneStream"]
 
@@ -39,11 +45,43 @@ DEFAULT_RECONNECT_SECONDS = 1.0  # the MCP SDKs' default when the server sets no
 MAX_RECONNECT_SECONDS = 60.0
 
 
-class StandaloneStream:
-    """The task that holds the standalone stream for a :class:`~sigv4_proxy.mcp.bridge.Bridge`."""
+class Explained(Protocol):
+    """A failure as the client would read it (the bridge's ``Failure``)."""
 
-    def __init__(self, bridge: Bridge, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
-        self.bridge = bridge
+    message: str
+
+
+class RecoverSigning(Protocol):
+    """Refresh the credentials or correct the clock before a re-signed retry (``Bridge.recover_signing``):
+    None when it worked, else why not."""
+
+    async def __call__(self, diagnosis: Diagnosis, result: PostResult, /) -> Explained | None: ...
+
+
+class StandaloneStream:
+    """The task that holds the standalone stream of one proxy run."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        session: SessionState,
+        *,
+        stopping: asyncio.Event,
+        signing_context: Callable[[], SigningContext],
+        recover_signing: RecoverSigning,
+        max_message_bytes: int,
+        random: Callable[[], float] = _random.random,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        """`stopping` is set when the proxy shuts down; `random` is the jitter source and `sleep` the wait before
+        a reconnection (tests make both deterministic)."""
+        self.transport = transport
+        self.session = session
+        self.stopping = stopping
+        self.signing_context = signing_context
+        self.recover_signing = recover_signing
+        self.max_message_bytes = max_message_bytes
+        self._random = random
         self._sleep = sleep
         self._task: asyncio.Task[None] | None = None
 
@@ -67,16 +105,15 @@ class StandaloneStream:
         self.start()
 
     async def _run(self) -> None:
-        bridge = self.bridge
-        transport = bridge.transport
+        transport = self.transport
         if not transport.standalone_stream:
             log.debug(
                 "the %s transport has no standalone event stream: server messages use its one stream", transport.name
             )
             return
         failures = 0
-        while not bridge.stopping.is_set():
-            if not bridge.session.session_id:
+        while not self.stopping.is_set():
+            if not self.session.session_id:
                 log.debug("no session id: the standalone event stream is not opened")
                 return
             result = await transport.listen()
@@ -86,8 +123,8 @@ class StandaloneStream:
             if result.delivered and result.problem_kind != RESPONSE_TOO_LARGE:
                 failures = 0
             failures += 1
-            delay = self._delay(failures, getattr(transport, "retry_ms", None))
-            resume = " with Last-Event-ID" if getattr(transport, "last_event_id", None) else ""
+            delay = self._delay(failures, transport.retry_ms)
+            resume = " with Last-Event-ID" if transport.last_event_id else ""
             level = log.warning if failures > 3 else log.info
             level("standalone event stream %s; reconnecting in %.1f s%s", verdict, delay, resume)
             await self._sleep(delay)
@@ -97,7 +134,7 @@ class StandaloneStream:
         if failures <= 1:
             return base
         capped = min(MAX_RECONNECT_SECONDS, max(base, DEFAULT_RECONNECT_SECONDS) * 2 ** (failures - 1))
-        return capped / 2 + self.bridge.random() * capped / 2  # equal jitter: proxies must not reconnect in step
+        return capped / 2 + self._random() * capped / 2  # equal jitter: proxies must not reconnect in step
 
     async def _judge(self, result: PostResult) -> str | None:
         """Why the stream ended, as words for the log; None when it must not be reopened."""
@@ -109,11 +146,11 @@ class StandaloneStream:
         if result.session_lost:
             log.info("standalone event stream: the server forgot the session; it reopens with the next session")
             return None
-        context = self.bridge.signing_context()
+        context = self.signing_context()
         if result.status is not None and result.status >= 400:
             diagnosis = diagnose.diagnose_response(result.status, result.headers, result.body, context=context)
             if diagnosis.recovery is not None:
-                failure = await self.bridge.recover_signing(diagnosis, result)
+                failure = await self.recover_signing(diagnosis, result)
                 if failure is None:
                     return f"refused ({diagnosis.kind.replace('_', ' ')}, now corrected)"
                 log.warning("standalone event stream refused: %s", failure.message)
@@ -126,7 +163,7 @@ class StandaloneStream:
             diagnosis = diagnose.diagnose_exception(result.error, context=context)
             return f"broke off: {_first_sentence(diagnosis.message())}"
         if result.problem_kind == RESPONSE_TOO_LARGE:
-            limit = self.bridge.config.max_message_bytes
+            limit = self.max_message_bytes
             log.warning(
                 "standalone event stream: a message larger than %d bytes (--max-message-bytes) was not delivered; "
                 "raise --max-message-bytes if the server's messages are legitimately this large",

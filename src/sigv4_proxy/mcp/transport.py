@@ -25,7 +25,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 from sigv4_proxy.config import DEFAULT_MAX_MESSAGE_BYTES
 from sigv4_proxy.logs import get_logger
@@ -38,7 +38,19 @@ from sigv4_proxy.mcp.sse import SSEParser
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["FALLBACK_STATUSES", "AutoTransport", "Deliver", "PostResult", "StreamableHttpTransport", "Transport"]
+    from sigv4_proxy.mcp.legacy import LegacySseTransport
+
+__all__ = [
+    "FALLBACK_STATUSES",
+    "AutoTransport",
+    "Deliver",
+    "PostResult",
+    "ProblemKind",
+    "StreamableHttpTransport",
+    "Transport",
+    "TransportName",
+    "UpstreamLink",
+]
 
 log = get_logger("mcp")
 
@@ -79,8 +91,9 @@ PROBLEM_TOO_LARGE = (
     "may have been executed, so it was not resent"
 )
 # PostResult.problem_kind values (the error's data.kind)
-UNEXPECTED_RESPONSE = "unexpected_response"
-RESPONSE_TOO_LARGE = "response_too_large"
+ProblemKind = Literal["unexpected_response", "response_too_large"]
+UNEXPECTED_RESPONSE: Final = "unexpected_response"
+RESPONSE_TOO_LARGE: Final = "response_too_large"
 
 # deliver(message bytes, its envelope, the client message whose POST carried it (None: standalone stream))
 Deliver = Callable[[bytes | bytearray, Envelope, Envelope | None], Awaitable[None]]
@@ -103,7 +116,7 @@ class PostResult:
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes = b""  # the first MAX_ERROR_BODY bytes of an error (status >= 400) body
     problem: str | None = None
-    problem_kind: str = UNEXPECTED_RESPONSE
+    problem_kind: ProblemKind = UNEXPECTED_RESPONSE
     error: BaseException | None = None
     unanswered: set[str] = field(default_factory=set)  # keys of requests the answer did not answer
     content_type: str = ""
@@ -122,12 +135,43 @@ class PostResult:
         )
 
 
+TransportName = Literal["streamable-http", "sse"]
+
+
+@dataclass(frozen=True)
+class UpstreamLink:
+    """What every transport of one proxy shares: the signing client, the target URL, the session state, where
+    upstream messages go (the bridge's ``deliver``), the ``--headers`` and the ``--max-message-bytes`` limit."""
+
+    client: httpx.AsyncClient
+    url: str
+    session: SessionState
+    deliver: Deliver
+    extra_headers: Sequence[tuple[str, str]] = ()
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+
+
 class Transport(Protocol):
     """What the bridge needs from an upstream transport: Streamable HTTP (here), the legacy HTTP+SSE one
     (:mod:`~sigv4_proxy.mcp.legacy`), or the ``auto`` choice between them."""
 
-    name: str
-    standalone_stream: bool  # whether listen() means anything (legacy SSE has only the one stream)
+    @property
+    def name(self) -> TransportName: ...
+
+    @property
+    def standalone_stream(self) -> bool:
+        """Whether :meth:`listen` means anything (legacy SSE has only the one stream)."""
+        ...
+
+    @property
+    def last_event_id(self) -> str | None:
+        """The id of the standalone stream's last event (``Last-Event-ID`` when it is reopened)."""
+        ...
+
+    @property
+    def retry_ms(self) -> int | None:
+        """The standalone stream's reconnection time, as the server set it (None: it set none)."""
+        ...
 
     async def post(self, message: Envelope, *, deliver: Deliver | None = None) -> PostResult: ...
 
@@ -139,27 +183,12 @@ class Transport(Protocol):
 class StreamableHttpTransport:
     """Client side of MCP Streamable HTTP (2025-03-26 and later, incl. the 2026 per-request envelope)."""
 
-    name = "streamable-http"
+    name: TransportName = "streamable-http"
     standalone_stream = True
 
-    def __init__(
-        self,
-        client: httpx.AsyncClient,
-        url: str,
-        *,
-        session: SessionState,
-        deliver: Deliver,
-        extra_headers: Sequence[tuple[str, str]] = (),
-        tool_headers: ToolHeaderMaps | None = None,
-        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-    ) -> None:
-        self.client = client
-        self.url = url
-        self.session = session
-        self.deliver = deliver
-        self.extra_headers = list(extra_headers)
+    def __init__(self, link: UpstreamLink, *, tool_headers: ToolHeaderMaps | None = None) -> None:
+        self.link = link
         self.tool_headers = tool_headers if tool_headers is not None else ToolHeaderMaps()
-        self.max_message_bytes = max_message_bytes  # --max-message-bytes, for every message the server sends
         self.last_event_id: str | None = None  # of the standalone stream
         self.retry_ms: int | None = None  # the standalone stream's reconnection time, as the server set it
 
@@ -167,12 +196,12 @@ class StreamableHttpTransport:
 
     def post_headers(self, message: Envelope) -> dict[str, str]:
         headers = {"Accept": ACCEPT_BOTH, "Content-Type": "application/json"}
-        headers.update(self.extra_headers)
+        headers.update(self.link.extra_headers)
         headers.update(
             routing_headers(
                 message,
-                session_id=self.session.session_id,
-                negotiated_version=self.session.protocol_version,
+                session_id=self.link.session.session_id,
+                negotiated_version=self.link.session.protocol_version,
                 tool_headers=self.tool_headers,
             )
         )
@@ -186,13 +215,15 @@ class StreamableHttpTransport:
         """
         awaited = {request.key for request in message.requests()}
         body = message.raw if isinstance(message.raw, bytes) else bytes(message.raw)
-        request = self.client.build_request("POST", self.url, content=body, headers=self.post_headers(message))
+        request = self.link.client.build_request(
+            "POST", self.link.url, content=body, headers=self.post_headers(message)
+        )
         result = PostResult()
-        counted = _Counting(deliver or self.deliver, result)
+        counted = _Counting(deliver or self.link.deliver, result)
         started = time.monotonic()
         sent_in_session = MCP_SESSION_ID in request.headers
         try:
-            async with _closing(await self.client.send(request, stream=True)) as response:
+            async with _closing(await self.link.client.send(request, stream=True)) as response:
                 result.received_at = time.time()
                 result.status = response.status_code
                 result.session_lost = response.status_code == 404 and sent_in_session
@@ -201,7 +232,7 @@ class StreamableHttpTransport:
                 if message.method == "initialize" and response.status_code < 300:
                     session_id = response.headers.get(MCP_SESSION_ID)
                     if session_id:
-                        self.session.session_id = session_id
+                        self.link.session.assigned(session_id)
                 await self._read_answer(message, response, result, awaited, counted)
         except (OSError, _httpx_error()) as exc:
             result.error = exc
@@ -246,9 +277,9 @@ class StreamableHttpTransport:
     async def _read_json(
         self, message: Envelope, response: httpx.Response, result: PostResult, awaited: set[str], deliver: Deliver
     ) -> None:
-        body = await read_bounded(response, self.max_message_bytes)
+        body = await read_bounded(response, self.link.max_message_bytes)
         if body is None:
-            refuse_too_large(result, self.max_message_bytes)
+            refuse_too_large(result, self.link.max_message_bytes)
             return
         if not body or body.isspace():
             result.problem = PROBLEM_EMPTY.format(status=response.status_code)
@@ -264,14 +295,14 @@ class StreamableHttpTransport:
     async def _read_stream(
         self, message: Envelope, response: httpx.Response, result: PostResult, awaited: set[str], deliver: Deliver
     ) -> None:
-        parser = SSEParser(self.max_message_bytes)
+        parser = SSEParser(self.link.max_message_bytes)
         async for chunk in response.aiter_bytes():
             for event in parser.feed(chunk):
                 await self._on_event(event.event, event.data, event.has_data, message, awaited, deliver)
             if not awaited:
                 return  # every request of this POST is answered: the stream has nothing more for us
             if parser.too_large:
-                refuse_too_large(result, self.max_message_bytes)
+                refuse_too_large(result, self.link.max_message_bytes)
                 return
         for event in parser.close():
             await self._on_event(event.event, event.data, event.has_data, message, awaited, deliver)
@@ -325,18 +356,18 @@ class StreamableHttpTransport:
         import httpx
 
         headers = {"Accept": "text/event-stream"}
-        headers.update(self.extra_headers)
-        if self.session.session_id:
-            headers[MCP_SESSION_ID] = self.session.session_id
-        if self.session.protocol_version:
-            headers[MCP_PROTOCOL_VERSION] = self.session.protocol_version
+        headers.update(self.link.extra_headers)
+        if self.link.session.session_id:
+            headers[MCP_SESSION_ID] = self.link.session.session_id
+        if self.link.session.protocol_version:
+            headers[MCP_PROTOCOL_VERSION] = self.link.session.protocol_version
         if self.last_event_id:
             headers[LAST_EVENT_ID] = self.last_event_id
-        timeout = httpx.Timeout(self.client.timeout.connect, read=None, write=None, pool=None)
+        timeout = httpx.Timeout(self.link.client.timeout.connect, read=None, write=None, pool=None)
         result = PostResult()
-        counted = _Counting(self.deliver, result)
+        counted = _Counting(self.link.deliver, result)
         try:
-            async with self.client.stream("GET", self.url, headers=headers, timeout=timeout) as response:
+            async with self.link.client.stream("GET", self.link.url, headers=headers, timeout=timeout) as response:
                 result.status = response.status_code
                 result.received_at = time.time()
                 result.headers = list(response.headers.multi_items())
@@ -349,7 +380,7 @@ class StreamableHttpTransport:
                     result.problem = "the server answered the GET without an event stream"
                     return result
                 log.info("standalone event stream open%s", " (resumed)" if LAST_EVENT_ID in headers else "")
-                parser = SSEParser(self.max_message_bytes)
+                parser = SSEParser(self.link.max_message_bytes)
                 async for chunk in response.aiter_bytes():
                     for event in parser.feed(chunk):
                         if event.id is not None:
@@ -358,7 +389,7 @@ class StreamableHttpTransport:
                             self.retry_ms = event.retry
                         await self._on_event(event.event, event.data, event.has_data, None, set(), counted)
                     if parser.too_large:
-                        refuse_too_large(result, self.max_message_bytes)
+                        refuse_too_large(result, self.link.max_message_bytes)
                         return result
         except (OSError, httpx.HTTPError) as exc:
             result.error = exc
@@ -368,23 +399,23 @@ class StreamableHttpTransport:
 
     async def terminate(self, timeout: float = 2.0) -> None:
         """End the session (DELETE). Best effort: failures are logged, never raised."""
-        if not self.session.session_id:
+        if not self.link.session.session_id:
             return
-        headers = dict(self.extra_headers)
-        headers[MCP_SESSION_ID] = self.session.session_id
-        if self.session.protocol_version:
-            headers[MCP_PROTOCOL_VERSION] = self.session.protocol_version
+        headers = dict(self.link.extra_headers)
+        headers[MCP_SESSION_ID] = self.link.session.session_id
+        if self.link.session.protocol_version:
+            headers[MCP_PROTOCOL_VERSION] = self.link.session.protocol_version
         try:
-            response = await self.client.delete(self.url, headers=headers, timeout=timeout)
+            response = await self.link.client.delete(self.link.url, headers=headers, timeout=timeout)
         except Exception as exc:  # shutting down: nothing to do but say so
-            log.warning("could not end session %s: %s", self.session.session_id, type(exc).__name__)
+            log.warning("could not end session %s: %s", self.link.session.session_id, type(exc).__name__)
             return
         if response.status_code in (200, 202, 204):
-            log.info("session %s ended", self.session.session_id)
+            log.info("session %s ended", self.link.session.session_id)
         elif response.status_code in (404, 405):
             log.debug("DELETE of session answered %s (no session to end)", response.status_code)
         else:
-            log.warning("ending session %s failed: HTTP %s", self.session.session_id, response.status_code)
+            log.warning("ending session %s failed: HTTP %s", self.link.session.session_id, response.status_code)
 
 
 class AutoTransport:
@@ -393,18 +424,26 @@ class AutoTransport:
     405 and a GET on the same URL opens a legacy event stream (the MCP specification's backwards compatibility).
     """
 
-    def __init__(self, streamable: Transport, make_legacy: Callable[[], Any]) -> None:
+    def __init__(self, streamable: Transport, make_legacy: Callable[[], LegacySseTransport]) -> None:
         self.active: Transport = streamable
         self._make_legacy = make_legacy
         self._decided = False
 
     @property
-    def name(self) -> str:
+    def name(self) -> TransportName:
         return self.active.name
 
     @property
     def standalone_stream(self) -> bool:
         return self.active.standalone_stream
+
+    @property
+    def last_event_id(self) -> str | None:
+        return self.active.last_event_id
+
+    @property
+    def retry_ms(self) -> int | None:
+        return self.active.retry_ms
 
     async def post(self, message: Envelope, *, deliver: Deliver | None = None) -> PostResult:
         result = await self.active.post(message, deliver=deliver)
