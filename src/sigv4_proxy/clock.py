@@ -22,6 +22,8 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 
+from sigv4_proxy.signing.amzdate import parse_amz_date
+
 Now = Callable[[], datetime]
 
 
@@ -44,16 +46,15 @@ def parse_http_date(value: str | None) -> datetime | None:
     return parsed.astimezone(timezone.utc)
 
 
-_AMZ_DATE = re.compile(r"^(\d{8})T(\d{6})Z$")
-
-
-def parse_amz_date(value: str | None) -> datetime | None:
-    """``20240101T000000Z`` or ISO 8601 (``2024-01-01T00:20:00Z``, S3's ServerTime) as aware UTC."""
+def parse_aws_time(value: str | None) -> datetime | None:
+    """A time as AWS's skew errors quote it: an X-Amz-Date (``20240101T000000Z``) or ISO 8601
+    (``2024-01-01T00:20:00Z``, S3's ServerTime), as aware UTC; None when it is neither."""
     if not value:
         return None
     value = value.strip()
-    if _AMZ_DATE.match(value):
-        return datetime.strptime(value, "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+    amz_date = parse_amz_date(value)
+    if amz_date is not None:
+        return amz_date
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
@@ -87,26 +88,27 @@ def offset_from_skew_error(message: str | None, fields: Mapping[str, str] | None
     """
     match = _SKEW_MESSAGE.search(message or "")
     if match:
-        signed, server = parse_amz_date(match["signed"]), parse_amz_date(match["server"])
+        signed, server = parse_aws_time(match["signed"]), parse_aws_time(match["server"])
     else:
         fields = fields or {}
-        signed, server = parse_amz_date(fields.get("RequestTime")), parse_amz_date(fields.get("ServerTime"))
+        signed, server = parse_aws_time(fields.get("RequestTime")), parse_aws_time(fields.get("ServerTime"))
     if signed is None or server is None:
         return None
     return (server - signed).total_seconds()
 
 
-def format_duration(seconds: float) -> str:
-    """``603.4`` -> ``10 min 3 s``; ``7384`` -> ``2 h 3 min 4 s``; ``0.4`` -> ``0 s``."""
+def format_duration(duration: float | timedelta) -> str:
+    """The one way durations are written: seconds or a timedelta, its sign ignored (the caller says "ago" or
+    "in"): ``603.4`` -> ``10 min 3 s``; ``7384`` -> ``2 h 3 min 4 s``; ``0.4`` -> ``0 s``; a week -> ``7 d``.
+    Zero units are left out; past a day seconds are too (an expiry a week ago needs no seconds)."""
+    seconds = duration.total_seconds() if isinstance(duration, timedelta) else duration
     total = round(abs(seconds))
-    hours, rest = divmod(total, 3600)
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
     minutes, secs = divmod(rest, 60)
-    parts = [f"{hours} h"] if hours else []
-    if minutes:
-        parts.append(f"{minutes} min")
-    if secs or not parts:
-        parts.append(f"{secs} s")
-    return " ".join(parts)
+    units = [(days, "d"), (hours, "h"), (minutes, "min")] + ([] if days else [(secs, "s")])
+    parts = [f"{amount} {unit}" for amount, unit in units if amount]
+    return " ".join(parts) or "0 s"
 
 
 def describe_offset(seconds: float) -> str:

@@ -12,36 +12,45 @@ are collected and raised together as one :class:`~sigv4_proxy.errors.ConfigError
 prints ``ERROR: configuration error: <first line>`` and the rest below it). The messages are a published
 interface (users follow a troubleshooting guide that quotes them): change them only deliberately.
 
-Standard library only: the proxy reads its configuration before anything heavy is imported.
+The other commands check their own flags with the same rules and words: :func:`url_problem` (an http(s) URL
+with a valid host and port), :func:`duration_setting`, :func:`retries_setting`.
+
+Standard library only: the proxy reads its configuration before anything heavy is imported (the signing
+algorithm, ours and stdlib-only, is imported when the configuration is resolved, not when flags are added).
 """
 
 from __future__ import annotations
 
 import argparse
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, NamedTuple, TypeVar
 from urllib.parse import urlsplit
 
 from sigv4_proxy import endpoints
 from sigv4_proxy.errors import ConfigError
 
+if TYPE_CHECKING:  # pragma: no cover
+    from sigv4_proxy.signing.algorithm import Algorithm, SigVersion
+
 __all__ = [
     "DEFAULT_MAX_MESSAGE_BYTES",
     "ProxyConfig",
     "add_proxy_arguments",
+    "duration_setting",
     "load_proxy_config",
     "parse_bool",
     "parse_duration",
     "parse_headers",
     "parse_size",
+    "retries_setting",
+    "url_problem",
 ]
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 DEFAULT_RETRIES = 2  # the same as sigv4_proxy.retry.DEFAULT_RETRIES (not imported: start-up cost)
 MAX_RETRIES = 20
-SIG_VERSIONS = ("v4", "v4a")
 TRANSPORTS = ("auto", "streamable-http", "sse")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
@@ -69,7 +78,7 @@ class ProxyConfig:
     target_url: str
     service: str
     region: str | None
-    sig_version: str = "v4"
+    sig_version: SigVersion = "v4"
     region_set: tuple[str, ...] | None = None
     profile: str | None = None
     sse: bool = False
@@ -88,9 +97,16 @@ class ProxyConfig:
     warnings: tuple[str, ...] = ()
 
     @property
+    def algorithm(self) -> Algorithm:
+        """The signing algorithm ``sig_version`` names (imported here: the signing core is off the parser's path)."""
+        from sigv4_proxy.signing.algorithm import algorithm_for
+
+        return algorithm_for(self.sig_version)
+
+    @property
     def signing_region(self) -> str | list[str]:
         """What to sign with: the region (v4) or the region set (v4a)."""
-        if self.sig_version == "v4a":
+        if self.algorithm.uses_region_set:
             return list(self.region_set or ("*",))
         assert self.region is not None
         return self.region
@@ -202,7 +218,7 @@ def add_proxy_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGrou
         _add_bridge_arguments(add)
 
 
-def _add_bridge_arguments(add: Any) -> None:
+def _add_bridge_arguments(add: Callable[..., argparse.Action]) -> None:
     add(
         "--transport",
         metavar="{auto,streamable-http,sse}",
@@ -238,6 +254,9 @@ def _add_bridge_arguments(add: Any) -> None:
 
 
 # --- parsing helpers (pure) ----------------------------------------------------------------------------
+
+_T = TypeVar("_T")
+_D = TypeVar("_D")
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -382,43 +401,23 @@ def load_proxy_config(args: argparse.Namespace, environ: Mapping[str, str], *, b
     else:
         host = _check_target_url(target_url, allow_http, problems)
 
-    implied = endpoints.infer(target_url) if host else endpoints.Endpoint(None, None)
+    implied = endpoints.infer(target_url) if target_url is not None and host else endpoints.Endpoint(None, None)
 
     raw_sig_version = get.get("sig_version", "--sig-version", "AWS_SIG_VERSION") or "v4"
-    sig_version = raw_sig_version.lower()
-    # Reported after region and service: the published order is URL, scheme, region, service, version.
-    sig_version_problem = (
-        None if sig_version in SIG_VERSIONS else f"signature version must be 'v4' or 'v4a', got: {raw_sig_version}"
-    )
+    algorithm = _algorithm(raw_sig_version)  # None: not a version, reported after the region and the service
+    uses_region_set = algorithm is not None and algorithm.uses_region_set
 
-    region = get.get("region", "--region", "AWS_REGION", "AWS_DEFAULT_REGION")
-    if region is None and implied.region is not None:
-        region, get.sources["region"] = implied.region, "inferred from the target URL"
-    elif region is not None and implied.region is not None and region != implied.region:
-        warnings.append(
-            f"region {region} (from {get.sources['region']}) differs from {implied.region}, which host {host} "
-            f"implies; AWS will reject the signature unless the endpoint really is in {region}"
-        )
-    region_set = _region_set(get, sig_version, region, problems)
-    if region is None and sig_version != "v4a":
-        problems.append("region is required (set AWS_REGION or --region)")
-        if host:
-            problems.append("  " + _inference_hint("region", host, implied))
+    region = _setting_or_inferred(get, _REGION, implied.region, host, warnings)
+    region_set = _region_set(get, uses_region_set, region, problems)
+    if region is None and not uses_region_set:
+        _required(_REGION, host, implied, problems)
 
-    service = get.get("service_name", "--service-name", "AWS_SERVICE_NAME")
-    if service is None and implied.service is not None:
-        service, get.sources["service_name"] = implied.service, "inferred from the target URL"
-    elif service is not None and implied.service is not None and service != implied.service:
-        warnings.append(
-            f"service name {service} (from {get.sources['service_name']}) differs from {implied.service}, which "
-            f"host {host} implies; AWS will reject the signature unless {service} is right for this endpoint"
-        )
+    service = _setting_or_inferred(get, _SERVICE, implied.service, host, warnings)
     if service is None:
-        problems.append("service name is required (set AWS_SERVICE_NAME or --service-name)")
-        if host:
-            problems.append("  " + _inference_hint("service name", host, implied))
-    if sig_version_problem:
-        problems.append(sig_version_problem)
+        _required(_SERVICE, host, implied, problems)
+    # The published order is URL, scheme, region, service, version.
+    if algorithm is None:
+        problems.append(f"signature version must be 'v4' or 'v4a', got: {raw_sig_version}")
 
     timeout = _timeout(get, problems)
     headers = _headers(get, problems)
@@ -435,12 +434,12 @@ def load_proxy_config(args: argparse.Namespace, environ: Mapping[str, str], *, b
 
     if problems:
         raise ConfigError(problems)
-    assert target_url is not None and service is not None
+    assert target_url is not None and service is not None and algorithm is not None
     return ProxyConfig(
         target_url=target_url,
         service=service,
         region=region,
-        sig_version=sig_version,
+        sig_version=algorithm.version,
         region_set=region_set,
         profile=profile,
         sse=sse,
@@ -461,28 +460,12 @@ def load_proxy_config(args: argparse.Namespace, environ: Mapping[str, str], *, b
 
 def _check_target_url(url: str, allow_http: bool, problems: list[str]) -> str:
     """Append the URL's problems; return its host when it has a usable one."""
-    if "://" not in url:
-        problems.append(f"target URL must use http or https scheme, got: {url} (no scheme; write https://{url})")
-        return ""
-    authority_problem = _authority_problem(url)
-    if authority_problem is not None:
-        problems.append(authority_problem)
-        return ""
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError for a bad port
-    except ValueError as exc:
-        problems.append(f"target URL is not a valid URL ({exc}): {url}")
-        return ""
-    scheme = parts.scheme.lower()
-    if scheme not in ("http", "https"):
-        problems.append(f"target URL must use http or https scheme, got: {parts.scheme}")
+    problem = url_problem(url)
+    if problem is not None:
+        problems.append(problem)
         return ""
     host = endpoints.host_of(url)
-    if not host:
-        problems.append(f"target URL has no host: {url}")
-        return ""
-    if scheme == "http" and not allow_http and not endpoints.is_loopback(host):
+    if urlsplit(url).scheme.lower() == "http" and not allow_http and not endpoints.is_loopback(host):
         problems.append(
             f"target URL uses http for non-loopback host {host}: signed requests would travel unencrypted "
             "(use https, or pass --allow-http / set MCP_ALLOW_HTTP=true)"
@@ -490,36 +473,57 @@ def _check_target_url(url: str, allow_http: bool, problems: list[str]) -> str:
     return host
 
 
+def url_problem(url: str, subject: str = "target URL") -> str | None:
+    """The first reason ``url`` cannot be a signed request's URL (an http(s) URL with a host and a valid port),
+    in words that start with ``subject``; None when it can be one.
+
+    Checked before anything is sent: urlsplit accepts some of these (port 0, text after ``]``) and reports the
+    others in Python's words; httpx would then fail every request with what looks like a connection problem.
+    """
+    if "://" not in url:
+        return f"{subject} must use http or https scheme, got: {url} (no scheme; write https://{url})"
+    authority_problem = _authority_problem(url)
+    if authority_problem is not None:
+        return f"{subject} {authority_problem}"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as exc:
+        return f"{subject} is not a valid URL ({exc}): {url}"
+    if parts.scheme.lower() not in ("http", "https"):
+        return f"{subject} must use http or https scheme, got: {parts.scheme}"
+    if not endpoints.host_of(url):
+        return f"{subject} has no host: {url}"
+    return None
+
+
 _IPV6_HINT = "an IPv6 address goes in brackets: https://[::1]:8080/mcp"
 
 
 def _authority_problem(url: str) -> str | None:
-    """The first problem with the URL's host and port, in words, or None.
-
-    urlsplit accepts some of these (port 0, text after ``]``) and reports the others in Python's words;
-    httpx would then fail every request with what looks like a connection problem."""
+    """The first problem with the URL's host and port, as the end of a sentence about the URL, or None."""
     authority = re.split(r"[/?#]", url.split("://", 1)[1], maxsplit=1)[0]
     host_port = authority.rpartition("@")[2]
     if host_port.startswith("["):
         close = host_port.find("]")
         if close < 0:
-            return f"target URL has an unclosed '[' in its host, got: {host_port} ({_IPV6_HINT})"
+            return f"has an unclosed '[' in its host, got: {host_port} ({_IPV6_HINT})"
         host, rest = host_port[1:close], host_port[close + 1 :]
         if rest and not rest.startswith(":"):
-            return f"target URL may have only :port after the ']' of an IPv6 host, got: {host_port}"
+            return f"may have only :port after the ']' of an IPv6 host, got: {host_port}"
         if not _is_ipv6(host):
-            return f"target URL has an invalid IPv6 address in brackets, got: [{host}]"
+            return f"has an invalid IPv6 address in brackets, got: [{host}]"
         port = rest[1:] if rest else ""
     else:
         host, _, port = host_port.partition(":")
         if "[" in host_port or "]" in host_port:
-            return f"target URL has a bracket outside an IPv6 host, got: {host_port} ({_IPV6_HINT})"
+            return f"has a bracket outside an IPv6 host, got: {host_port} ({_IPV6_HINT})"
         if ":" in port and (not host or _is_ipv6(host_port) or _is_ipv6(host_port.rpartition(":")[0])):
-            return f"target URL has an IPv6 address without brackets, got: {host_port} ({_IPV6_HINT})"
+            return f"has an IPv6 address without brackets, got: {host_port} ({_IPV6_HINT})"
     if any(char.isspace() or not char.isprintable() for char in host):
-        return f"target URL host must not contain spaces or control characters, got: {host!r}"
+        return f"host must not contain spaces or control characters, got: {host!r}"
     if port and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
-        return f"target URL port must be a number from 1 to 65535, got: {port}"
+        return f"port must be a number from 1 to 65535, got: {port}"
     return None
 
 
@@ -532,6 +536,53 @@ def _is_ipv6(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+class _Inferable(NamedTuple):
+    """A setting the target URL's host may imply: its name in messages, its key, flag and variables."""
+
+    what: str
+    key: str
+    flag: str
+    env_names: tuple[str, ...]
+    unless: str  # what must hold for a value the host does not imply to work, "{}" standing for the value
+
+
+_REGION = _Inferable(
+    "region", "region", "--region", ("AWS_REGION", "AWS_DEFAULT_REGION"), "the endpoint really is in {}"
+)
+_SERVICE = _Inferable(
+    "service name", "service_name", "--service-name", ("AWS_SERVICE_NAME",), "{} is right for this endpoint"
+)
+
+
+def _setting_or_inferred(
+    get: _Resolver, setting: _Inferable, implied: str | None, host: str, warnings: list[str]
+) -> str | None:
+    """The setting as given, else what the host implies; a warning when both exist and differ."""
+    value = get.get(setting.key, setting.flag, *setting.env_names)
+    if value is None and implied is not None:
+        value, get.sources[setting.key] = implied, "inferred from the target URL"
+    elif value is not None and implied is not None and value != implied:
+        warnings.append(
+            f"{setting.what} {value} (from {get.sources[setting.key]}) differs from {implied}, which host {host} "
+            f"implies; AWS will reject the signature unless {setting.unless.format(value)}"
+        )
+    return value
+
+
+def _required(setting: _Inferable, host: str, implied: endpoints.Endpoint, problems: list[str]) -> None:
+    """A missing setting: where to set it, and why the host did not imply it."""
+    problems.append(f"{setting.what} is required (set {setting.env_names[0]} or {setting.flag})")
+    if host:
+        problems.append("  " + _inference_hint(setting.what, host, implied))
+
+
+def _algorithm(raw_sig_version: str) -> Algorithm | None:
+    """The algorithm ``--sig-version`` / AWS_SIG_VERSION names (any case), or None when it names none."""
+    from sigv4_proxy.signing.algorithm import ALGORITHMS
+
+    return next((algorithm for algorithm in ALGORITHMS if algorithm.version == raw_sig_version.lower()), None)
 
 
 def _inference_hint(what: str, host: str, implied: endpoints.Endpoint) -> str:
@@ -549,19 +600,14 @@ def _inference_hint(what: str, host: str, implied: endpoints.Endpoint) -> str:
 
 
 def _bool_setting(get: _Resolver, key: str, flag: str, env: str, problems: list[str]) -> bool:
-    value = get.get(key, flag, env)
-    if value is None:
-        return False
-    try:
-        return parse_bool(value)
-    except ValueError:
-        problems.append(f"{env} must be true or false, got: {value}")
-        return False
+    return _setting(get.get(key, flag, env), parse_bool, False, f"{env} must be true or false", problems)
 
 
-def _region_set(get: _Resolver, sig_version: str, region: str | None, problems: list[str]) -> tuple[str, ...] | None:
+def _region_set(
+    get: _Resolver, uses_region_set: bool, region: str | None, problems: list[str]
+) -> tuple[str, ...] | None:
     raw = get.get("region_set", "--region-set", "AWS_SIGV4A_SIGNING_REGION_SET")
-    if sig_version != "v4a":
+    if not uses_region_set:
         if raw is not None and get.from_flag("region_set"):
             problems.append("region set applies only to --sig-version v4a")
         return None
@@ -576,19 +622,33 @@ def _region_set(get: _Resolver, sig_version: str, region: str | None, problems: 
 
 def _timeout(get: _Resolver, problems: list[str]) -> float | None:
     raw = get.get("timeout", "--timeout", "MCP_TIMEOUT")
-    return _optional_duration(raw, "timeout must be a duration like 30s, 1m, 1h30m or plain seconds", problems)
+    problem = "timeout must be a duration like 30s, 1m, 1h30m or plain seconds"
+    return duration_setting(raw, problem, problems) or None  # 0: no limit, as unset
 
 
-def _optional_duration(raw: str | None, problem: str, problems: list[str]) -> float | None:
-    """Seconds, or None when unset or 0 (both mean "no limit"); `problem` (and the value) when unparseable."""
+def duration_setting(raw: str | None, problem: str, problems: list[str], *, zero: bool = True) -> float | None:
+    """Seconds in ``raw`` (:func:`parse_duration`), None when it is unset or invalid (then ``problem``, with the
+    value, is added to ``problems``). ``zero=False``: 0 is invalid too."""
+    return _setting(raw, parse_duration if zero else _positive_duration, None, problem, problems)
+
+
+def _positive_duration(text: str) -> float:
+    seconds = parse_duration(text)
+    if seconds == 0:
+        raise ValueError(text)
+    return seconds
+
+
+def _setting(raw: str | None, parse: Callable[[str], _T], default: _D, problem: str, problems: list[str]) -> _T | _D:
+    """``parse(raw)``; ``default`` when ``raw`` is unset, or invalid (``parse`` raises ValueError): then
+    ``problem``, with the value, is added to ``problems``."""
     if raw is None:
-        return None
+        return default
     try:
-        seconds = parse_duration(raw)
+        return parse(raw)
     except ValueError:
         problems.append(f"{problem}, got: {raw}")
-        return None
-    return seconds or None
+        return default
 
 
 def _headers(get: _Resolver, problems: list[str]) -> list[tuple[str, str]]:
@@ -611,13 +671,8 @@ def _log_level(get: _Resolver, problems: list[str]) -> str:
 
 def _max_message_bytes(get: _Resolver, problems: list[str]) -> int:
     raw = get.get("max_message_bytes", "--max-message-bytes", "MCP_MAX_MESSAGE_BYTES")
-    if raw is None:
-        return DEFAULT_MAX_MESSAGE_BYTES
-    try:
-        return parse_size(raw)
-    except ValueError:
-        problems.append(f"max message bytes must be a positive size like 67108864 or 64MiB, got: {raw}")
-        return DEFAULT_MAX_MESSAGE_BYTES
+    problem = "max message bytes must be a positive size like 67108864 or 64MiB"
+    return _setting(raw, parse_size, DEFAULT_MAX_MESSAGE_BYTES, problem, problems)
 
 
 def _bridge_settings(get: _Resolver, problems: list[str]) -> tuple[str, int, bool, float | None]:
@@ -627,17 +682,23 @@ def _bridge_settings(get: _Resolver, problems: list[str]) -> tuple[str, int, boo
     if transport not in TRANSPORTS:
         problems.append(f"transport must be 'auto', 'streamable-http' or 'sse', got: {raw_transport}")
         transport = "auto"
-    raw_retries = get.get("retries", "--retries", "MCP_RETRIES")
-    retries = DEFAULT_RETRIES
-    if raw_retries is not None:
-        if raw_retries.isdigit() and int(raw_retries) <= MAX_RETRIES:
-            retries = int(raw_retries)
-        else:
-            problems.append(f"retries must be a whole number from 0 to {MAX_RETRIES}, got: {raw_retries}")
+    retries = retries_setting(get.get("retries", "--retries", "MCP_RETRIES"), problems)
     warm = _bool_setting(get, "warm", "--warm", "MCP_WARM_START", problems)
     return transport, retries, warm, _request_deadline(get, problems)
 
 
+def retries_setting(raw: str | None, problems: list[str]) -> int:
+    """``--retries`` / MCP_RETRIES: 0 to MAX_RETRIES; the default when unset or invalid (then a problem)."""
+    return _setting(raw, _retries, DEFAULT_RETRIES, f"retries must be a whole number from 0 to {MAX_RETRIES}", problems)
+
+
+def _retries(text: str) -> int:
+    if not (text.isdigit() and int(text) <= MAX_RETRIES):
+        raise ValueError(text)
+    return int(text)
+
+
 def _request_deadline(get: _Resolver, problems: list[str]) -> float | None:
     raw = get.get("request_deadline", "--request-deadline", "MCP_REQUEST_DEADLINE")
-    return _optional_duration(raw, "request deadline must be a duration like 30s, 5m, 1h or plain seconds", problems)
+    problem = "request deadline must be a duration like 30s, 5m, 1h or plain seconds"
+    return duration_setting(raw, problem, problems) or None  # 0: off, as unset

@@ -17,9 +17,11 @@ import os
 import sys
 import tempfile
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import TextIO
 
+from sigv4_proxy.emulate.credentials import credentials_environment
 from sigv4_proxy.emulate.log import RequestRecord
+from sigv4_proxy.signing.model import Credentials
 
 ECHO_TEXT = "hello through sigv4-proxy"
 WRONG_SERVICE = "lambda"
@@ -68,19 +70,15 @@ def proxy_command(url: str, region: str, service: str) -> list[str]:
     return ["--target-url", url, "--region", region, "--service-name", service]
 
 
-def proxy_environment(credentials: Any) -> dict[str, str]:
+def proxy_environment(credentials: Credentials) -> dict[str, str]:
     """Only the demo's throwaway credentials: nothing from the user's AWS configuration leaks in or out."""
-    env = {
-        "AWS_ACCESS_KEY_ID": credentials.access_key_id,
-        "AWS_SECRET_ACCESS_KEY": credentials.secret_access_key,
+    return {
+        **credentials_environment(credentials),
         "AWS_CONFIG_FILE": os.devnull,
         "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
         "AWS_EC2_METADATA_DISABLED": "true",
         "PYTHONUNBUFFERED": "1",
     }
-    if credentials.session_token:
-        env["AWS_SESSION_TOKEN"] = credentials.session_token
-    return env
 
 
 def _leaves(error: BaseException) -> list[BaseException]:

@@ -8,6 +8,11 @@ credentials problem without parsing the message.
 
 from __future__ import annotations
 
+from typing import Literal
+
+# What the JSON-RPC error's data says the failure is (one per class below).
+ErrorKind = Literal["error", "usage", "signing", "configuration", "credentials", "missing-dependency"]
+
 
 class Sigv4ProxyError(Exception):
     """Base class: ``str(err)`` is the complete message for the user (cause and fix), no secrets.
@@ -17,7 +22,7 @@ class Sigv4ProxyError(Exception):
     """
 
     exit_code = 1
-    kind = "error"
+    kind: ErrorKind = "error"
 
     def __init__(self, *args: object, fix: str | None = None) -> None:
         super().__init__(*args)

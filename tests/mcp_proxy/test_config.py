@@ -15,6 +15,7 @@ from sigv4_proxy.config import (
     parse_duration,
     parse_headers,
     parse_size,
+    url_problem,
 )
 from sigv4_proxy.errors import ConfigError
 
@@ -329,6 +330,21 @@ IPV6_HINT = "(an IPv6 address goes in brackets: https://[::1]:8080/mcp)"
 def test_target_url_host_and_port_problems_are_named_at_start_up(url: str, message: str) -> None:
     """Each of these used to start and then fail every request as if the network were down (or quoted Python)."""
     assert problems(["--target-url", url, "--region", "r", "--service-name", "s"]) == [message]
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("https://[::1/mcp", f"URL has an unclosed '[' in its host, got: [::1 {IPV6_HINT}"),
+        ("ftp://h/mcp", "URL must use http or https scheme, got: ftp"),
+        ("https://h:0/mcp", "URL port must be a number from 1 to 65535, got: 0"),
+        ("https:///mcp", "URL has no host: https:///mcp"),
+        ("https://h/mcp", None),
+    ],
+)
+def test_url_problem_is_the_one_url_check_for_every_command(url: str, message: str | None) -> None:
+    """The target URL's rules and words, for another command's URL argument (`subject` starts the message)."""
+    assert url_problem(url, subject="URL") == message
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ from sigv4_proxy.clock import (
     format_duration,
     measure_offset,
     offset_from_skew_error,
-    parse_amz_date,
+    parse_aws_time,
     parse_http_date,
 )
 from sigv4_proxy.signing.model import Credentials
@@ -41,11 +41,18 @@ def test_parse_http_date_garbage(value: str | None) -> None:
     assert parse_http_date(value) is None
 
 
-def test_parse_amz_date_forms() -> None:
-    assert parse_amz_date("20240501T120000Z") == SERVER
-    assert parse_amz_date("2024-05-01T12:00:00Z") == SERVER
-    assert parse_amz_date("2024-05-01T12:00:00.000Z") == SERVER
-    assert parse_amz_date("nope") is None
+def test_parse_aws_time_forms() -> None:
+    assert parse_aws_time("20240501T120000Z") == SERVER
+    assert parse_aws_time("2024-05-01T12:00:00Z") == SERVER
+    assert parse_aws_time("2024-05-01T12:00:00.000Z") == SERVER
+    assert parse_aws_time("nope") is None
+
+
+def test_an_impossible_date_in_a_skew_error_is_no_offset() -> None:
+    """An X-Amz-Date of the right shape that no calendar has (month 13) is no time: the error reveals nothing
+    (it used to raise ValueError from strptime)."""
+    message = "Signature expired: 20241301T120000Z is now earlier than 20240501T115500Z (20240501T120000Z - 5 min.)"
+    assert offset_from_skew_error(message) is None
 
 
 def test_measure_offset_sign_convention() -> None:
@@ -86,10 +93,20 @@ def test_offset_from_s3_fields() -> None:
 
 @pytest.mark.parametrize(
     ("seconds", "text"),
-    [(0, "0 s"), (0.4, "0 s"), (59.6, "1 min"), (603.4, "10 min 3 s"), (-7384, "2 h 3 min 4 s"), (3600, "1 h")],
+    [
+        (0, "0 s"),
+        (0.4, "0 s"),
+        (59.6, "1 min"),
+        (603.4, "10 min 3 s"),
+        (-7384, "2 h 3 min 4 s"),
+        (3600, "1 h"),
+        (7 * 86400, "7 d"),  # an expiry a week ago: days, not "168 h"
+        (86400 + 7384, "1 d 2 h 3 min"),  # past a day, seconds are noise
+    ],
 )
 def test_format_duration(seconds: float, text: str) -> None:
     assert format_duration(seconds) == text
+    assert format_duration(timedelta(seconds=seconds)) == text
 
 
 def test_describe_offset() -> None:

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from sigv4_proxy.cli import SUBCOMMANDS, _load, build_parser, main
+from sigv4_proxy.cli import SUBCOMMANDS, build_parser, main
 
 URL = "https://abc123.execute-api.us-east-1.amazonaws.com/prod/mcp"
 PROXY_USAGE = "usage: sigv4-proxy [options] | sigv4-proxy COMMAND [options]  (sigv4-proxy --help lists them)"
@@ -152,7 +152,7 @@ def test_each_mistake_has_its_own_message(
 
 
 def test_an_unknown_word_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
-    commands = ", ".join(name for name in SUBCOMMANDS if _load(name) is not None)
+    commands = ", ".join(SUBCOMMANDS)
     assert main(["frobnicate"]) == 2
     assert capsys.readouterr().err.splitlines()[-1] == (
         f"ERROR: unknown command 'frobnicate'; the commands are: {commands}"

@@ -8,7 +8,11 @@ lives in its own module ``sigv4_proxy.cli.<name>`` exposing::
     def run(args: argparse.Namespace) -> int    # the exit code
 
 Those modules import only the standard library at module level; `run` imports what it needs, so start-up
-stays fast for the proxy that an MCP client launches on every session.
+stays fast for the proxy that an MCP client launches on every session. Every name in :data:`SUBCOMMANDS` must
+have its module: a missing one is a bug and raises (it is never silently left out of the command list).
+
+Helpers that several subcommands share (header and body arguments, ``--timestamp``, the signing scope) live in
+:mod:`sigv4_proxy.cli._common`.
 
 Every failure a user can cause ends in one ``ERROR: ...`` line on stderr and an exit code, never a traceback:
 
@@ -33,7 +37,8 @@ from types import ModuleType
 from sigv4_proxy.cli.arguments import COMMAND_PROG, CommandLineParser
 from sigv4_proxy.errors import CommandLineError, MissingExtraError, Sigv4ProxyError
 
-# Subcommands in the order `--help` lists them. A module that does not exist yet is simply not offered.
+# Subcommands in the order `--help` lists them; each one is the module sigv4_proxy.cli.<name, - as _>. A command
+# is added here together with its module: a name without one raises (see _load).
 SUBCOMMANDS = (
     "sign",
     "request",
@@ -43,7 +48,6 @@ SUBCOMMANDS = (
     "rds-token",
     "emulate",
     "http",
-    "pg",
     "demo",
     "help",
 )
@@ -67,14 +71,11 @@ EXTRA_OF_MODULE = {
 EXTRA_OF_COMMAND = {"emulate": "mcp", "demo": "mcp"}
 
 
-def _load(name: str) -> ModuleType | None:
-    module_name = f"sigv4_proxy.cli.{name.replace('-', '_')}"
-    try:
-        return importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name == module_name:
-            return None
-        raise
+def _load(name: str) -> ModuleType:
+    """The module of subcommand ``name``. A ModuleNotFoundError is never swallowed here: these modules import
+    only the standard library at module level, so a missing module is one of ours (a typo in SUBCOMMANDS, a
+    file left out of the package), a bug that must fail loudly instead of dropping the command."""
+    return importlib.import_module(f"sigv4_proxy.cli.{name.replace('-', '_')}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,8 +91,6 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     for name in SUBCOMMANDS:
         module = _load(name)
-        if module is None:
-            continue
         sub = commands.add_parser(
             name,
             help=module.HELP,
@@ -120,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ModuleNotFoundError as exc:
         module = (exc.name or "").partition(".")[0]
         extra = EXTRA_OF_MODULE.get(module)
-        if extra is None:
+        if extra is None:  # not an optional dependency: one of ours (sigv4_proxy.*) or a bug elsewhere
             raise
         return _report(_missing_extra(getattr(args, COMMAND_PROG, "sigv4-proxy"), extra, module), answer_client=False)
     except KeyboardInterrupt:

@@ -180,7 +180,8 @@ class _Reader:
 
     def __init__(self, parser: argparse.ArgumentParser) -> None:
         self.parser = parser
-        self.slots = [[action, _capacity(action)] for action in _positionals(parser)]
+        # Each positional with how many more words it takes.
+        self.slots = [(action, _capacity(action)) for action in _positionals(parser)]
         self.option: str | None = None  # the option read last (as typed, without "=value")
         self.option_values: list[str] = []  # the values it took
         self.option_takes_values = False
@@ -202,7 +203,8 @@ class _Reader:
         return self.slots[0][0] if self.slots else None
 
     def fill(self, slot: argparse.Action) -> None:
-        self.slots[0][1] -= 1
+        action, left = self.slots[0]
+        self.slots[0] = (action, left - 1)
         # A positional ends the option's run: a word after it is no longer "after the option's value".
         self.option = None
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from sigv4_proxy.cli._common import add_presign_arguments
+
 HELP = "generate an Aurora DSQL IAM authentication token (use it as the PostgreSQL password)"
 DESCRIPTION = """\
 Generate an Aurora DSQL authentication token: a SigV4 presigned 'DbConnect' (or 'DbConnectAdmin') request
@@ -50,18 +52,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def add_token_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags shared by dsql-token and rds-token."""
-    parser.add_argument(
-        "--expires-in",
-        type=int,
-        default=900,
-        metavar="N",
-        help="token lifetime in seconds, 1..604800 (default: 900); checked only when a connection opens",
-    )
-    parser.add_argument(
-        "--timestamp",
-        metavar="ISO8601",
-        help="sign as of this time, e.g. 2024-05-01T12:00:00Z (default: now); makes the output reproducible",
-    )
+    lifetime_help = "token lifetime in seconds, 1..604800 (default: 900); checked only when a connection opens"
+    add_presign_arguments(parser, lifetime_help=lifetime_help)
     parser.add_argument("--profile", help="AWS profile to take credentials from (default: the standard chain)")
 
 
@@ -83,7 +75,7 @@ def signed_host(hostname: str, cluster_host: str | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sigv4_proxy.cli.sign import parse_timestamp
+    from sigv4_proxy.cli._common import parse_timestamp
     from sigv4_proxy.credentials import CredentialProvider
     from sigv4_proxy.tokens import dsql_token
 

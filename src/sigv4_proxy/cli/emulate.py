@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
 
 from sigv4_proxy.cli.secret_input import SECRET_ACCESS_KEY, SESSION_TOKEN, add_secret_arguments
+
+if TYPE_CHECKING:  # pragma: no cover
+    from sigv4_proxy.emulate.log import RequestRecord
+    from sigv4_proxy.emulate.server import EmulatorConfig, McpEmulatorInfo
 
 HELP = "run a local IAM-protected endpoint that verifies signatures like AWS (emulate mcp)"
 DESCRIPTION = """\
@@ -155,7 +159,7 @@ def parse_listen(value: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
-def build_config(args: argparse.Namespace) -> Any:
+def build_config(args: argparse.Namespace) -> EmulatorConfig:
     """Check the flags together and turn them into an :class:`EmulatorConfig` (all problems at once)."""
     import os
 
@@ -202,8 +206,8 @@ def build_config(args: argparse.Namespace) -> Any:
         problems.append("--max-skew must be 0 or more seconds")
     if problems:
         raise UsageError("\n".join(problems))
-    credentials = ()
-    if args.access_key_id:
+    credentials: tuple[Credentials, ...] = ()
+    if args.access_key_id and secret:  # both or neither: checked above
         credentials = (Credentials(args.access_key_id, secret, session_token),)
     return EmulatorConfig(
         host=host,
@@ -221,7 +225,7 @@ def build_config(args: argparse.Namespace) -> Any:
     )
 
 
-def banner(info: Any) -> str:
+def banner(info: McpEmulatorInfo) -> str:
     """The human start-up text: where to connect and with which credentials."""
     creds = info.credentials
     lines = [
@@ -231,7 +235,7 @@ def banner(info: Any) -> str:
         f"  service:  {info.service}",
         f"  backend:  {info.backend}",
     ]
-    if info.signatures != "SigV4 and SigV4a":  # the default is not worth a line
+    if info.sigv4a != "accept":  # the default is not worth a line
         lines.append(f"  signing:  {info.signatures}")
     command = f"sigv4-proxy --target-url {info.url} --region {info.region} --service-name {info.service}"
     if info.generated:
@@ -250,7 +254,7 @@ def banner(info: Any) -> str:
     return "\n".join(lines)
 
 
-def info_json(info: Any) -> str:
+def info_json(info: McpEmulatorInfo) -> str:
     creds = info.credentials
     data = {
         "url": info.url,
@@ -268,7 +272,8 @@ def info_json(info: Any) -> str:
 def run(args: argparse.Namespace) -> int:
     import asyncio
 
-    from sigv4_proxy.emulate.server import is_loopback, serve_forever
+    from sigv4_proxy.emulate.server import serve_forever
+    from sigv4_proxy.endpoints import is_loopback
     from sigv4_proxy.terminal import printable
 
     config = build_config(args)
@@ -279,10 +284,10 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
 
-    def on_ready(info: Any) -> None:
+    def on_ready(info: McpEmulatorInfo) -> None:
         print(info_json(info) if args.json else printable(banner(info), layout=True), flush=True)
 
-    def on_record(record: Any) -> None:
+    def on_record(record: RequestRecord) -> None:
         # The path and the JSON-RPC method come from whoever sent the request: shown, never obeyed.
         print(printable(record.line()), file=sys.stderr, flush=True)
 

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from sigv4_proxy.http_listener import ListenerOptions
 
 HELP = "serve a local plain-HTTP endpoint that forwards every request, signed, to the target URL"
 
@@ -142,10 +145,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
             )
 
 
-def _listener_options(args: argparse.Namespace, problems: list[str]) -> Any:
+def _listener_options(args: argparse.Namespace, problems: list[str]) -> ListenerOptions:
+    from sigv4_proxy.config import retries_setting
     from sigv4_proxy.endpoints import is_loopback
     from sigv4_proxy.http_listener import DEFAULT_LISTEN, ListenerOptions, parse_listen
-    from sigv4_proxy.retry import DEFAULT_RETRIES, RetryPolicy
+    from sigv4_proxy.retry import RetryPolicy
 
     listen = args.listen or os.environ.get(LISTEN_ENV, "").strip() or DEFAULT_LISTEN
     host, port = "127.0.0.1", 8080
@@ -159,12 +163,9 @@ def _listener_options(args: argparse.Namespace, problems: list[str]) -> Any:
                 f"listen address {host} is not a loopback address: anyone who can reach it sends requests signed "
                 "with your AWS credentials (listen on 127.0.0.1, or pass --allow-remote)"
             )
-    raw_retries = getattr(args, "retries", None) or os.environ.get(RETRIES_ENV, "").strip() or str(DEFAULT_RETRIES)
-    retries = DEFAULT_RETRIES
-    if not str(raw_retries).isdigit() or int(raw_retries) > 20:
-        problems.append(f"retries must be a whole number from 0 to 20, got: {raw_retries}")
-    else:
-        retries = int(raw_retries)
+    retries = retries_setting(
+        getattr(args, "retries", None) or os.environ.get(RETRIES_ENV, "").strip() or None, problems
+    )
     names = {part.strip().lower() for item in args.pass_header for part in item.split(",") if part.strip()}
     return ListenerOptions(
         host=host,
@@ -218,18 +219,10 @@ def _allowed_origins(values: list[str], problems: list[str]) -> frozenset[str]:
 
 
 def _duration(raw: str | None, flag: str, default: float, problems: list[str]) -> float:
-    from sigv4_proxy.config import parse_duration
+    from sigv4_proxy.config import duration_setting
 
-    if raw is None:
-        return default
-    try:
-        seconds = parse_duration(raw)
-    except ValueError:
-        seconds = 0.0
-    if seconds <= 0:
-        problems.append(f"{flag} must be a positive duration like 10s, 1m or 2.5, got: {raw}")
-        return default
-    return seconds
+    seconds = duration_setting(raw, f"{flag} must be a positive duration like 10s, 1m or 2.5", problems, zero=False)
+    return default if seconds is None else seconds
 
 
 def _max_connections(raw: str | None, problems: list[str]) -> int:

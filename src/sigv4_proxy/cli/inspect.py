@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sigv4_proxy.cli.secret_input import SECRET_ACCESS_KEY, add_secret_arguments
+
+if TYPE_CHECKING:  # pragma: no cover
+    from sigv4_proxy.inspection import Verification
+    from sigv4_proxy.signing.model import Credentials
+    from sigv4_proxy.tokens import ParsedToken
 
 HELP = "explain an IAM token, presigned URL or Authorization header: fields, mistakes and fixes"
 DESCRIPTION = """\
@@ -97,8 +102,8 @@ def read_token_argument(value: str | None, *, what: str = "TOKEN") -> str:
     return value
 
 
-def _parse(args: argparse.Namespace, text: str) -> Any:
-    from sigv4_proxy.cli.sign import parse_header_args
+def _parse(args: argparse.Namespace, text: str) -> ParsedToken:
+    from sigv4_proxy.cli._common import parse_header_args
     from sigv4_proxy.tokens import parse_authorization, parse_token
 
     if args.header:
@@ -106,11 +111,14 @@ def _parse(args: argparse.Namespace, text: str) -> Any:
     return parse_token(text)
 
 
-def _credentials(args: argparse.Namespace, token: Any, secret: str | None) -> tuple[Any, str | None]:
+def _credentials(
+    args: argparse.Namespace, token: ParsedToken, secret: str | None
+) -> tuple[Credentials | None, str | None]:
     """(credentials for the token's key, or None with the reason); `secret` is the key given for it."""
     from sigv4_proxy.credentials import CredentialProvider
     from sigv4_proxy.errors import CredentialsError
-    from sigv4_proxy.signing.model import Credentials, mask_key
+    from sigv4_proxy.redact import mask_access_key
+    from sigv4_proxy.signing.model import Credentials
 
     if not token.access_key_id:
         return None, "cannot verify: the token names no access key"
@@ -122,15 +130,15 @@ def _credentials(args: argparse.Namespace, token: Any, secret: str | None) -> tu
         return None, f"cannot verify: {exc}; or give the token's secret key with --secret-access-key-file"
     if credentials.access_key_id != token.access_key_id:
         return None, (
-            f"cannot verify: the token was signed with access key {mask_key(token.access_key_id)}, but your "
+            f"cannot verify: the token was signed with access key {mask_access_key(token.access_key_id)}, but your "
             f"credentials are {credentials.masked_access_key}; use --profile or --secret-access-key-file for the "
             f"token's key"
         )
     return credentials, None
 
 
-def _verify(args: argparse.Namespace, token: Any, secret: str | None) -> Any:
-    from sigv4_proxy.cli.sign import parse_header_args, read_body
+def _verify(args: argparse.Namespace, token: ParsedToken, secret: str | None) -> Verification:
+    from sigv4_proxy.cli._common import parse_header_args, read_body
     from sigv4_proxy.errors import UsageError
     from sigv4_proxy.inspection import Verification, verify_token
 
@@ -161,8 +169,8 @@ def run(args: argparse.Namespace) -> int:
     import os
     from datetime import datetime, timezone
 
+    from sigv4_proxy.cli._common import parse_timestamp
     from sigv4_proxy.cli.secret_input import read_secret
-    from sigv4_proxy.cli.sign import parse_timestamp
     from sigv4_proxy.inspection import (
         compare_tokens,
         inspect_token,

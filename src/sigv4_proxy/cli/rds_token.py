@@ -42,7 +42,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sigv4_proxy.cli.sign import parse_timestamp
+    from sigv4_proxy.cli._common import parse_timestamp
     from sigv4_proxy.credentials import CredentialProvider
     from sigv4_proxy.errors import UsageError
     from sigv4_proxy.tokens import rds_token, split_host

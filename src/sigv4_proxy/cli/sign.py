@@ -4,7 +4,20 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
+
+from sigv4_proxy.cli._common import (
+    add_presign_arguments,
+    add_request_arguments,
+    add_signing_arguments,
+    parse_header_args,
+    parse_timestamp,
+    read_body,
+    resolve_scope,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from sigv4_proxy.signing.model import PresignedURL, SignedRequest
 
 HELP = "sign an HTTP request (or presign a URL) and print the canonical request, string to sign, headers, ..."
 DESCRIPTION = """\
@@ -43,16 +56,7 @@ OUTPUTS = ("canonical-request", "string-to-sign", "authorization", "headers", "u
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("method", nargs="?", help="HTTP method (GET, POST, ...); taken from --raw-request if given")
     parser.add_argument("url", nargs="?", help="the full URL as it will be sent; taken from --raw-request if given")
-    parser.add_argument(
-        "-H",
-        "--header",
-        dest="headers",
-        action="append",
-        default=[],
-        metavar="'Name: value'",
-        help="a header to send and sign (repeatable)",
-    )
-    parser.add_argument("--data", "-d", metavar="TEXT|@FILE|@-", help="the request body: text, @file, or @- for stdin")
+    add_request_arguments(parser, header_help="a header to send and sign (repeatable)")
     parser.add_argument(
         "--raw-request",
         metavar="FILE",
@@ -61,18 +65,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scheme", default="https", choices=("https", "http"), help="scheme for --raw-request (https)")
     add_signing_arguments(parser)
     parser.add_argument("--presign", action="store_true", help="presign a URL (signature in the query string)")
-    parser.add_argument(
-        "--expires-in",
-        type=int,
-        default=900,
-        metavar="N",
-        help="presigned URL lifetime in seconds, 1..604800 (default: 900)",
-    )
-    parser.add_argument(
-        "--timestamp",
-        metavar="ISO8601",
-        help="sign as of this time, e.g. 2015-08-30T12:36:00Z (default: now); makes output reproducible",
-    )
+    add_presign_arguments(parser, lifetime_help="presigned URL lifetime in seconds, 1..604800 (default: 900)")
     parser.add_argument("--unsigned-payload", action="store_true", help="use UNSIGNED-PAYLOAD as the payload hash")
     parser.add_argument(
         "--content-sha256",
@@ -92,80 +85,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--output", "-o", choices=OUTPUTS, help="what to print (default: headers, or url with --presign)"
     )
-
-
-def add_signing_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags shared by the commands that sign on their own (sign, request)."""
-    parser.add_argument("--region", help="signing region (SigV4a: comma-separated region set); inferred from the URL")
-    parser.add_argument("--service-name", help="signing service name, e.g. execute-api, lambda; inferred from the URL")
-    parser.add_argument(
-        "--sig-version", default="v4", choices=("v4", "v4a"), help="v4 (default) or v4a (multi-region ECDSA)"
-    )
-    parser.add_argument("--profile", help="AWS profile to take credentials from (default: the standard chain)")
-
-
-def parse_timestamp(text: str | None) -> Any:
-    from datetime import datetime, timezone
-
-    from sigv4_proxy.errors import UsageError
-
-    if text is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        try:
-            moment = datetime.strptime(text, "%Y%m%dT%H%M%SZ")
-        except ValueError:
-            raise UsageError(f"--timestamp must be ISO 8601, e.g. 2015-08-30T12:36:00Z, got: {text}") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-
-
-def read_body(data: str | None) -> bytes:
-    from pathlib import Path
-
-    from sigv4_proxy.errors import UsageError
-
-    if data is None:
-        return b""
-    if data == "@-":
-        return sys.stdin.buffer.read()
-    if data.startswith("@"):
-        try:
-            return Path(data[1:]).read_bytes()
-        except OSError as exc:
-            raise UsageError(f"cannot read --data file {data[1:]}: {exc.strerror}") from None
-    return data.encode("utf-8")
-
-
-def parse_header_args(values: list[str]) -> list[tuple[str, str]]:
-    from sigv4_proxy.errors import UsageError
-
-    headers = []
-    for value in values:
-        name, colon, text = value.partition(":")
-        if not colon or not name.strip():
-            raise UsageError(f"a header must look like 'Name: value', got: {value!r}")
-        headers.append((name.strip(), text.strip()))
-    return headers
-
-
-def resolve_scope(url: str, region: str | None, service: str | None) -> tuple[str | list[str], str]:
-    """Region and service from the flags, else inferred from the URL's host; a clear error when neither."""
-    from sigv4_proxy import endpoints
-    from sigv4_proxy.errors import UsageError
-
-    implied = endpoints.infer(url)
-    region = region or implied.region
-    service = service or implied.service
-    missing = [name for name, value in (("--region", region), ("--service-name", service)) if not value]
-    if missing:
-        raise UsageError(
-            f"{' and '.join(missing)} required: they cannot be inferred from {endpoints.host_of(url) or url!r}"
-        )
-    assert region is not None and service is not None
-    regions = [r.strip() for r in region.split(",") if r.strip()]
-    return (regions if len(regions) > 1 else regions[0]), service
 
 
 def run(args: argparse.Namespace) -> int:
@@ -196,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
         "normalize_path": False if args.no_normalize_path else None,
     }
     if args.presign:
-        result: Any = presign(
+        result: SignedRequest | PresignedURL = presign(
             method,
             url,
             headers=headers,
@@ -252,23 +171,22 @@ def _read_file(path: str) -> bytes:
         raise UsageError(f"cannot read --raw-request file {path}: {exc.strerror}") from None
 
 
-def render(result: Any, output: str, body: bytes) -> str:
+def render(result: SignedRequest | PresignedURL, output: str, body: bytes) -> str:
     import json
     import shlex
 
-    from sigv4_proxy.signing.model import PresignedURL
+    from sigv4_proxy.signing.model import SignedRequest
 
-    presigned = isinstance(result, PresignedURL)
     if output == "canonical-request":
         return result.canonical_request + "\n"
     if output == "string-to-sign":
         return result.string_to_sign + "\n"
     if output == "authorization":
-        return (result.signature if presigned else result.authorization) + "\n"
+        return (result.authorization if isinstance(result, SignedRequest) else result.signature) + "\n"
     if output == "headers":
         return "".join(f"{name}: {value}\n" for name, value in result.headers)
     if output == "url":
-        if not presigned:
+        if isinstance(result, SignedRequest):
             from sigv4_proxy.errors import UsageError
 
             raise UsageError("--output url needs --presign (header signing leaves the URL unchanged)")

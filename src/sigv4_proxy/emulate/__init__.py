@@ -43,45 +43,21 @@ __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:  # pragma: no cover
     # `X as X`: the explicit re-export form type checkers and linters read as public.
-    from sigv4_proxy.emulate.credentials import (
-        AcceptedCredentials as AcceptedCredentials,
-    )
-    from sigv4_proxy.emulate.credentials import (
-        generate_credentials as generate_credentials,
-    )
-    from sigv4_proxy.emulate.faults import (
-        Delay as Delay,
-    )
-    from sigv4_proxy.emulate.faults import (
-        Drop as Drop,
-    )
-    from sigv4_proxy.emulate.faults import (
-        FaultPlan as FaultPlan,
-    )
-    from sigv4_proxy.emulate.faults import (
-        Match as Match,
-    )
-    from sigv4_proxy.emulate.faults import (
-        Respond as Respond,
-    )
+    from sigv4_proxy.emulate.credentials import AcceptedCredentials as AcceptedCredentials
+    from sigv4_proxy.emulate.credentials import generate_credentials as generate_credentials
+    from sigv4_proxy.emulate.faults import Delay as Delay
+    from sigv4_proxy.emulate.faults import Drop as Drop
+    from sigv4_proxy.emulate.faults import FaultPlan as FaultPlan
+    from sigv4_proxy.emulate.faults import Match as Match
+    from sigv4_proxy.emulate.faults import Respond as Respond
     from sigv4_proxy.emulate.front import EXPIRED_TOKEN_MESSAGE as EXPIRED_TOKEN_MESSAGE
     from sigv4_proxy.emulate.log import RequestRecord as RequestRecord
     from sigv4_proxy.emulate.mint import CredentialMint as CredentialMint
-    from sigv4_proxy.emulate.server import (
-        EmulatorConfig as EmulatorConfig,
-    )
-    from sigv4_proxy.emulate.server import (
-        McpEmulator as McpEmulator,
-    )
-    from sigv4_proxy.emulate.server import (
-        build_app as build_app,
-    )
-    from sigv4_proxy.emulate.server import (
-        serve_forever as serve_forever,
-    )
-    from sigv4_proxy.emulate.server import (
-        start_mcp as start_mcp,
-    )
+    from sigv4_proxy.emulate.server import EmulatorConfig as EmulatorConfig
+    from sigv4_proxy.emulate.server import McpEmulator as McpEmulator
+    from sigv4_proxy.emulate.server import build_app as build_app
+    from sigv4_proxy.emulate.server import serve_forever as serve_forever
+    from sigv4_proxy.emulate.server import start_mcp as start_mcp
     from sigv4_proxy.emulate.state import ExecutionCounter as ExecutionCounter
 
 

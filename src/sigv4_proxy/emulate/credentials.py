@@ -35,6 +35,15 @@ def generate_credentials(*, session_token: bool = False, expiry: datetime | None
     return Credentials(access_key_id, secret, token, expiry)
 
 
+def credentials_environment(credentials: Credentials) -> dict[str, str]:
+    """The AWS SDKs' environment variables for `credentials` (``AWS_SESSION_TOKEN`` only when there is one):
+    how `sigv4-proxy`, or any client, is given an emulator's credentials."""
+    env = {"AWS_ACCESS_KEY_ID": credentials.access_key_id, "AWS_SECRET_ACCESS_KEY": credentials.secret_access_key}
+    if credentials.session_token:
+        env["AWS_SESSION_TOKEN"] = credentials.session_token
+    return env
+
+
 class AcceptedCredentials:
     """The set of credentials an emulator accepts, keyed by access key id.
 

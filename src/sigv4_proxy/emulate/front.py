@@ -30,7 +30,8 @@ from sigv4_proxy.emulate.faults import (
 )
 from sigv4_proxy.emulate.log import RequestRecord, masked_scope
 from sigv4_proxy.emulate.state import EmulatorState, Sigv4aPolicy
-from sigv4_proxy.signing.model import V4, V4A
+from sigv4_proxy.signing.algorithm import V4, V4A, Algorithm, algorithm_named
+from sigv4_proxy.signing.verify import Reason
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -42,9 +43,13 @@ EXPIRED_TOKEN_MESSAGE = "The security token included in the request is expired"
 SIGNING_HEADERS = frozenset(
     {b"authorization", b"x-amz-date", b"x-amz-security-token", b"x-amz-content-sha256", b"x-amz-region-set"}
 )
-_NOT_VERIFIED_REASONS = frozenset({"missing", "malformed", "algorithm"})
+_NOT_VERIFIED_REASONS: frozenset[Reason] = frozenset({"missing", "malformed", "algorithm"})
 #: The signature algorithms each ``--sigv4a`` policy takes, the first one being what the refusal asks for.
-_ACCEPTED_ALGORITHMS: dict[str, tuple[str, ...]] = {"accept": (V4, V4A), "require": (V4A,), "reject": (V4,)}
+_ACCEPTED_ALGORITHMS: dict[Sigv4aPolicy, tuple[Algorithm, ...]] = {
+    "accept": (V4, V4A),
+    "require": (V4A,),
+    "reject": (V4,),
+}
 
 
 class Backend(Protocol):
@@ -147,9 +152,9 @@ def algorithm_refusal(algorithm: str | None, policy: Sigv4aPolicy) -> Respond | 
     algorithm before the credential scope): 403 IncompleteSignatureException "Unsupported AWS 'algorithm':
     'AWS4-ECDSA-P256-SHA256' (only AWS4-HMAC-SHA256 for now). "."""
     accepted = _ACCEPTED_ALGORITHMS[policy]
-    if not algorithm or algorithm in accepted:
+    if not algorithm or algorithm_named(algorithm) in accepted:
         return None
-    message = f"Unsupported AWS 'algorithm': '{algorithm}' (only {accepted[0]} for now). "
+    message = f"Unsupported AWS 'algorithm': '{algorithm}' (only {accepted[0].name} for now). "
     return aws_error(403, "IncompleteSignatureException", message)
 
 
@@ -229,6 +234,9 @@ class VerifyingFront:
         result = verify(
             method,
             request_target(scope),
+            # latin-1, as WSGI, Starlette and http.client map HTTP header bytes to text: one character per byte,
+            # so every byte is judged as received and none can fail to decode. A Python client that signed a
+            # value's text and sent it through http.client (latin-1 on the wire) verifies here as at AWS.
             [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]],
             body,
             credentials_for=self.state.credentials.lookup,
@@ -340,6 +348,8 @@ class VerifyingFront:
 
 def request_target(scope: Scope) -> str:
     """Path and query exactly as the client sent them (the signature covers their encoding)."""
+    # The request target is ASCII on the wire (RFC 9112: non-ASCII is percent-encoded); latin-1 keeps a stray
+    # byte as one character instead of failing on it, like the headers above.
     raw_path = scope.get("raw_path")
     path = raw_path.decode("latin-1") if raw_path else scope["path"]
     query = scope.get("query_string", b"").decode("latin-1")

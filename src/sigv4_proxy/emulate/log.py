@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sigv4_proxy.signing.model import mask_key
+from sigv4_proxy.redact import mask_access_key
 
 
 def masked_scope(
@@ -24,7 +24,7 @@ def masked_scope(
     if not access_key_id:
         return "-"
     date = (amz_date or "")[:8] or "?"
-    parts = [mask_key(access_key_id), date]
+    parts = [mask_access_key(access_key_id), date]
     if isinstance(region, str):
         parts.append(region)
     parts.extend([service or "?", "aws4_request"])

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import json
 import signal
 import socket
@@ -28,7 +27,12 @@ from types import TracebackType
 from typing import Any
 
 from sigv4_proxy.emulate.backends import DEFAULT_PATHS, BuiltinBackend, Transport, UpstreamBackend
-from sigv4_proxy.emulate.credentials import AcceptedCredentials, CredentialsResolver, generate_credentials
+from sigv4_proxy.emulate.credentials import (
+    AcceptedCredentials,
+    CredentialsResolver,
+    credentials_environment,
+    generate_credentials,
+)
 from sigv4_proxy.emulate.faults import Delay, Drop, FaultRule, Match, Respond, aws_error
 from sigv4_proxy.emulate.front import VerifyingFront
 from sigv4_proxy.emulate.log import RequestLog, RequestRecord
@@ -49,6 +53,14 @@ INVOKE_ACTIONS = {
     "execute-api": "execute-api:Invoke",
     "lambda": "lambda:InvokeFunctionUrl",
     "bedrock-agentcore": "bedrock-agentcore:InvokeAgentRuntime",
+}
+
+
+#: Which signature algorithms requests may use, in words, for each ``--sigv4a`` policy.
+SIGNATURES: dict[Sigv4aPolicy, str] = {
+    "accept": "SigV4 and SigV4a",
+    "require": "SigV4a only (SigV4 requests are refused)",
+    "reject": "SigV4 only (SigV4a requests are refused)",
 }
 
 
@@ -85,14 +97,6 @@ class EmulatorConfig:
         mode = "stateless" if self.stateless else "stateful"
         responses = "JSON responses" if self.json_response else "SSE responses"
         return f"built-in MCP server, Streamable HTTP, {mode}, {responses}"
-
-    def describe_signatures(self) -> str:
-        """Which signature algorithms requests may use (``--sigv4a``)."""
-        return {
-            "accept": "SigV4 and SigV4a",
-            "require": "SigV4a only (SigV4 requests are refused)",
-            "reject": "SigV4 only (SigV4a requests are refused)",
-        }[self.sigv4a]
 
 
 def build_app(config: EmulatorConfig, on_record: Callable[[RequestRecord], None] | None = None) -> VerifyingFront:
@@ -143,15 +147,6 @@ def bind_socket(host: str, port: int) -> socket.socket:
 def format_url(host: str, port: int, path: str) -> str:
     shown = f"[{host}]" if ":" in host else host
     return f"http://{shown}:{port}{path}"
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _uvicorn_server(app: VerifyingFront, *, exit_quietly_on_signals: bool = False) -> Any:
@@ -300,17 +295,8 @@ class McpEmulator:
 
     def env(self, credentials: Credentials | None = None) -> dict[str, str]:
         """Environment variables for `sigv4-proxy` (or any AWS SDK) to reach this emulator."""
-        creds = credentials or self.credentials
-        env = {
-            "MCP_TARGET_URL": self.url,
-            "AWS_REGION": self.region,
-            "AWS_SERVICE_NAME": self.service,
-            "AWS_ACCESS_KEY_ID": creds.access_key_id,
-            "AWS_SECRET_ACCESS_KEY": creds.secret_access_key,
-        }
-        if creds.session_token:
-            env["AWS_SESSION_TOKEN"] = creds.session_token
-        return env
+        target = {"MCP_TARGET_URL": self.url, "AWS_REGION": self.region, "AWS_SERVICE_NAME": self.service}
+        return {**target, **credentials_environment(credentials or self.credentials)}
 
     # -- faults -----------------------------------------------------------------------------------------------
 
@@ -460,9 +446,10 @@ class McpEmulator:
 
 
 def _checked_policy(policy: str) -> Sigv4aPolicy:
-    if policy not in SIGV4A_POLICIES:
-        raise ValueError(f"sigv4a must be one of {', '.join(SIGV4A_POLICIES)}, got: {policy!r}")
-    return policy  # type: ignore[return-value]
+    for known in SIGV4A_POLICIES:
+        if policy == known:
+            return known
+    raise ValueError(f"sigv4a must be one of {', '.join(SIGV4A_POLICIES)}, got: {policy!r}")
 
 
 def _reason_phrase(status: int) -> str:
@@ -537,7 +524,7 @@ async def serve_forever(
         credentials=front.state.credentials.all()[0],
         generated=not config.credentials,
         backend=config.describe_backend(),
-        signatures=config.describe_signatures(),
+        sigv4a=config.sigv4a,
     )
 
     async def announce() -> None:
@@ -567,4 +554,9 @@ class McpEmulatorInfo:
     credentials: Credentials
     generated: bool
     backend: str
-    signatures: str = "SigV4 and SigV4a"
+    sigv4a: Sigv4aPolicy = "accept"
+
+    @property
+    def signatures(self) -> str:
+        """Which signature algorithms requests may use, in words."""
+        return SIGNATURES[self.sigv4a]

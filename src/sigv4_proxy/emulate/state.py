@@ -21,7 +21,7 @@ DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024 + 64 * 1024  # the proxy's default --m
 #: Which signature algorithms the emulator takes (``--sigv4a``): ``accept`` SigV4 and SigV4a, ``require`` SigV4a
 #: only, ``reject`` SigV4 only (as a service that does not support SigV4a).
 Sigv4aPolicy = Literal["accept", "require", "reject"]
-SIGV4A_POLICIES: tuple[str, ...] = get_args(Sigv4aPolicy)
+SIGV4A_POLICIES: tuple[Sigv4aPolicy, ...] = get_args(Sigv4aPolicy)
 
 
 class ExecutionCounter:
