@@ -10,8 +10,9 @@ import httpx
 import pytest
 
 from sigv4_proxy import SigV4Auth
-from sigv4_proxy.emulate import Match, McpEmulator, generate_credentials, start_mcp
+from sigv4_proxy.emulate import Match, McpEmulator, generate_credentials
 from sigv4_proxy.emulate.faults import Delay, Drop, FaultPlan, Respond, SseEventCounter, describe_request
+from tests.support.emulators import EmulatorVariant
 
 from .helpers import initialize_body
 
@@ -302,14 +303,14 @@ def test_sse_event_counter_cuts_after_exactly_n_events(separator: bytes, chunk_s
     assert sent == expected
 
 
-def test_drop_after_events_on_a_json_response_loses_it_whole() -> None:
-    with start_mcp(json_response=True) as emulator:
-        auth = SigV4Auth(emulator.credentials, emulator.region, emulator.service)
-        with httpx.Client(auth=auth, timeout=10) as client:
-            session = RawSession(emulator, client)
-            session.initialize()
-            emulator.drop_next(after_events=2, match=Match(tool="echo"))
-            with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
-                session.call("echo", {"message": "a"})
+def test_drop_after_events_on_a_json_response_loses_it_whole(emulator_variant: EmulatorVariant) -> None:
+    emulator = emulator_variant(json_response=True)
+    auth = SigV4Auth(emulator.credentials, emulator.region, emulator.service)
+    with httpx.Client(auth=auth, timeout=10) as client:
+        session = RawSession(emulator, client)
+        session.initialize()
+        emulator.drop_next(after_events=2, match=Match(tool="echo"))
+        with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
+            session.call("echo", {"message": "a"})
     assert emulator.executions.by_tool() == {"echo": 1}
     assert emulator.requests[-1].outcome == "signature ok, 200"

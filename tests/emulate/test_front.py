@@ -13,6 +13,7 @@ import pytest
 from sigv4_proxy import Credentials, presign, sign
 from sigv4_proxy.emulate import McpEmulator, generate_credentials, start_mcp
 from sigv4_proxy.signing.verify import SIGNATURE_MISMATCH
+from tests.support.emulators import EmulatorVariant
 
 from .helpers import initialize_body, post_signed, signed_headers_botocore, signed_headers_core
 
@@ -50,18 +51,16 @@ def test_botocore_signed_request_is_accepted(emulator: McpEmulator) -> None:
     assert emulator.requests[0].ok
 
 
-def test_session_credentials_are_accepted_and_their_token_is_checked() -> None:
+def test_session_credentials_are_accepted_and_their_token_is_checked(emulator: McpEmulator) -> None:
     creds = generate_credentials(session_token=True)
     assert creds.access_key_id.startswith("ASIA") and creds.session_token
-    with start_mcp(credentials=creds) as emulator:
-        body = initialize_body()
-        headers = signed_headers_botocore("POST", emulator.url, body, creds, "us-east-1", "execute-api")
-        assert httpx.post(emulator.url, content=body, headers=headers).status_code == 200
-        wrong_token = Credentials(creds.access_key_id, creds.secret_access_key, "not-the-token")
-        response = post_signed(emulator, body, credentials=wrong_token)
-        assert_aws_error(
-            response, "UnrecognizedClientException", "The security token included in the request is invalid."
-        )
+    emulator.accept_only(creds)
+    body = initialize_body()
+    headers = signed_headers_botocore("POST", emulator.url, body, creds, "us-east-1", "execute-api")
+    assert httpx.post(emulator.url, content=body, headers=headers).status_code == 200
+    wrong_token = Credentials(creds.access_key_id, creds.secret_access_key, "not-the-token")
+    response = post_signed(emulator, body, credentials=wrong_token)
+    assert_aws_error(response, "UnrecognizedClientException", "The security token included in the request is invalid.")
 
 
 @pytest.mark.parametrize("algorithm", ["v4", "v4a"])
@@ -152,13 +151,12 @@ def test_expired_credentials_get_expired_token(emulator: McpEmulator) -> None:
     assert emulator.requests[-1].reason == "expired_token"
 
 
-def test_expiring_session_credentials() -> None:
-    with start_mcp() as emulator:
-        creds = emulator.rotate_credentials(session_token=True, expires_in=3600)
-        assert post_signed(emulator, initialize_body(), credentials=creds).status_code == 200
-        emulator.expire_credentials(creds.access_key_id)
-        response = post_signed(emulator, initialize_body(), credentials=creds)
-        assert_aws_error(response, "ExpiredTokenException", "The security token included in the request is expired")
+def test_expiring_session_credentials(emulator: McpEmulator) -> None:
+    creds = emulator.rotate_credentials(session_token=True, expires_in=3600)
+    assert post_signed(emulator, initialize_body(), credentials=creds).status_code == 200
+    emulator.expire_credentials(creds.access_key_id)
+    response = post_signed(emulator, initialize_body(), credentials=creds)
+    assert_aws_error(response, "ExpiredTokenException", "The security token included in the request is expired")
 
 
 def test_every_response_has_date_from_the_emulator_clock_and_a_request_id(emulator: McpEmulator) -> None:
@@ -194,16 +192,17 @@ def test_tampered_body_fails(emulator: McpEmulator) -> None:
     assert_aws_error(response, "InvalidSignatureException")
 
 
-def test_body_over_the_limit_is_refused_before_verification() -> None:
-    with start_mcp(max_body_bytes=1000) as emulator:
-        response = post_signed(emulator, b"x" * 1001)
-        assert response.status_code == 413
-        assert response.json() == {"message": "Request body is larger than 1000 bytes"}
+def test_body_over_the_limit_is_refused_before_verification(emulator_variant: EmulatorVariant) -> None:
+    emulator = emulator_variant(max_body_bytes=1000)
+    response = post_signed(emulator, b"x" * 1001)
+    assert response.status_code == 413
+    assert response.json() == {"message": "Request body is larger than 1000 bytes"}
 
 
 def test_log_lines_never_carry_secrets() -> None:
     creds = generate_credentials(session_token=True)
     lines: list[str] = []
+    # an emulator of its own: the log lines are taken from start-up on (``on_record``), which no shared one offers
     with start_mcp(credentials=creds, on_record=lambda record: lines.append(record.line())) as emulator:
         post_signed(emulator, initialize_body(), credentials=creds)
         post_signed(emulator, initialize_body(), credentials=Credentials(creds.access_key_id, "bad", "bad-token"))

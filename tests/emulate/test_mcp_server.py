@@ -11,7 +11,8 @@ import pytest
 from mcp import Client, MCPError
 from mcp.client.sse import sse_client
 
-from sigv4_proxy.emulate import McpEmulator, start_mcp
+from sigv4_proxy.emulate import McpEmulator
+from tests.support.emulators import EmulatorVariant
 
 from .helpers import Httpx2SigV4Auth, mcp_client
 
@@ -53,9 +54,9 @@ MODES = [
 ]
 
 
-@pytest.mark.parametrize("options", MODES)
-async def test_tools_resources_prompts_in_every_mode(options: dict[str, bool]) -> None:
-    async with start_mcp(**options) as emulator, mcp_client(emulator) as client:
+@pytest.mark.parametrize("emulator_options", MODES)
+async def test_tools_resources_prompts_in_every_mode(emulator: McpEmulator, emulator_options: dict[str, bool]) -> None:
+    async with mcp_client(emulator) as client:
         tools = {tool.name for tool in (await client.list_tools()).tools}
         assert {"echo", "add", "progress", "elicit", "sample", "roots", "log", "large", "fail", "sleep"} <= tools
         assert text_of(await client.call_tool("echo", {"message": "héllo"})) == "héllo"
@@ -67,7 +68,7 @@ async def test_tools_resources_prompts_in_every_mode(options: dict[str, bool]) -
 
         result = await client.call_tool("progress", {"steps": 3, "delay_seconds": 0}, progress_callback=on_progress)
         assert text_of(result) == "done after 3 steps"
-        if not options.get("json_response"):
+        if not emulator_options.get("json_response"):
             # JSON responses cannot carry notifications before the result; SSE responses must
             assert progress == [(1, 3, "step 1 of 3"), (2, 3, "step 2 of 3"), (3, 3, "step 3 of 3")]
         failed = await client.call_tool("fail", {"message": "on purpose"})
@@ -85,22 +86,19 @@ async def test_tools_resources_prompts_in_every_mode(options: dict[str, bool]) -
     assert emulator.executions.by_tool() == {"echo": 1, "add": 1, "progress": 1, "fail": 1, "large": 1}
 
 
-async def test_server_to_client_requests_and_notifications() -> None:
+async def test_server_to_client_requests_and_notifications(emulator: McpEmulator) -> None:
     logs: list[types.LoggingMessageNotificationParams] = []
 
     async def on_log(params: types.LoggingMessageNotificationParams) -> None:
         logs.append(params)
 
-    async with (
-        start_mcp() as emulator,
-        mcp_client(
-            emulator,
-            elicitation_callback=elicitation,
-            sampling_callback=sampling,
-            list_roots_callback=list_roots,
-            logging_callback=on_log,
-        ) as client,
-    ):
+    async with mcp_client(
+        emulator,
+        elicitation_callback=elicitation,
+        sampling_callback=sampling,
+        list_roots_callback=list_roots,
+        logging_callback=on_log,
+    ) as client:
         assert text_of(await client.call_tool("elicit", {})) == "Hello, Ada!"
         assert text_of(await client.call_tool("sample", {"prompt": "hi"})) == "sampled"
         assert text_of(await client.call_tool("roots", {})) == "file:///work"
@@ -140,59 +138,59 @@ async def test_unsigned_client_is_refused_by_the_front(emulator: McpEmulator) ->
     assert emulator.executions.total() == 0
 
 
-async def test_legacy_sse_transport_end_to_end() -> None:
-    async with start_mcp(transport="sse") as emulator:
-        assert emulator.url.endswith("/sse")
-        auth = Httpx2SigV4Auth(emulator.credentials, emulator.region, emulator.service)
-        async with Client(sse_client(emulator.url, auth=auth), mode="legacy") as client:
-            assert text_of(await client.call_tool("echo", {"message": "old school"})) == "old school"
-            progress: list[float] = []
+async def test_legacy_sse_transport_end_to_end(emulator_variant: EmulatorVariant) -> None:
+    emulator = emulator_variant(transport="sse")
+    assert emulator.url.endswith("/sse")
+    auth = Httpx2SigV4Auth(emulator.credentials, emulator.region, emulator.service)
+    async with Client(sse_client(emulator.url, auth=auth), mode="legacy") as client:
+        assert text_of(await client.call_tool("echo", {"message": "old school"})) == "old school"
+        progress: list[float] = []
 
-            async def on_progress(value: float, total: float | None, message: str | None) -> None:
-                progress.append(value)
+        async def on_progress(value: float, total: float | None, message: str | None) -> None:
+            progress.append(value)
 
-            await client.call_tool("progress", {"steps": 2, "delay_seconds": 0}, progress_callback=on_progress)
-            assert progress == [1, 2]
+        await client.call_tool("progress", {"steps": 2, "delay_seconds": 0}, progress_callback=on_progress)
+        assert progress == [1, 2]
     methods = [(record.method, record.path) for record in emulator.requests]
     assert methods[0] == ("GET", "/sse")
     assert ("POST", "/messages/") in methods
     assert all(record.ok for record in emulator.requests)
 
 
-async def test_legacy_sse_carries_server_to_client_requests() -> None:
+async def test_legacy_sse_carries_server_to_client_requests(emulator_variant: EmulatorVariant) -> None:
     logs: list[object] = []
 
     async def on_log(params: types.LoggingMessageNotificationParams) -> None:
         logs.append(params.data)
 
-    async with start_mcp(transport="sse") as emulator:
-        auth = Httpx2SigV4Auth(emulator.credentials, emulator.region, emulator.service)
-        async with Client(
-            sse_client(emulator.url, auth=auth),
-            mode="legacy",
-            elicitation_callback=elicitation,
-            sampling_callback=sampling,
-            list_roots_callback=list_roots,
-            logging_callback=on_log,
-        ) as client:
-            assert text_of(await client.call_tool("elicit", {})) == "Hello, Ada!"
-            assert text_of(await client.call_tool("sample", {})) == "sampled"
-            assert text_of(await client.call_tool("roots", {})) == "file:///work"
-            await client.call_tool("log", {"message": "x", "count": 1})
-            assert logs == ["x 1/1"]
+    emulator = emulator_variant(transport="sse")
+    auth = Httpx2SigV4Auth(emulator.credentials, emulator.region, emulator.service)
+    async with Client(
+        sse_client(emulator.url, auth=auth),
+        mode="legacy",
+        elicitation_callback=elicitation,
+        sampling_callback=sampling,
+        list_roots_callback=list_roots,
+        logging_callback=on_log,
+    ) as client:
+        assert text_of(await client.call_tool("elicit", {})) == "Hello, Ada!"
+        assert text_of(await client.call_tool("sample", {})) == "sampled"
+        assert text_of(await client.call_tool("roots", {})) == "file:///work"
+        await client.call_tool("log", {"message": "x", "count": 1})
+        assert logs == ["x 1/1"]
     assert all(record.ok for record in emulator.requests)
 
 
-async def test_legacy_sse_stream_and_posts_are_verified() -> None:
-    async with start_mcp(transport="sse") as emulator:
-        async with httpx2.AsyncClient() as http:
-            refused = await http.get(emulator.url)
-            assert refused.status_code == 403
-            assert refused.headers["x-amzn-ErrorType"] == "MissingAuthenticationTokenException"
-            posted = await http.post(emulator.base_url + "/messages/?session_id=00", content=b"{}")
-            assert posted.status_code == 403
-        # the POST endpoint of an SSE server refuses POSTs to the stream path (what `auto` clients probe)
-        auth = Httpx2SigV4Auth(emulator.credentials, emulator.region, emulator.service)
-        async with httpx2.AsyncClient(auth=auth) as http:
-            probe = await http.post(emulator.url, content=b"{}", headers={"content-type": "application/json"})
-            assert probe.status_code == 405
+async def test_legacy_sse_stream_and_posts_are_verified(emulator_variant: EmulatorVariant) -> None:
+    emulator = emulator_variant(transport="sse")
+    async with httpx2.AsyncClient() as http:
+        refused = await http.get(emulator.url)
+        assert refused.status_code == 403
+        assert refused.headers["x-amzn-ErrorType"] == "MissingAuthenticationTokenException"
+        posted = await http.post(emulator.base_url + "/messages/?session_id=00", content=b"{}")
+        assert posted.status_code == 403
+    # the POST endpoint of an SSE server refuses POSTs to the stream path (what `auto` clients probe)
+    auth = Httpx2SigV4Auth(emulator.credentials, emulator.region, emulator.service)
+    async with httpx2.AsyncClient(auth=auth) as http:
+        probe = await http.post(emulator.url, content=b"{}", headers={"content-type": "application/json"})
+        assert probe.status_code == 405

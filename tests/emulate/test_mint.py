@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from sigv4_proxy import CredentialProvider, SigV4Auth
-from sigv4_proxy.emulate import CredentialMint, start_mcp
+from sigv4_proxy.emulate import CredentialMint, McpEmulator, start_mcp
 from sigv4_proxy.emulate.mint import main
 
 from .helpers import initialize_body
@@ -44,6 +44,7 @@ def test_lifetime_must_be_positive() -> None:
 
 def test_emulator_accepts_minted_credentials_until_they_expire() -> None:
     mint = CredentialMint("master", lifetime_seconds=60)
+    # an emulator of its own: the resolver given at start-up, as this module's docstring shows it
     with start_mcp(credentials_resolver=mint.resolve) as emulator:
         creds = mint.mint()
         auth = SigV4Auth(creds, emulator.region, emulator.service)
@@ -63,14 +64,16 @@ def test_credential_process_output(capsys: pytest.CaptureFixture[str]) -> None:
     assert CredentialMint("master").resolve(output["AccessKeyId"]).secret_access_key == output["SecretAccessKey"]
 
 
-def test_botocore_credential_process_feeds_the_emulator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_botocore_credential_process_feeds_the_emulator(
+    emulator: McpEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     command = shlex.join([sys.executable, "-m", "sigv4_proxy.emulate.mint", "shared-master", "3600"])
     config = tmp_path / "config"
     config.write_text(f"[profile minted]\ncredential_process = {command}\n")
     monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
     provider = CredentialProvider("minted")
-    with start_mcp(credentials_resolver=CredentialMint("shared-master").resolve) as emulator:
-        auth = SigV4Auth(provider, emulator.region, emulator.service)
-        response = httpx.post(emulator.url, content=initialize_body(), headers=HEADERS, auth=auth)
+    emulator.set_credentials_resolver(CredentialMint("shared-master").resolve)
+    auth = SigV4Auth(provider, emulator.region, emulator.service)
+    response = httpx.post(emulator.url, content=initialize_body(), headers=HEADERS, auth=auth)
     assert response.status_code == 200, response.text
     assert provider.method == "custom-process"

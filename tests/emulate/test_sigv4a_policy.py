@@ -13,7 +13,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -39,19 +38,6 @@ def signed_post(url: str, credentials: Credentials, region: str, service: str, a
 
 def post(emulator: McpEmulator, algorithm: str) -> httpx.Response:
     return signed_post(emulator.url, emulator.credentials, emulator.region, emulator.service, algorithm)
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[McpEmulator]:
-    with start_mcp() as running:
-        yield running
-
-
-@pytest.fixture(autouse=True)
-def _default_policy(request: pytest.FixtureRequest) -> Iterator[None]:
-    yield
-    if "emulator" in request.fixturenames:
-        request.getfixturevalue("emulator").sigv4a = "accept"
 
 
 # policy, signed with, expected status, expected message (None: accepted), log reason

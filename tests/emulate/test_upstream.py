@@ -104,10 +104,8 @@ def test_refused_requests_never_reach_the_upstream() -> None:
     assert seen == []
 
 
-def test_unreachable_upstream_is_a_502() -> None:
-    sock = bind_socket("127.0.0.1", 0)
-    dead = f"http://127.0.0.1:{sock.getsockname()[1]}/mcp"
-    sock.close()
+def test_unreachable_upstream_is_a_502(closed_port: int) -> None:
+    dead = f"http://127.0.0.1:{closed_port}/mcp"
     with start_mcp(upstream=dead) as emulator:
         auth = SigV4Auth(emulator.credentials, emulator.region, emulator.service)
         response = httpx.post(emulator.url, content=initialize_body(), auth=auth)

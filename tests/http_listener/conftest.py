@@ -1,7 +1,8 @@
-"""Fixtures: one `emulate mcp` endpoint per module (reset between tests) and a listener per test in front of it."""
+"""Fixtures: a listener per test in front of the shared `emulate mcp` endpoint (tests/conftest.py's ``emulator``)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -12,8 +13,8 @@ import pytest
 
 from sigv4_proxy.clock import SkewedClock
 from sigv4_proxy.config import ProxyConfig
-from sigv4_proxy.credentials import StaticCredentialProvider
-from sigv4_proxy.emulate import McpEmulator, start_mcp
+from sigv4_proxy.credentials import CredentialSource, StaticCredentialProvider
+from sigv4_proxy.emulate import McpEmulator
 from sigv4_proxy.http_listener import HttpListener, ListenerOptions
 from sigv4_proxy.retry import RetryPolicy
 
@@ -21,23 +22,6 @@ from sigv4_proxy.retry import RetryPolicy
 FAST_POLICY = RetryPolicy(
     retries=2, base_delay=0.01, max_delay=0.05, cold_start_base_delay=0.02, cold_start_max_delay=0.1
 )
-
-
-@pytest.fixture(scope="module")
-def shared_emulator() -> Iterator[McpEmulator]:
-    with start_mcp() as running:
-        yield running
-
-
-@pytest.fixture
-def emulator(shared_emulator: McpEmulator) -> Iterator[McpEmulator]:
-    original = shared_emulator.credentials
-    shared_emulator.log.clear()
-    yield shared_emulator
-    shared_emulator.clear_faults()
-    shared_emulator.executions.clear()
-    shared_emulator.accept_only(original)
-    shared_emulator.clock_offset = 0
 
 
 def proxy_config(emulator: McpEmulator, **changes: Any) -> ProxyConfig:
@@ -52,8 +36,6 @@ class Delays:
         self.values: list[float] = []
 
     async def __call__(self, seconds: float) -> None:
-        import asyncio
-
         self.values.append(round(seconds, 3))
         await asyncio.sleep(0)
 
@@ -69,21 +51,20 @@ StartListener = Callable[..., Awaitable[HttpListener]]
 @asynccontextmanager
 async def running_listener(
     config: ProxyConfig,
-    provider: Any,
+    provider: CredentialSource,
     *,
     policy: RetryPolicy = FAST_POLICY,
     clock: SkewedClock | None = None,
-    sleep: Callable[[float], Awaitable[None]] | None = None,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     **options: Any,
 ) -> AsyncIterator[HttpListener]:
-    extra = {"sleep": sleep} if sleep is not None else {}
     listener = HttpListener(
         config,
         provider,
         ListenerOptions(host="127.0.0.1", port=0, policy=policy, **options),
         clock=clock,
         random_source=lambda: 0.5,
-        **extra,
+        sleep=sleep,
     )
     await listener.start()
     try:

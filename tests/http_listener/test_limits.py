@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, contextmanager
 
 import httpx
@@ -25,6 +25,7 @@ from sigv4_proxy.credentials import StaticCredentialProvider
 from sigv4_proxy.emulate import generate_credentials
 from sigv4_proxy.http_listener import HttpListener
 from tests.support.rawhttp import RawClient, RecordingServer, http_responder
+from tests.support.waiting import wait_until
 
 from .conftest import LogLines, running_listener
 from .processes import spawn_listener
@@ -339,10 +340,3 @@ async def test_asyncio_error_floods_become_one_line(upstream: RecordingServer, l
         "many open files",
         "INFO sigv4_proxy.http 4999 more 'asyncio' log lines were held back (at most one per 10 s)",
     ]
-
-
-async def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)

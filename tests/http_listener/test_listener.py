@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import unquote
@@ -20,6 +19,7 @@ from sigv4_proxy.emulate import Match, McpEmulator, generate_credentials
 from sigv4_proxy.errors import CredentialsError
 from sigv4_proxy.http_listener import HttpListener
 from sigv4_proxy.signing.model import Credentials
+from tests.support.waiting import wait_until
 
 from .conftest import Delays, proxy_config, running_listener
 
@@ -288,18 +288,10 @@ async def test_slow_stream_is_not_cut_by_the_timeout(emulator: McpEmulator) -> N
     assert tool_text(response) == "slept 1s"
 
 
-async def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
-
-
-async def test_unreachable_target_is_retried_then_diagnosed(emulator: McpEmulator, delays: Delays) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    config = proxy_config(emulator, target_url=f"http://127.0.0.1:{port}/mcp")
+async def test_unreachable_target_is_retried_then_diagnosed(
+    emulator: McpEmulator, delays: Delays, closed_port: int
+) -> None:
+    config = proxy_config(emulator, target_url=f"http://127.0.0.1:{closed_port}/mcp")
     async with (
         running_listener(config, StaticCredentialProvider(emulator.credentials), sleep=delays) as listener,
         httpx.AsyncClient() as http,
@@ -309,9 +301,9 @@ async def test_unreachable_target_is_retried_then_diagnosed(emulator: McpEmulato
     error = response.json()["error"]
     assert (error["kind"], error["attempts"], error["status"]) == ("connection_refused", 3, None)
     assert error["message"] == (
-        f"connection to 127.0.0.1:{port} refused. Diagnosis: nothing is listening at 127.0.0.1:{port}: check that "
-        "the server is running and the target URL's port; on AWS check security groups and network ACLs (gave up "
-        "after 3 attempts)"
+        f"connection to 127.0.0.1:{closed_port} refused. Diagnosis: nothing is listening at 127.0.0.1:{closed_port}: "
+        "check that the server is running and the target URL's port; on AWS check security groups and network ACLs "
+        "(gave up after 3 attempts)"
     )
     assert delays.values == [0.005, 0.01]
 
@@ -341,6 +333,7 @@ class RotatingProvider:
     """Credentials that a refresh replaces (as botocore's refreshable credentials do)."""
 
     method = "sso"
+    profile: str | None = None
 
     def __init__(self, *sets: Credentials | Exception) -> None:
         self.sets = list(sets)

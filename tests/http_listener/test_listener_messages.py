@@ -4,26 +4,17 @@ Clients -> listener -> ``emulate mcp`` (a real upstream that verifies every sign
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
-import pytest
 
 from sigv4_proxy.credentials import StaticCredentialProvider
-from sigv4_proxy.emulate import McpEmulator, generate_credentials, start_mcp
+from sigv4_proxy.emulate import McpEmulator, generate_credentials
+from tests.support.emulators import EmulatorVariant
 
 from .conftest import LogLines, proxy_config, running_listener
 from .test_listener import ACCEPT, INIT, call, handshake
 
 DIAGNOSIS = "x-sigv4-proxy-diagnosis"
 NOT_REFRESHABLE = "not retried: credentials from the environment cannot be refreshed, the same keys would fail again"
-
-
-@pytest.fixture(scope="module")
-def legacy_server() -> Iterator[McpEmulator]:
-    """An MCP server on the legacy HTTP+SSE transport (GET /sse, POST /messages/)."""
-    with start_mcp(transport="sse") as running:
-        yield running
 
 
 async def test_a_404_names_the_path_the_request_went_to(emulator: McpEmulator) -> None:
@@ -36,7 +27,8 @@ async def test_a_404_names_the_path_the_request_went_to(emulator: McpEmulator) -
     assert "nothing at /mcp/nope on 127.0.0.1" in response.json()["error"]["message"]
 
 
-async def test_a_404_from_a_legacy_server_mentions_sse(legacy_server: McpEmulator) -> None:
+async def test_a_404_from_a_legacy_server_mentions_sse(emulator_variant: EmulatorVariant) -> None:
+    legacy_server = emulator_variant(transport="sse")  # the legacy HTTP+SSE transport (GET /sse, POST /messages/)
     provider = StaticCredentialProvider(legacy_server.credentials)
     config = proxy_config(legacy_server, target_url=legacy_server.base_url + "/mcp")
     async with running_listener(config, provider) as listener, httpx.AsyncClient() as http:

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sigv4_proxy.emulate import McpEmulator, start_mcp
+from sigv4_proxy.emulate import McpEmulator
 
 from .processes import spawn_listener
 
@@ -49,12 +49,6 @@ def listener_process(emulator: McpEmulator, *args: str) -> Iterator[ListenerProc
         if process.poll() is None:
             process.terminate()
             process.wait(10)
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[McpEmulator]:
-    with start_mcp() as running:
-        yield running
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc for the peak RSS")

@@ -1,9 +1,12 @@
-"""Harness for the MCP proxy's end-to-end tests.
+"""Harness for the MCP proxy's end-to-end tests (and the resilience tests built on them).
 
 The proxy always runs as a real subprocess (``python -m sigv4_proxy``) speaking stdio, driven either by the
 official ``mcp`` SDK client (:func:`proxied_client`) or by raw lines (:class:`RawProxy`), against
 ``emulate mcp`` (:func:`sigv4_proxy.emulate.server.start_mcp`): a loopback endpoint that verifies every
-signature with the core's ``verify()`` and serves the SDK's MCP server behind it.
+signature with the core's ``verify()`` and serves the SDK's MCP server behind it. :class:`Callbacks` records
+what the server sends the client; :func:`text_of` reads a tool's text answer.
+
+The emulator itself comes from the ``emulator`` fixture (tests/conftest.py, tests/support/emulators.py).
 """
 
 from __future__ import annotations
@@ -17,10 +20,23 @@ import sys
 import tempfile
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
+
+import mcp_types as types
+
+if TYPE_CHECKING:
+    from sigv4_proxy.signing.model import Credentials
 
 PROXY = [sys.executable, "-m", "sigv4_proxy"]
 READY = "Proxy is ready to accept MCP protocol messages"
+
+
+class Upstream(Protocol):
+    """What the proxy is pointed at: the emulator (``McpEmulator``) or a hostile server (tests/support/hostile.py)."""
+
+    def env(self, credentials: Credentials | None = None) -> dict[str, str]:
+        """``MCP_TARGET_URL``, region, service and keys for the proxy to reach it."""
+        ...
 
 
 def run_cli(args: Sequence[str], env: Mapping[str, str], *, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -37,7 +53,9 @@ def run_cli(args: Sequence[str], env: Mapping[str, str], *, timeout: float = 60)
     )
 
 
-def proxy_env(emulator: Any, extra: Mapping[str, str] | None = None, credentials: Any = None) -> dict[str, str]:
+def proxy_env(
+    emulator: Upstream | None, extra: Mapping[str, str] | None = None, credentials: Credentials | None = None
+) -> dict[str, str]:
     """A minimal environment for the proxy subprocess: no developer AWS config, the emulator's settings."""
     empty = Path(tempfile.gettempdir()) / "sigv4-proxy-tests-no-aws"
     env = {
@@ -56,12 +74,12 @@ def proxy_env(emulator: Any, extra: Mapping[str, str] | None = None, credentials
 
 @contextlib.asynccontextmanager
 async def proxied_client(
-    emulator: Any,
+    emulator: Upstream | None,
     *args: str,
     env: Mapping[str, str] | None = None,
     mode: str = "legacy",
     stderr_sink: list[str] | None = None,
-    credentials: Any = None,
+    credentials: Credentials | None = None,
     **client_kwargs: Any,
 ) -> AsyncIterator[Any]:
     """An ``mcp.Client`` connected to the proxy (a subprocess) in front of ``emulator``.
@@ -94,7 +112,7 @@ class RawProxy:
         self._stderr_task = asyncio.create_task(self._drain_stderr())
 
     @classmethod
-    async def start(cls, emulator: Any, *args: str, env: Mapping[str, str] | None = None) -> RawProxy:
+    async def start(cls, emulator: Upstream | None, *args: str, env: Mapping[str, str] | None = None) -> RawProxy:
         process = await asyncio.create_subprocess_exec(
             *PROXY,
             *args,
@@ -192,7 +210,9 @@ def call(message_id: Any, tool: str, arguments: dict[str, Any] | None = None, **
 
 
 @contextlib.asynccontextmanager
-async def raw_proxy(emulator: Any, *args: str, env: Mapping[str, str] | None = None) -> AsyncIterator[RawProxy]:
+async def raw_proxy(
+    emulator: Upstream | None, *args: str, env: Mapping[str, str] | None = None
+) -> AsyncIterator[RawProxy]:
     proxy = await RawProxy.start(emulator, *args, env=env)
     try:
         yield proxy
@@ -202,3 +222,48 @@ async def raw_proxy(emulator: Any, *args: str, env: Mapping[str, str] | None = N
 
 def ids_of(lines: Sequence[dict[str, Any]]) -> list[Any]:
     return [line.get("id") for line in lines]
+
+
+class Callbacks:
+    """Client-side handlers for server-to-client requests and notifications, recording what arrived."""
+
+    def __init__(self) -> None:
+        self.progress: list[tuple[float, float | None, str | None]] = []
+        self.logs: list[Any] = []
+        self.notifications: list[Any] = []
+
+    async def on_progress(self, progress: float, total: float | None, message: str | None) -> None:
+        self.progress.append((progress, total, message))
+
+    async def elicitation(self, context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        return types.ElicitResult(action="accept", content={"name": "Ada"})
+
+    async def sampling(self, context: Any, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
+        text = params.messages[0].content.text  # type: ignore[union-attr]
+        return types.CreateMessageResult(
+            role="assistant", content=types.TextContent(type="text", text=f"model says: {text}"), model="test-model"
+        )
+
+    async def roots(self, context: Any) -> types.ListRootsResult:
+        return types.ListRootsResult(roots=[types.Root(uri="file:///work/project", name="project")])
+
+    async def logging(self, params: types.LoggingMessageNotificationParams) -> None:
+        self.logs.append(params.data)
+
+    async def messages(self, message: Any) -> None:
+        self.notifications.append(message)
+
+    def client_kwargs(self) -> dict[str, Any]:
+        return {
+            "elicitation_callback": self.elicitation,
+            "sampling_callback": self.sampling,
+            "list_roots_callback": self.roots,
+            "logging_callback": self.logging,
+            "message_handler": self.messages,
+        }
+
+
+def text_of(result: types.CallToolResult) -> str:
+    block = result.content[0]
+    assert isinstance(block, types.TextContent)
+    return block.text

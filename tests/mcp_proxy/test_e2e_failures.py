@@ -7,12 +7,14 @@ the emulator's fault injection (statuses, empty bodies, dropped connections), a 
 from __future__ import annotations
 
 import json
-import socket
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sigv4_proxy.emulate.faults import Match
 
 from .harness import call, initialize_message, raw_proxy
+
+if TYPE_CHECKING:
+    from sigv4_proxy.emulate import McpEmulator
 
 UPSTREAM_ERROR = -32000
 
@@ -22,7 +24,7 @@ def error_of(response: dict[str, Any]) -> dict[str, Any]:
     return response["error"]
 
 
-async def test_wrong_service_name(emulator: Any) -> None:
+async def test_wrong_service_name(emulator: McpEmulator) -> None:
     async with raw_proxy(emulator, "--service-name", "lambda") as proxy:
         error = error_of(await proxy.request(initialize_message(1)))
         assert error == {
@@ -41,7 +43,7 @@ async def test_wrong_service_name(emulator: Any) -> None:
     assert "initialize id=1 failed: HTTP 403 InvalidSignatureException" in proxy.stderr
 
 
-async def test_wrong_region_and_wrong_secret(emulator: Any) -> None:
+async def test_wrong_region_and_wrong_secret(emulator: McpEmulator) -> None:
     async with raw_proxy(emulator, "--region", "eu-west-1") as proxy:
         error = error_of(await proxy.request(initialize_message("r")))
         assert error["message"].startswith(
@@ -60,19 +62,16 @@ async def test_wrong_region_and_wrong_secret(emulator: Any) -> None:
         await proxy.close()
 
 
-async def test_connection_refused(emulator: Any) -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]  # bound but not listening: connections are refused
-        async with raw_proxy(emulator, "--target-url", f"http://127.0.0.1:{port}/mcp") as proxy:
-            error = error_of(await proxy.request(initialize_message(1)))
-            assert error["message"].startswith(f"connection to 127.0.0.1:{port} refused. Diagnosis: ")
-            assert error["message"].endswith("(gave up after 3 attempts)")  # --retries defaults to 2
-            assert error["data"] == {"kind": "connection_refused", "retryable": True, "attempts": 3}
-            assert await proxy.close() == 0
+async def test_connection_refused(emulator: McpEmulator, closed_port: int) -> None:
+    async with raw_proxy(emulator, "--target-url", f"http://127.0.0.1:{closed_port}/mcp") as proxy:
+        error = error_of(await proxy.request(initialize_message(1)))
+        assert error["message"].startswith(f"connection to 127.0.0.1:{closed_port} refused. Diagnosis: ")
+        assert error["message"].endswith("(gave up after 3 attempts)")  # --retries defaults to 2
+        assert error["data"] == {"kind": "connection_refused", "retryable": True, "attempts": 3}
+        assert await proxy.close() == 0
 
 
-async def test_status_failures_empty_200_and_202(emulator: Any) -> None:
+async def test_status_failures_empty_200_and_202(emulator: McpEmulator) -> None:
     async with raw_proxy(emulator, "--retries", "0") as proxy:  # (retries: tests/mcp_resilience)
         await proxy.initialize()
         emulator.fail_next(502, match=Match(tool="echo"))
@@ -99,7 +98,7 @@ async def test_status_failures_empty_200_and_202(emulator: Any) -> None:
         assert await proxy.close() == 0
 
 
-async def test_stream_cut_after_a_progress_event(emulator: Any) -> None:
+async def test_stream_cut_after_a_progress_event(emulator: McpEmulator) -> None:
     async with raw_proxy(emulator) as proxy:
         await proxy.initialize()
         emulator.drop_next(after_events=1, match=Match(tool="progress"))
@@ -112,7 +111,7 @@ async def test_stream_cut_after_a_progress_event(emulator: Any) -> None:
         assert await proxy.close() == 0
 
 
-async def test_jsonrpc_error_in_an_http_error_body_is_forwarded_under_the_requests_id(emulator: Any) -> None:
+async def test_jsonrpc_error_in_an_http_error_body_is_forwarded_under_the_requests_id(emulator: McpEmulator) -> None:
     async with raw_proxy(emulator) as proxy:
         await proxy.initialize()
         body = {"jsonrpc": "2.0", "id": None, "error": {"code": -32602, "message": "Invalid params: nope"}}
@@ -125,7 +124,7 @@ async def test_jsonrpc_error_in_an_http_error_body_is_forwarded_under_the_reques
         assert await proxy.close() == 0
 
 
-async def test_session_forgotten_again_after_reinitializing(emulator: Any) -> None:
+async def test_session_forgotten_again_after_reinitializing(emulator: McpEmulator) -> None:
     """One 404 is recovered from (tests/mcp_resilience); a second one right after re-initializing is reported."""
     async with raw_proxy(emulator) as proxy:
         await proxy.initialize()
@@ -137,7 +136,7 @@ async def test_session_forgotten_again_after_reinitializing(emulator: Any) -> No
         assert await proxy.close() == 0
 
 
-async def test_failed_notification_is_logged_never_answered(emulator: Any) -> None:
+async def test_failed_notification_is_logged_never_answered(emulator: McpEmulator) -> None:
     async with raw_proxy(emulator, "--retries", "0") as proxy:
         await proxy.request(initialize_message(1))
         emulator.fail_next(503, match=Match(rpc_method="notifications/initialized"))
@@ -148,7 +147,7 @@ async def test_failed_notification_is_logged_never_answered(emulator: Any) -> No
     assert "notifications/initialized not delivered: HTTP 503" in proxy.stderr
 
 
-async def test_timeout_bounds_waiting_but_never_cuts_a_delivering_stream(emulator: Any) -> None:
+async def test_timeout_bounds_waiting_but_never_cuts_a_delivering_stream(emulator: McpEmulator) -> None:
     async with raw_proxy(emulator, "--timeout", "1s") as proxy:
         await proxy.initialize()
         error = error_of(await proxy.request(call(1, "sleep", {"seconds": 3})))

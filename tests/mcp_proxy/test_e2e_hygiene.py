@@ -13,7 +13,8 @@ from typing import Any
 import mcp_types as types
 import pytest
 
-from sigv4_proxy.emulate.server import start_mcp
+from sigv4_proxy.emulate import McpEmulator
+from tests.support.waiting import wait_until
 
 from .harness import call, proxied_client, raw_proxy
 
@@ -25,7 +26,7 @@ async def assert_still_serving(proxy: Any, tag: str = "alive") -> None:
     assert response["result"]["content"][0]["text"] == tag
 
 
-async def test_invalid_json_non_jsonrpc_and_blank_lines(emulator: Any) -> None:
+async def test_invalid_json_non_jsonrpc_and_blank_lines(emulator: McpEmulator) -> None:
     async with raw_proxy(emulator) as proxy:
         await proxy.initialize()
         await proxy.send(b"{not json")
@@ -51,7 +52,7 @@ async def test_invalid_json_non_jsonrpc_and_blank_lines(emulator: Any) -> None:
     assert "rejected a 9-byte stdin line: Parse error" in proxy.stderr
 
 
-async def test_binary_garbage_then_service_continues(emulator: Any) -> None:
+async def test_binary_garbage_then_service_continues(emulator: McpEmulator) -> None:
     rng = random.Random(7)
     garbage = bytes(rng.randrange(256) for _ in range(64 * 1024))
     async with raw_proxy(emulator) as proxy:
@@ -67,7 +68,7 @@ async def test_binary_garbage_then_service_continues(emulator: Any) -> None:
         assert await proxy.close() == 0
 
 
-async def test_20_mb_line_passes_through_and_back(emulator: Any) -> None:
+async def test_20_mb_line_passes_through_and_back(emulator: McpEmulator) -> None:
     payload = "z" * (20 * 1024 * 1024)
     async with raw_proxy(emulator) as proxy:
         await proxy.initialize()
@@ -77,7 +78,7 @@ async def test_20_mb_line_passes_through_and_back(emulator: Any) -> None:
         assert await proxy.close() == 0
 
 
-async def test_over_size_line_gets_an_error_under_its_id_and_nothing_is_lost(emulator: Any) -> None:
+async def test_over_size_line_gets_an_error_under_its_id_and_nothing_is_lost(emulator: McpEmulator) -> None:
     payload = "q" * (20 * 1024 * 1024)
     async with raw_proxy(emulator, "--max-message-bytes", "1MiB") as proxy:
         await proxy.initialize()
@@ -106,7 +107,7 @@ async def test_over_size_line_gets_an_error_under_its_id_and_nothing_is_lost(emu
     assert proxy.stderr.count("exceeds the limit of 1048576 bytes") == 3
 
 
-async def test_duplicate_id_in_flight_is_rejected_and_the_first_still_answered(emulator: Any) -> None:
+async def test_duplicate_id_in_flight_is_rejected_and_the_first_still_answered(emulator: McpEmulator) -> None:
     async with raw_proxy(emulator) as proxy:
         await proxy.initialize()
         await proxy.send(call(5, "sleep", {"seconds": 0.5}))
@@ -120,7 +121,7 @@ async def test_duplicate_id_in_flight_is_rejected_and_the_first_still_answered(e
         assert await proxy.close() == 0
 
 
-async def test_ids_of_different_types_and_batches_are_routed_apart(emulator: Any) -> None:
+async def test_ids_of_different_types_and_batches_are_routed_apart(emulator: McpEmulator) -> None:
     async with raw_proxy(emulator) as proxy:
         await proxy.initialize()
         await proxy.send(call(1, "echo", {"message": "number"}))
@@ -133,9 +134,9 @@ async def test_ids_of_different_types_and_batches_are_routed_apart(emulator: Any
         assert await proxy.close() == 0
 
 
-async def test_64_overlapping_calls_each_answered_under_its_own_id() -> None:
+async def test_64_overlapping_calls_each_answered_under_its_own_id(emulator: McpEmulator) -> None:
     """All 64 calls are executing on the server before the first answer arrives: nothing is serialised."""
-    async with start_mcp() as emulator, proxied_client(emulator) as client:
+    async with proxied_client(emulator) as client:
         first_answer_seen_with: list[int] = []
 
         async def one(index: int) -> str:
@@ -163,7 +164,7 @@ async def test_64_overlapping_calls_each_answered_under_its_own_id() -> None:
 
 
 @pytest.mark.parametrize("count", [200])
-async def test_many_sequential_and_parallel_echoes_keep_their_ids(emulator: Any, count: int) -> None:
+async def test_many_sequential_and_parallel_echoes_keep_their_ids(emulator: McpEmulator, count: int) -> None:
     async with raw_proxy(emulator) as proxy:
         await proxy.initialize()
         for index in range(count):
@@ -183,13 +184,13 @@ MODERN_META = {
 
 
 async def test_cancellation_is_forwarded_on_the_handshake_wire_and_nothing_answers_the_cancelled_call(
-    emulator: Any,
+    emulator: McpEmulator,
 ) -> None:
     async with raw_proxy(emulator) as proxy:
         await proxy.initialize()
         since = len(emulator.requests)
         await proxy.send(call(7, "sleep", {"seconds": 2}))
-        await asyncio.sleep(0.2)  # the call must be running on the server before it is cancelled
+        await wait_until(lambda: emulator.executions.count(7) == 1, what="the server to start the call")
         await proxy.send({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 7}})
         # the next line on stdout answers the next request: no error was made up for the cancelled one
         assert (await proxy.request(call(8, "echo", {"message": "next"})))["id"] == 8
@@ -198,14 +199,11 @@ async def test_cancellation_is_forwarded_on_the_handshake_wire_and_nothing_answe
     assert "tools/call id=7 failed" not in proxy.stderr
 
 
-async def test_cancellation_on_the_2026_wire_closes_the_request_stream() -> None:
-    async with start_mcp() as emulator, raw_proxy(emulator) as proxy:
+async def test_cancellation_on_the_2026_wire_closes_the_request_stream(emulator: McpEmulator) -> None:
+    async with raw_proxy(emulator) as proxy:
         request = call(1, "sleep", {"seconds": 30}, _meta=MODERN_META)
         await proxy.send(request)
-        for _ in range(500):  # wait until the server runs the tool (not a timing assertion)
-            if emulator.executions.total():
-                break
-            await asyncio.sleep(0.01)
+        await wait_until(lambda: emulator.executions.count(1) == 1, what="the server to start the call")
         await proxy.send({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 1}})
         echo = call(2, "echo", {"message": "after"}, _meta=MODERN_META)
         assert (await proxy.request(echo))["result"]["content"][0]["text"] == "after"
@@ -214,7 +212,7 @@ async def test_cancellation_on_the_2026_wire_closes_the_request_stream() -> None
     assert "shutting down (stdin closed): 0 message(s) in flight" in proxy.stderr
 
 
-async def test_a_batch_is_forwarded_as_is_and_each_request_in_it_is_answered(emulator: Any) -> None:
+async def test_a_batch_is_forwarded_as_is_and_each_request_in_it_is_answered(emulator: McpEmulator) -> None:
     """The SDK server refuses batches (removed in 2025-06-18) with a 400: each request still gets its answer."""
     async with raw_proxy(emulator) as proxy:
         await proxy.initialize("2025-03-26")

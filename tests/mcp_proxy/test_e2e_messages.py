@@ -7,81 +7,36 @@ Matrix: stateful and stateless servers, JSON and SSE responses, v4 and v4a, the 
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Hashable
+from typing import TYPE_CHECKING
 
 import mcp_types as types
 import pytest
 
-from sigv4_proxy.emulate.server import start_mcp
+from tests.support.emulators import EmulatorVariant
+from tests.support.waiting import wait_until
 
-from .harness import proxied_client
+from .harness import Callbacks, proxied_client, text_of
+
+if TYPE_CHECKING:
+    from sigv4_proxy.emulate import McpEmulator
 
 # ping and the logging capability are deprecated in 2026-07-28; the handshake era still uses them.
 pytestmark = pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")
 
-SERVER_MODES = {
-    "stateful-sse": {"stateless": False, "json_response": False},
-    "stateful-json": {"stateless": False, "json_response": True},
-    "stateless-sse": {"stateless": True, "json_response": False},
+# start_mcp options of each mode (defaults left out, so a mode shares the emulator other tests start with them)
+SERVER_MODES: dict[str, dict[str, Hashable]] = {
+    "stateful-sse": {},
+    "stateful-json": {"json_response": True},
+    "stateless-sse": {"stateless": True},
     "stateless-json": {"stateless": True, "json_response": True},
 }
 
 
-@pytest.fixture(scope="module")
-def emulators() -> Iterator[dict[str, Any]]:
-    started = {name: start_mcp(**options) for name, options in SERVER_MODES.items()}
-    try:
-        yield started
-    finally:
-        for emulator in started.values():
-            emulator.close()
-
-
-class Callbacks:
-    """Client-side handlers for server-to-client requests and notifications, recording what arrived."""
-
-    def __init__(self) -> None:
-        self.progress: list[tuple[float, float | None, str | None]] = []
-        self.logs: list[Any] = []
-        self.notifications: list[Any] = []
-
-    async def on_progress(self, progress: float, total: float | None, message: str | None) -> None:
-        self.progress.append((progress, total, message))
-
-    async def elicitation(self, context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
-        return types.ElicitResult(action="accept", content={"name": "Ada"})
-
-    async def sampling(self, context: Any, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
-        text = params.messages[0].content.text  # type: ignore[union-attr]
-        return types.CreateMessageResult(
-            role="assistant", content=types.TextContent(type="text", text=f"model says: {text}"), model="test-model"
-        )
-
-    async def roots(self, context: Any) -> types.ListRootsResult:
-        return types.ListRootsResult(roots=[types.Root(uri="file:///work/project", name="project")])
-
-    async def logging(self, params: types.LoggingMessageNotificationParams) -> None:
-        self.logs.append(params.data)
-
-    async def messages(self, message: Any) -> None:
-        self.notifications.append(message)
-
-    def client_kwargs(self) -> dict[str, Any]:
-        return {
-            "elicitation_callback": self.elicitation,
-            "sampling_callback": self.sampling,
-            "list_roots_callback": self.roots,
-            "logging_callback": self.logging,
-            "message_handler": self.messages,
-        }
-
-
-def text_of(result: types.CallToolResult) -> str:
-    block = result.content[0]
-    assert isinstance(block, types.TextContent)
-    return block.text
+@pytest.fixture
+def emulators(emulator_variant: EmulatorVariant) -> dict[str, McpEmulator]:
+    """An emulator per server mode (shared for the session, reset for the test)."""
+    return {name: emulator_variant(**options) for name, options in SERVER_MODES.items()}
 
 
 MATRIX = [
@@ -93,14 +48,14 @@ MATRIX = [
 
 
 @pytest.mark.parametrize(("server", "sig", "era"), MATRIX)
-async def test_every_message_type(emulators: dict[str, Any], server: str, sig: str, era: str) -> None:
+async def test_every_message_type(emulators: dict[str, McpEmulator], server: str, sig: str, era: str) -> None:
     emulator = emulators[server]
     callbacks = Callbacks()
     stderr: list[str] = []
     seen_before = len(emulator.requests)
     mode = "legacy" if era == "handshake" else "auto"
-    sse_responses = not SERVER_MODES[server]["json_response"]
-    stateful = not SERVER_MODES[server]["stateless"]
+    sse_responses = not emulator.config.json_response
+    stateful = not emulator.config.stateless
     # Stateful servers get the standalone GET stream too: requests a tool sends outside its own request
     # (roots/list here) travel on it.
     extra = ["--sse"] if stateful else []
@@ -162,7 +117,7 @@ async def test_every_message_type(emulators: dict[str, Any], server: str, sig: s
     assert algorithms == {"AWS4-ECDSA-P256-SHA256" if sig == "v4a" else "AWS4-HMAC-SHA256"}
 
 
-async def test_large_tool_result_and_argument(emulators: dict[str, Any]) -> None:
+async def test_large_tool_result_and_argument(emulators: dict[str, McpEmulator]) -> None:
     size = 5 * 1024 * 1024
     async with proxied_client(emulators["stateful-sse"]) as client:
         result = await client.call_tool("large", {"size_bytes": size})
@@ -171,22 +126,21 @@ async def test_large_tool_result_and_argument(emulators: dict[str, Any]) -> None
         assert text_of(await client.call_tool("echo", {"message": big})) == big
 
 
-async def test_standalone_stream_carries_server_notifications(emulators: dict[str, Any]) -> None:
+async def test_standalone_stream_carries_server_notifications(emulators: dict[str, McpEmulator]) -> None:
     """With --sse, list_changed (sent outside any request) arrives on the GET stream."""
     callbacks = Callbacks()
     async with proxied_client(emulators["stateful-json"], "--sse", **callbacks.client_kwargs()) as client:
         await client.list_tools()
         assert text_of(await client.call_tool("touch_tools", {})) == "sent notifications/tools/list_changed"
-        for _ in range(500):
-            if any(isinstance(n, types.ToolListChangedNotification) for n in callbacks.notifications):
-                break
-            await asyncio.sleep(0.01)
-        assert any(isinstance(n, types.ToolListChangedNotification) for n in callbacks.notifications)
+        await wait_until(
+            lambda: any(isinstance(n, types.ToolListChangedNotification) for n in callbacks.notifications),
+            what="notifications/tools/list_changed on the standalone stream",
+        )
     gets = [record for record in emulators["stateful-json"].requests if record.method == "GET"]
     assert gets and all(record.ok for record in gets)
 
 
-async def test_standalone_stream_405_stops_quietly(emulators: dict[str, Any]) -> None:
+async def test_standalone_stream_405_stops_quietly(emulators: dict[str, McpEmulator]) -> None:
     stderr: list[str] = []
     async with proxied_client(
         emulators["stateless-sse"], "--sse", "--log-level", "debug", stderr_sink=stderr

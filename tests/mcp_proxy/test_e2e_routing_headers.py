@@ -7,16 +7,19 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-import time
 from collections.abc import Iterator
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import pytest
 from pydantic import Field
 
 from sigv4_proxy.emulate.server import start_mcp
+from tests.support.waiting import wait_until_sync
 
 from .harness import proxied_client
+
+if TYPE_CHECKING:
+    from sigv4_proxy.emulate import McpEmulator
 
 
 @pytest.fixture(scope="module")
@@ -44,16 +47,14 @@ def annotated_server() -> Iterator[str]:
     uvicorn_server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=lambda: asyncio.run(uvicorn_server.serve(sockets=[sock])), daemon=True)
     thread.start()
-    deadline = time.monotonic() + 15
-    while not uvicorn_server.started and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until_sync(lambda: uvicorn_server.started, what="the annotated MCP server to start")
     yield f"http://127.0.0.1:{sock.getsockname()[1]}/mcp"
     uvicorn_server.should_exit = True
     thread.join(10)
     sock.close()
 
 
-def calls(emulator: Any, since: int) -> list[tuple[str, int]]:
+def calls(emulator: McpEmulator, since: int) -> list[tuple[str, int]]:
     return [(record.rpc, record.status) for record in emulator.requests[since:]]
 
 

@@ -13,24 +13,17 @@ import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from sigv4_proxy.emulate import McpEmulator, start_mcp
+from sigv4_proxy.emulate import McpEmulator
 
 from .harness import PROXY, READY, initialize_message, proxy_env, raw_proxy
 
 SIGNING = ["--region", "us-east-1", "--service-name", "execute-api"]  # the emulator's (from the environment)
 HINT_START = "stdin is a terminal: sigv4-proxy reads MCP JSON-RPC messages on stdin"
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[McpEmulator]:
-    with start_mcp() as running:
-        yield running
 
 
 def child_env(emulator: McpEmulator) -> dict[str, str]:
@@ -87,7 +80,7 @@ def hint_run(emulator: McpEmulator) -> list[str]:
     return lines
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def hint_lines(emulator: McpEmulator) -> list[str]:
     return hint_run(emulator)
 

@@ -7,14 +7,13 @@ Backoff is made reproducible with ``SIGV4_PROXY_RETRY_JITTER=0``: full-jitter wa
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import re
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from tests.mcp_proxy.harness import RawProxy, call, initialize_message, proxied_client, raw_proxy
+from tests.mcp_proxy.harness import RawProxy, Upstream, call, initialize_message, proxied_client, raw_proxy
 
 __all__ = [
     "DETERMINISTIC",
@@ -24,7 +23,6 @@ __all__ = [
     "initialize_message",
     "resilient_client",
     "resilient_proxy",
-    "wait_until",
 ]
 
 DETERMINISTIC = {"SIGV4_PROXY_RETRY_JITTER": "0"}
@@ -36,14 +34,16 @@ def _env(env: Mapping[str, str] | None) -> dict[str, str]:
 
 
 @contextlib.asynccontextmanager
-async def resilient_proxy(emulator: Any, *args: str, env: Mapping[str, str] | None = None) -> AsyncIterator[RawProxy]:
+async def resilient_proxy(
+    emulator: Upstream | None, *args: str, env: Mapping[str, str] | None = None
+) -> AsyncIterator[RawProxy]:
     async with raw_proxy(emulator, *args, env=_env(env)) as proxy:
         yield proxy
 
 
 @contextlib.asynccontextmanager
 async def resilient_client(
-    emulator: Any, *args: str, env: Mapping[str, str] | None = None, **kwargs: Any
+    emulator: Upstream | None, *args: str, env: Mapping[str, str] | None = None, **kwargs: Any
 ) -> AsyncIterator[Any]:
     async with proxied_client(emulator, *args, env=_env(env), **kwargs) as client:
         yield client
@@ -74,15 +74,6 @@ def error_of(response: dict[str, Any]) -> dict[str, Any]:
     assert "error" in response, response
     assert response["error"]["code"] == UPSTREAM_ERROR, response
     return response["error"]
-
-
-async def wait_until(condition: Any, timeout: float = 15.0, what: str = "condition") -> None:
-    """Poll a cheap condition (no blind sleeps)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 def log_lines(stderr: str, pattern: str) -> list[str]:

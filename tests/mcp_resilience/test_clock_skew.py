@@ -5,19 +5,24 @@ with the corrected time."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.mcp_proxy.test_e2e_messages import text_of
+from tests.mcp_proxy.harness import text_of
 
 from .helpers import log_lines, resilient_client
+
+if TYPE_CHECKING:
+    from sigv4_proxy.emulate import McpEmulator
 
 
 @pytest.mark.parametrize(
     ("server_offset", "direction"), [(600, "behind"), (-600, "ahead of")], ids=["proxy-behind", "proxy-ahead"]
 )
-async def test_ten_minutes_off_is_corrected_after_one_retry(emulator: Any, server_offset: int, direction: str) -> None:
+async def test_ten_minutes_off_is_corrected_after_one_retry(
+    emulator: McpEmulator, server_offset: int, direction: str
+) -> None:
     emulator.clock_offset = server_offset
     seen = len(emulator.requests)
     stderr: list[str] = []

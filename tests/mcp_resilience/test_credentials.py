@@ -1,7 +1,8 @@
 """Credentials over time, through botocore's real refresh paths (the proxy runs with a profile, never keys).
 
 * ``credential_process`` minting credentials that live a few seconds (``CredentialMint``, which the emulator
-  recognises without being told): 60 seconds of continuous calls, zero failures;
+  recognises without being told): continuous calls, zero failures; 10 seconds of 2-second credentials in the
+  default run, and the 60-second soak of 4-second credentials, with its rate floor, under ``-m slow`` (CI);
 * a token the server calls expired while the proxy still holds it: one refresh, one re-signed retry;
 * an SSO session that ends while its role credentials near their expiry (the SSO portal is a local stand-in
   reached through ``AWS_ENDPOINT_URL_SSO``): the refresh before the request fails, the error names
@@ -26,10 +27,10 @@ from typing import Any
 
 import pytest
 
-from sigv4_proxy.emulate import CredentialMint, start_mcp
+from sigv4_proxy.emulate import CredentialMint, McpEmulator
 from sigv4_proxy.emulate.credentials import generate_credentials
 from sigv4_proxy.signing.model import Credentials
-from tests.mcp_proxy.test_e2e_messages import text_of
+from tests.mcp_proxy.harness import text_of
 
 from .helpers import call, error_of, exchange, log_lines, resilient_client, resilient_proxy
 
@@ -63,20 +64,32 @@ def minted_profile(home: Path, master: str, lifetime: float) -> dict[str, str]:
     return {"AWS_CONFIG_FILE": str(config), "AWS_PROFILE": "minted", "HOME": str(home)}
 
 
-def target(emulator: Any) -> list[str]:
+def target(emulator: McpEmulator) -> list[str]:
     return ["--target-url", emulator.url, "--region", emulator.region, "--service-name", emulator.service]
 
 
-async def test_credentials_expiring_every_few_seconds_for_a_minute(tmp_path: Path) -> None:
-    resolver = Resolver(CredentialMint("minute-master", lifetime_seconds=4))
-    env = minted_profile(tmp_path, "minute-master", 4)
+@dataclasses.dataclass
+class Soak:
+    """What a run of continuous calls under short-lived credentials saw."""
+
+    calls: int
+    failures: int
+    keys: int
+    refused: list[str]
+    stderr: str
+
+
+async def soak(emulator: McpEmulator, home: Path, *, seconds: float, lifetime: int) -> Soak:
+    """Three callers calling ``echo`` back to back for ``seconds``, through a proxy whose credentials come from a
+    ``credential_process`` minting keys that live ``lifetime`` seconds (the emulator resolves every minted key)."""
+    master = f"soak-{lifetime}s-master"
+    resolver = Resolver(CredentialMint(master, lifetime_seconds=lifetime))
+    emulator.set_credentials_resolver(resolver)
     calls = failures = 0
     stderr: list[str] = []
-    async with (
-        start_mcp(credentials_resolver=resolver) as emulator,
-        resilient_client(None, *target(emulator), env=env, stderr_sink=stderr) as client,
-    ):
-        deadline = time.monotonic() + 60
+    env = minted_profile(home, master, lifetime)
+    async with resilient_client(None, *target(emulator), env=env, stderr_sink=stderr) as client:
+        deadline = time.monotonic() + seconds
 
         async def caller(worker: int) -> None:
             nonlocal calls, failures
@@ -88,27 +101,44 @@ async def test_credentials_expiring_every_few_seconds_for_a_minute(tmp_path: Pat
                     failures += 1
 
         await asyncio.gather(*(caller(worker) for worker in range(3)))
-        refused = [record.line() for record in emulator.requests if not record.ok]
-    print(f"\n60 s of 4-second credentials: {calls} calls, {len(resolver.seen)} keys, {failures} failures")
-    assert failures == 0 and refused == [], refused
-    assert calls >= 60, calls  # continuous: at least one call a second
-    assert len(resolver.seen) >= 10, f"only {len(resolver.seen)} keys in 60 s of 4-second credentials"
+    refused = [record.line() for record in emulator.requests if not record.ok]
+    keys = len(resolver.seen)
+    print(f"\n{seconds:g} s of {lifetime}-second credentials: {calls} calls, {keys} keys, {failures} failures")
+    return Soak(calls, failures, keys, refused, stderr[0])
+
+
+async def test_credentials_expiring_every_two_seconds(emulator: McpEmulator, tmp_path: Path) -> None:
+    """The soak's behaviour, short: every call succeeds while the keys keep changing under it (no rate floor, so a
+    slow machine cannot fail it)."""
+    result = await soak(emulator, tmp_path, seconds=10, lifetime=2)
+    assert result.failures == 0 and result.refused == [], result.refused
+    assert result.keys >= 2, "the credentials were never refreshed"
     assert emulator.executions.duplicates() == {}
-    assert "WARNING" not in stderr[0], log_lines(stderr[0], "WARNING")
+    assert "WARNING" not in result.stderr, log_lines(result.stderr, "WARNING")
 
 
-async def test_expired_token_forces_one_refresh_and_one_resigned_retry(tmp_path: Path) -> None:
+@pytest.mark.slow
+async def test_credentials_expiring_every_few_seconds_for_a_minute(emulator: McpEmulator, tmp_path: Path) -> None:
+    result = await soak(emulator, tmp_path, seconds=60, lifetime=4)
+    assert result.failures == 0 and result.refused == [], result.refused
+    assert result.calls >= 60, result.calls  # continuous: at least one call a second
+    assert result.keys >= 10, f"only {result.keys} keys in 60 s of 4-second credentials"
+    assert emulator.executions.duplicates() == {}
+    assert "WARNING" not in result.stderr, log_lines(result.stderr, "WARNING")
+
+
+async def test_expired_token_forces_one_refresh_and_one_resigned_retry(emulator: McpEmulator, tmp_path: Path) -> None:
     resolver = Resolver(CredentialMint("refresh-master", lifetime_seconds=3600))
+    emulator.set_credentials_resolver(resolver)
     env = minted_profile(tmp_path, "refresh-master", 3600)
-    async with start_mcp(credentials_resolver=resolver) as emulator:
-        async with resilient_proxy(None, *target(emulator), env=env) as proxy:
-            await proxy.initialize()
-            assert "result" in await exchange(proxy, call(1, "echo", {"message": "first key"}))
-            assert len(resolver.seen) == 1
-            resolver.expired.add(resolver.seen[0])  # the server now says: expired (botocore thinks 1 h is left)
-            assert "result" in await exchange(proxy, call(2, "echo", {"message": "second key"}))
-            assert await proxy.close() == 0
-        statuses = [(r.rpc, r.status, r.verdict) for r in emulator.requests if r.rpc.startswith("tools/call")]
+    async with resilient_proxy(None, *target(emulator), env=env) as proxy:
+        await proxy.initialize()
+        assert "result" in await exchange(proxy, call(1, "echo", {"message": "first key"}))
+        assert len(resolver.seen) == 1
+        resolver.expired.add(resolver.seen[0])  # the server now says: expired (botocore thinks 1 h is left)
+        assert "result" in await exchange(proxy, call(2, "echo", {"message": "second key"}))
+        assert await proxy.close() == 0
+    statuses = [(r.rpc, r.status, r.verdict) for r in emulator.requests if r.rpc.startswith("tools/call")]
     assert len(resolver.seen) == 2  # refreshed once
     assert statuses[-2:] == [("tools/call echo", 403, "ExpiredTokenException"), ("tools/call echo", 200, "ok")]
     assert emulator.executions.by_id() == {1: 1, 2: 1}
@@ -122,7 +152,7 @@ class SsoPortal:
     once the SSO session has ended they are too close to expiry to be used any longer (the provider keeps using
     credentials that are still good for a minute when a renewal fails)."""
 
-    def __init__(self, emulator: Any) -> None:
+    def __init__(self, emulator: McpEmulator) -> None:
         self.emulator = emulator
         self.issued: list[Credentials] = []
         portal = self
@@ -189,38 +219,39 @@ def sso_login(home: Path, *, valid: bool) -> None:
     (home / ".aws" / "sso" / "cache" / name).write_text(json.dumps(token))
 
 
-async def test_ended_sso_session_names_the_login_command_and_the_proxy_keeps_running(sso_home: Path) -> None:
+async def test_ended_sso_session_names_the_login_command_and_the_proxy_keeps_running(
+    emulator: McpEmulator, sso_home: Path
+) -> None:
     sso_login(sso_home, valid=True)
-    async with start_mcp() as emulator:
-        portal = SsoPortal(emulator)
-        env = {
-            "HOME": str(sso_home),
-            "AWS_CONFIG_FILE": str(sso_home / ".aws" / "config"),
-            "AWS_PROFILE": "dev",
-            "AWS_ENDPOINT_URL_SSO": portal.url,
-        }
-        try:
-            async with resilient_proxy(None, *target(emulator), env=env) as proxy:
-                await proxy.initialize()
-                assert "result" in await exchange(proxy, call(1, "echo", {"message": "logged in"}))
+    portal = SsoPortal(emulator)
+    env = {
+        "HOME": str(sso_home),
+        "AWS_CONFIG_FILE": str(sso_home / ".aws" / "config"),
+        "AWS_PROFILE": "dev",
+        "AWS_ENDPOINT_URL_SSO": portal.url,
+    }
+    try:
+        async with resilient_proxy(None, *target(emulator), env=env) as proxy:
+            await proxy.initialize()
+            assert "result" in await exchange(proxy, call(1, "echo", {"message": "logged in"}))
 
-                issued = len(portal.issued)
-                sso_login(sso_home, valid=False)  # the SSO session ends
-                error = error_of(await exchange(proxy, call(2, "echo", {"message": "x"})))
-                assert error["message"].startswith(
-                    "failed to refresh AWS credentials: the AWS SSO session has expired or is not logged in: run "
-                    "`aws sso login --profile dev` ("
-                )
-                assert error["message"].endswith(
-                    "Diagnosis: fix the credential source named above; the request was not sent"
-                )
-                assert error["data"] == {"kind": "credentials", "retryable": False}
-                assert len(portal.issued) == issued  # botocore did not get past the ended token
+            issued = len(portal.issued)
+            sso_login(sso_home, valid=False)  # the SSO session ends
+            error = error_of(await exchange(proxy, call(2, "echo", {"message": "x"})))
+            assert error["message"].startswith(
+                "failed to refresh AWS credentials: the AWS SSO session has expired or is not logged in: run "
+                "`aws sso login --profile dev` ("
+            )
+            assert error["message"].endswith(
+                "Diagnosis: fix the credential source named above; the request was not sent"
+            )
+            assert error["data"] == {"kind": "credentials", "retryable": False}
+            assert len(portal.issued) == issued  # botocore did not get past the ended token
 
-                sso_login(sso_home, valid=True)  # the user logs in again: the same proxy works
-                assert "result" in await exchange(proxy, call(3, "echo", {"message": "back"}))
-                assert await proxy.close() == 0
-        finally:
-            portal.close()
+            sso_login(sso_home, valid=True)  # the user logs in again: the same proxy works
+            assert "result" in await exchange(proxy, call(3, "echo", {"message": "back"}))
+            assert await proxy.close() == 0
+    finally:
+        portal.close()
     assert emulator.executions.by_id() == {1: 1, 3: 1}
     assert "Traceback" not in proxy.stderr

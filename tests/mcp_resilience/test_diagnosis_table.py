@@ -9,7 +9,7 @@ to one attempt (the retrying itself is tested in test_faults.py).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -17,6 +17,9 @@ from sigv4_proxy.emulate.credentials import generate_credentials
 from sigv4_proxy.emulate.faults import Match
 
 from .helpers import call, error_of, exchange, initialize_message, resilient_proxy
+
+if TYPE_CHECKING:
+    from sigv4_proxy.emulate import McpEmulator
 
 ECHO = Match(tool="echo")
 SIGNATURE_MISMATCH = (
@@ -33,14 +36,14 @@ def masked(key: str) -> str:
     return f"{key[:4]}****{key[-4:]}"
 
 
-async def initialize_error(emulator: Any, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+async def initialize_error(emulator: McpEmulator, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
     async with resilient_proxy(emulator, *args, env=env) as proxy:
         error = error_of(await exchange(proxy, initialize_message(1)))
         assert await proxy.close() == 0
     return error
 
 
-async def test_signing_mistakes_judged_by_the_verifier(emulator: Any) -> None:
+async def test_signing_mistakes_judged_by_the_verifier(emulator: McpEmulator) -> None:
     key = emulator.credentials.access_key_id
     error = await initialize_error(emulator, "--service-name", "lambda")
     assert error == {
@@ -207,7 +210,7 @@ FAULTS: list[tuple[str, Fault, str, dict[str, Any]]] = [
 
 
 @pytest.mark.parametrize("fault", [row[0] for row in FAULTS])
-async def test_error_shapes(emulator: Any, fault: str) -> None:
+async def test_error_shapes(emulator: McpEmulator, fault: str) -> None:
     _, inject, message, data = next(row for row in FAULTS if row[0] == fault)
     async with resilient_proxy(emulator, "--retries", "0") as proxy:
         await proxy.initialize()

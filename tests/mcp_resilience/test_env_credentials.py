@@ -5,11 +5,14 @@ The proxy runs as a real subprocess in front of ``emulate mcp``, which expires t
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sigv4_proxy.emulate.credentials import generate_credentials
 
 from .helpers import call, error_of, exchange, initialize_message, log_lines, resilient_proxy
+
+if TYPE_CHECKING:
+    from sigv4_proxy.emulate import McpEmulator
 
 NOT_REFRESHABLE = "not retried: credentials from the environment cannot be refreshed, the same keys would fail again"
 
@@ -25,7 +28,7 @@ def environment_keys(credentials: Any) -> dict[str, str]:
     return env
 
 
-async def test_expired_environment_keys_fail_once_with_what_to_do(emulator: Any) -> None:
+async def test_expired_environment_keys_fail_once_with_what_to_do(emulator: McpEmulator) -> None:
     temporary = generate_credentials(session_token=True)
     emulator.accept(temporary)
     async with resilient_proxy(emulator, env=environment_keys(temporary)) as proxy:

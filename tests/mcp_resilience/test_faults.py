@@ -7,11 +7,14 @@ per JSON-RPC id, counted inside the MCP server) proves that a retry never ran a 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sigv4_proxy.emulate.faults import Match
 
 from .helpers import assert_nothing_else, call, error_of, exchange, log_lines, resilient_proxy
+
+if TYPE_CHECKING:
+    from sigv4_proxy.emulate import McpEmulator
 
 ECHO = Match(tool="echo")
 
@@ -20,7 +23,7 @@ def text_of(response: dict[str, Any]) -> str:
     return response["result"]["content"][0]["text"]
 
 
-async def test_connection_reset_mid_sse_response(emulator: Any) -> None:
+async def test_connection_reset_mid_sse_response(emulator: McpEmulator) -> None:
     async with resilient_proxy(emulator) as proxy:
         await proxy.initialize()
         emulator.drop_next(after_events=1, match=Match(tool="progress"))
@@ -49,7 +52,7 @@ async def test_connection_reset_mid_sse_response(emulator: Any) -> None:
     assert emulator.executions.duplicates() == {}
 
 
-async def test_5xx(emulator: Any) -> None:
+async def test_5xx(emulator: McpEmulator) -> None:
     async with resilient_proxy(emulator) as proxy:
         await proxy.initialize()
         emulator.fail_next(502, match=ECHO)  # the gateway answered instead of the server: retried
@@ -86,7 +89,7 @@ async def test_5xx(emulator: Any) -> None:
     assert log_lines(proxy.stderr, r"tools/call id=\"bad-gateway\": HTTP 502\. .* retry 1 of 2 in 0\.00 s \(backoff\)")
 
 
-async def test_429_with_retry_after(emulator: Any) -> None:
+async def test_429_with_retry_after(emulator: McpEmulator) -> None:
     async with resilient_proxy(emulator) as proxy:
         await proxy.initialize()
         emulator.throttle_next(retry_after=1, match=ECHO)
@@ -109,7 +112,7 @@ async def test_429_with_retry_after(emulator: Any) -> None:
     )
 
 
-async def test_424_twice_then_200(emulator: Any) -> None:
+async def test_424_twice_then_200(emulator: McpEmulator) -> None:
     async with resilient_proxy(emulator) as proxy:
         await proxy.initialize()
         emulator.fail_next(424, times=2, match=ECHO)  # AgentCore while the runtime cold-starts
@@ -125,7 +128,7 @@ async def test_424_twice_then_200(emulator: Any) -> None:
     ]
 
 
-async def test_slow_server_against_timeout(emulator: Any) -> None:
+async def test_slow_server_against_timeout(emulator: McpEmulator) -> None:
     async with resilient_proxy(emulator, "--timeout", "1s") as proxy:
         await proxy.initialize()
         error = error_of(await exchange(proxy, call("slow", "sleep", {"seconds": 3})))
@@ -140,7 +143,7 @@ async def test_slow_server_against_timeout(emulator: Any) -> None:
     assert emulator.executions.count("slow") == 1
 
 
-async def test_empty_200(emulator: Any) -> None:
+async def test_empty_200(emulator: McpEmulator) -> None:
     async with resilient_proxy(emulator) as proxy:
         await proxy.initialize()
         before = len(emulator.requests)

@@ -8,32 +8,33 @@ section describes). Every GET and POST is signed and verified.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING
 
 import mcp_types as types
 import pytest
 
-from sigv4_proxy.emulate.server import start_mcp
-from tests.mcp_proxy.test_e2e_messages import Callbacks, text_of
+from tests.mcp_proxy.harness import Callbacks, text_of
+from tests.support.emulators import EmulatorVariant
+from tests.support.waiting import wait_until
 
-from .helpers import log_lines, resilient_client, wait_until
+from .helpers import log_lines, resilient_client
+
+if TYPE_CHECKING:
+    from sigv4_proxy.emulate import McpEmulator
 
 pytestmark = pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")
 
 
-@pytest.fixture(scope="module")
-def legacy() -> Iterator[Any]:
-    with start_mcp(transport="sse") as running:
-        yield running
+@pytest.fixture
+def legacy(emulator_variant: EmulatorVariant) -> McpEmulator:
+    """The shared legacy HTTP+SSE emulator, reset for the test."""
+    return emulator_variant(transport="sse")
 
 
 @pytest.mark.parametrize("transport", ["sse", "auto"])
-async def test_full_message_set(legacy: Any, transport: str) -> None:
+async def test_full_message_set(legacy: McpEmulator, transport: str) -> None:
     callbacks = Callbacks()
     stderr: list[str] = []
-    seen = len(legacy.requests)
-    legacy.executions.clear()  # ids repeat from one client to the next
     async with resilient_client(
         legacy, "--transport", transport, stderr_sink=stderr, mode="legacy", **callbacks.client_kwargs()
     ) as client:
@@ -76,7 +77,7 @@ async def test_full_message_set(legacy: Any, transport: str) -> None:
         missing = await client.call_tool("no-such-tool", {})
         assert missing.is_error and text_of(missing) == "Unknown tool: no-such-tool"
 
-    records = legacy.requests[seen:]
+    records = legacy.requests
     assert all(record.ok for record in records), [record.line() for record in records if not record.ok]
     first = [(record.method, record.path, record.status) for record in records[:2]]
     if transport == "auto":

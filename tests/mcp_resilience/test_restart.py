@@ -6,16 +6,20 @@ once, and reopens the standalone stream."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING
 
 import mcp_types as types
 import pytest
 
 from sigv4_proxy.emulate.faults import Match
-from sigv4_proxy.emulate.server import start_mcp
-from tests.mcp_proxy.test_e2e_messages import Callbacks, text_of
+from tests.mcp_proxy.harness import Callbacks, text_of
+from tests.support.emulators import EmulatorVariant
+from tests.support.waiting import wait_until
 
-from .helpers import log_lines, resilient_client, wait_until
+from .helpers import log_lines, resilient_client
+
+if TYPE_CHECKING:
+    from sigv4_proxy.emulate import McpEmulator
 
 pytestmark = pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")
 
@@ -25,13 +29,11 @@ pytestmark = pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprec
     [("streamable-http", ["--sse"]), ("sse", ["--transport", "sse"])],
     ids=["streamable-http", "legacy-sse"],
 )
-async def test_server_restart_mid_session(transport: str, args: list[str]) -> None:
+async def test_server_restart_mid_session(emulator_variant: EmulatorVariant, transport: str, args: list[str]) -> None:
     callbacks = Callbacks()
     stderr: list[str] = []
-    async with (
-        start_mcp(transport=transport) as emulator,  # type: ignore[arg-type]
-        resilient_client(emulator, *args, stderr_sink=stderr, **callbacks.client_kwargs()) as client,
-    ):
+    emulator = emulator_variant(transport=transport)
+    async with resilient_client(emulator, *args, stderr_sink=stderr, **callbacks.client_kwargs()) as client:
         assert text_of(await client.call_tool("echo", {"message": "before"})) == "before"
         streams_before = len([r for r in emulator.requests if r.method == "GET"])
         await asyncio.to_thread(emulator.forget_sessions)
@@ -59,7 +61,7 @@ async def test_server_restart_mid_session(transport: str, args: list[str]) -> No
     assert "Traceback" not in log
 
 
-async def test_standalone_stream_reconnects_after_a_refusal(emulator: Any) -> None:
+async def test_standalone_stream_reconnects_after_a_refusal(emulator: McpEmulator) -> None:
     """A 503 on the GET is transient: the stream is reopened after the reconnection delay."""
     callbacks = Callbacks()
     stderr: list[str] = []
@@ -78,7 +80,7 @@ async def test_standalone_stream_reconnects_after_a_refusal(emulator: Any) -> No
     assert log_lines(stderr[0], r"INFO  standalone event stream refused: HTTP 503; reconnecting in 1\.0 s$")
 
 
-async def test_standalone_stream_reconnects_after_a_reset(emulator: Any) -> None:
+async def test_standalone_stream_reconnects_after_a_reset(emulator: McpEmulator) -> None:
     """The GET stream is cut right after it delivered an event: it is reopened, and the next event arrives."""
     callbacks = Callbacks()
     stderr: list[str] = []

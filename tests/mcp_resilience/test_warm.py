@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from sigv4_proxy.emulate.faults import Match
 
 from .helpers import call, exchange, initialize_message, log_lines, resilient_proxy
+
+if TYPE_CHECKING:
+    from sigv4_proxy.emulate import McpEmulator
 
 INITIALIZE = Match(rpc_method="initialize")
 
@@ -18,7 +21,7 @@ def cache_env(tmp_path: Path) -> dict[str, str]:
     return {"SIGV4_PROXY_CACHE_DIR": str(tmp_path / "cache")}
 
 
-async def test_cached_answer_first_real_session_behind_it(emulator: Any, tmp_path: Path) -> None:
+async def test_cached_answer_first_real_session_behind_it(emulator: McpEmulator, tmp_path: Path) -> None:
     env = cache_env(tmp_path)
     async with resilient_proxy(emulator, "--warm", env=env) as proxy:  # nothing cached yet: the real answer
         first = await exchange(proxy, initialize_message(1))
@@ -45,7 +48,7 @@ async def test_cached_answer_first_real_session_behind_it(emulator: Any, tmp_pat
     assert log_lines(proxy.stderr, r"INFO  warm start: answered initialize from the answer cached \d{4}-\d\d-\d\dT")
 
 
-async def test_failed_real_initialize_is_rerun_by_the_next_request(emulator: Any, tmp_path: Path) -> None:
+async def test_failed_real_initialize_is_rerun_by_the_next_request(emulator: McpEmulator, tmp_path: Path) -> None:
     env = cache_env(tmp_path)
     async with resilient_proxy(emulator, "--warm", env=env) as proxy:
         await exchange(proxy, initialize_message(1))

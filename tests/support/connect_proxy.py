@@ -22,6 +22,7 @@ import contextlib
 import ipaddress
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -59,7 +60,12 @@ class ConnectProxy:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port: int = self.listener.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self._accept_loop, name=f"connect-proxy:{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=accept_in_threads,
+            args=(self.listener, self._closed, self._serve),
+            name=f"connect-proxy:{self.port}",
+            daemon=True,
+        )
         self._thread.start()
 
     def url_with(self, user: str, password: str) -> str:
@@ -71,14 +77,6 @@ class ConnectProxy:
             return list(self._tunnels)
 
     # -- serving ------------------------------------------------------------------------------------------------
-
-    def _accept_loop(self) -> None:
-        while not self._closed.is_set():
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
 
     def _serve(self, client: socket.socket) -> None:
         try:
@@ -189,6 +187,16 @@ def _basic_user(value: str | None) -> str | None:
         return base64.b64decode(value[6:]).decode().partition(":")[0]
     except (ValueError, UnicodeDecodeError):
         return None
+
+
+def accept_in_threads(listener: socket.socket, closed: threading.Event, serve: Callable[[socket.socket], None]) -> None:
+    """Accept connections until `closed` is set or the listener is closed; each is served on its own thread."""
+    while not closed.is_set():
+        try:
+            client, _ = listener.accept()
+        except OSError:
+            return
+        threading.Thread(target=serve, args=(client,), daemon=True).start()
 
 
 def pipe(source: socket.socket, sink: socket.socket) -> None:

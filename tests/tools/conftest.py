@@ -1,29 +1,17 @@
-"""Fixtures for the tool tests: an IAM-verifying MCP emulator on loopback and the env that reaches it."""
+"""Fixtures for the tool tests: the stateless variant of the shared emulator, and the env that reaches it."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Hashable
 
 import pytest
 
-from sigv4_proxy.emulate import McpEmulator, start_mcp
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[McpEmulator]:
-    with start_mcp(stateless=True) as emu:
-        yield emu
-
 
 @pytest.fixture
-def emu(emulator: McpEmulator) -> Iterator[McpEmulator]:
-    """The shared emulator, with faults, clock and credentials reset after each test."""
-    original = emulator.credentials
-    yield emulator
-    emulator.clear_faults()
-    emulator.clock_offset = 0
-    emulator.accept_only(original)
+def emulator_options() -> dict[str, Hashable]:
+    """The tools (doctor, request) are tried against a stateless server: no session, a GET answers 405."""
+    return {"stateless": True}
 
 
 def child_env(extra: dict[str, str]) -> dict[str, str]:

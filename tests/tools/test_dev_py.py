@@ -366,3 +366,29 @@ def test_a_fresh_venv_end_to_end(tmp_path: Path) -> None:
     second = dev_py()
     assert (second.returncode, second.stderr, second.stdout) == (0, "", first.stdout)
     shutil.rmtree(target)  # ~250 MB; kept when an assertion above fails, to look into
+
+
+@pytest.mark.parametrize(
+    ("rest", "argv_tail"),
+    [
+        ([], ["-m", "pytest", "-m", ""]),  # the whole suite: the `slow` soak that a bare pytest leaves out, too
+        (["-m", "slow"], ["-m", "pytest", "-m", "slow"]),
+        (["tests/core"], ["-m", "pytest", "tests/core"]),
+    ],
+)
+def test_the_test_command_runs_the_whole_suite_unless_narrowed(
+    dev: ModuleType, monkeypatch: pytest.MonkeyPatch, rest: list[str], argv_tail: list[str]
+) -> None:
+    seen: list[list[str]] = []
+    monkeypatch.setattr(dev, "run", lambda argv: seen.append(argv) or 0)
+    assert dev.run_command("test", rest, "python") == 0
+    assert seen == [["python", *argv_tail]]
+
+
+def test_lint_runs_ruff_check_ruff_format_check_and_mypy_and_returns_the_worst(
+    dev: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[list[str]] = []
+    monkeypatch.setattr(dev, "run", lambda argv: seen.append(argv) or (1 if "format" in argv else 0))
+    assert dev.run_command("lint", [], "python") == 1
+    assert [argv[2:4] for argv in seen] == [["ruff", "check"], ["ruff", "format"], ["mypy"]]

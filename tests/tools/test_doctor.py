@@ -17,10 +17,11 @@ from sigv4_proxy.credentials import StaticCredentialProvider
 from sigv4_proxy.doctor import FAIL, PASS, SKIP, WARN, DoctorReport, check_clock, probe_dsql, run_doctor
 from sigv4_proxy.emulate import McpEmulator
 from sigv4_proxy.signing.model import Credentials
+from tests.support import ports
+from tests.support.tls import TlsFront, make_pki
 from tests.tools.conftest import child_env
 from tests.tools.sts import ARN, LocalSts
 from tests.tools.test_terminal_safety import CREDENTIALS, ESCAPED_BODY, HOSTILE_BODY, UNSAFE, canned_server
-from tests.tools.tls import TlsFront, make_pki
 
 
 def doctor_args(*argv: str) -> argparse.Namespace:
@@ -32,21 +33,23 @@ def doctor_args(*argv: str) -> argparse.Namespace:
 
 
 @pytest.fixture
-def sts(emu: McpEmulator) -> Iterator[LocalSts]:
-    with LocalSts(emu.credentials) as server:
+def sts(emulator: McpEmulator) -> Iterator[LocalSts]:
+    with LocalSts(emulator.credentials) as server:
         yield server
 
 
 def diagnose(
-    emu: McpEmulator,
+    emulator: McpEmulator,
     sts: LocalSts,
     *argv: str,
     credentials: Credentials | None = None,
     environ: dict[str, str] | None = None,
     url: str | None = None,
 ) -> DoctorReport:
-    args = doctor_args("--target-url", url or emu.url, "--region", emu.region, "--service-name", emu.service, *argv)
-    provider = StaticCredentialProvider(credentials or emu.credentials, method="env")
+    args = doctor_args(
+        "--target-url", url or emulator.url, "--region", emulator.region, "--service-name", emulator.service, *argv
+    )
+    provider = StaticCredentialProvider(credentials or emulator.credentials, method="env")
     return run_doctor(args, environ or {}, provider=provider, sts_endpoint=sts.url, timeout=3)
 
 
@@ -63,8 +66,8 @@ def line(report: DoctorReport, name: str) -> tuple[str, str | None]:
     return check.summary, check.fix
 
 
-def test_all_green(emu: McpEmulator, sts: LocalSts) -> None:
-    report = diagnose(emu, sts)
+def test_all_green(emulator: McpEmulator, sts: LocalSts) -> None:
+    report = diagnose(emulator, sts)
     assert statuses(report) == {
         "configuration": PASS,
         "inference": PASS,
@@ -80,14 +83,14 @@ def test_all_green(emu: McpEmulator, sts: LocalSts) -> None:
     assert line(report, "identity") == (f"{ARN} (account 123456789012)", None)
     assert line(report, "probe")[0].startswith("initialize answered by sigv4-proxy-emulator 1 (protocol 2025-06-18)")
     assert (
-        line(report, "credentials")[0] == f"{emu.credentials.masked_access_key}: long-term key from environment "
+        line(report, "credentials")[0] == f"{emulator.credentials.masked_access_key}: long-term key from environment "
         "variables (AWS_ACCESS_KEY_ID), no expiry"
     )
     assert sts.calls == 1
 
 
-def test_wrong_service(emu: McpEmulator, sts: LocalSts) -> None:
-    report = diagnose(emu, sts, "--service-name", "lambda")
+def test_wrong_service(emulator: McpEmulator, sts: LocalSts) -> None:
+    report = diagnose(emulator, sts, "--service-name", "lambda")
     assert failed(report) == ["probe"]
     assert line(report, "probe") == (
         "initialize: HTTP 403 InvalidSignatureException: Credential should be scoped to correct service: "
@@ -96,8 +99,8 @@ def test_wrong_service(emu: McpEmulator, sts: LocalSts) -> None:
     )
 
 
-def test_wrong_region(emu: McpEmulator, sts: LocalSts) -> None:
-    report = diagnose(emu, sts, "--region", "eu-west-1")
+def test_wrong_region(emulator: McpEmulator, sts: LocalSts) -> None:
+    report = diagnose(emulator, sts, "--region", "eu-west-1")
     assert failed(report) == ["probe"]
     summary, fix = line(report, "probe")
     assert summary == (
@@ -107,10 +110,10 @@ def test_wrong_region(emu: McpEmulator, sts: LocalSts) -> None:
     assert fix is not None and "eu-west-1" in fix
 
 
-def test_expired_credentials(emu: McpEmulator, sts: LocalSts) -> None:
-    expiring = emu.rotate_credentials(session_token=True, expires_in=3600, keep_old=True)
-    emu.expire_credentials(expiring.access_key_id)
-    report = diagnose(emu, sts, credentials=expiring)
+def test_expired_credentials(emulator: McpEmulator, sts: LocalSts) -> None:
+    expiring = emulator.rotate_credentials(session_token=True, expires_in=3600, keep_old=True)
+    emulator.expire_credentials(expiring.access_key_id)
+    report = diagnose(emulator, sts, credentials=expiring)
     assert "probe" in failed(report)
     summary, fix = line(report, "probe")
     assert summary == (
@@ -119,14 +122,14 @@ def test_expired_credentials(emu: McpEmulator, sts: LocalSts) -> None:
     assert fix is not None
 
 
-def test_credentials_expired_locally(emu: McpEmulator, sts: LocalSts) -> None:
+def test_credentials_expired_locally(emulator: McpEmulator, sts: LocalSts) -> None:
     stale = Credentials(
-        emu.credentials.access_key_id,
-        emu.credentials.secret_access_key,
+        emulator.credentials.access_key_id,
+        emulator.credentials.secret_access_key,
         "token",
         expiry=datetime.now(timezone.utc) - timedelta(minutes=3),
     )
-    report = diagnose(emu, sts, credentials=stale)
+    report = diagnose(emulator, sts, credentials=stale)
     summary, fix = line(report, "credentials")
     assert summary.startswith(
         f"{stale.masked_access_key}: temporary key with session token from environment "
@@ -135,9 +138,9 @@ def test_credentials_expired_locally(emu: McpEmulator, sts: LocalSts) -> None:
     assert fix == "export fresh AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN (or use a profile)"
 
 
-def test_skewed_clock(emu: McpEmulator, sts: LocalSts) -> None:
-    emu.clock_offset = 600
-    report = diagnose(emu, sts)
+def test_skewed_clock(emulator: McpEmulator, sts: LocalSts) -> None:
+    emulator.clock_offset = 600
+    report = diagnose(emulator, sts)
     assert failed(report) == ["clock", "probe"]
     summary, fix = line(report, "clock")
     assert summary.startswith("the local clock is ") and " behind the target's (Date: " in summary
@@ -145,33 +148,28 @@ def test_skewed_clock(emu: McpEmulator, sts: LocalSts) -> None:
     assert line(report, "probe")[0].startswith("initialize: HTTP 403 InvalidSignatureException: Signature expired: ")
 
 
-def test_server_down(emu: McpEmulator, sts: LocalSts) -> None:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    report = diagnose(emu, sts, url=f"http://127.0.0.1:{port}/mcp")
+def test_server_down(emulator: McpEmulator, sts: LocalSts, closed_port: int) -> None:
+    report = diagnose(emulator, sts, url=f"http://127.0.0.1:{closed_port}/mcp")
     assert failed(report) == ["tcp"]
     assert line(report, "tcp") == (
-        f"connection to 127.0.0.1:{port} refused: nothing is listening",
+        f"connection to 127.0.0.1:{closed_port} refused: nothing is listening",
         "check that the server is running and the target URL's port; on AWS check security groups and network ACLs",
     )
     assert statuses(report)["probe"] == SKIP and not report.ok
 
 
-def test_tls_with_an_unknown_ca(emu: McpEmulator, sts: LocalSts, tmp_path: Path) -> None:
+def test_tls_with_an_unknown_ca(emulator: McpEmulator, sts: LocalSts, tmp_path: Path) -> None:
     pki = make_pki(tmp_path)
-    with TlsFront(emu.port, pki) as front:
+    with TlsFront(emulator.port, pki) as front:
         url = front.url(host="localhost")
-        report = diagnose(emu, sts, url=url)
+        report = diagnose(emulator, sts, url=url)
         assert failed(report) == ["tls"]
         summary, fix = line(report, "tls")
         assert summary == (
             f"certificate of localhost:{front.port} not accepted: unable to get local issuer certificate"
         )
         assert fix is not None and "point SSL_CERT_FILE at a CA bundle that includes it" in fix
-        trusted = diagnose(emu, sts, url=url, environ={"SSL_CERT_FILE": str(pki.ca_pem)})
+        trusted = diagnose(emulator, sts, url=url, environ={"SSL_CERT_FILE": str(pki.ca_pem)})
         assert trusted.ok, trusted.render()
         assert line(trusted, "tls")[0].startswith(
             "TLSv1.3, certificate CN=localhost (SNI localhost) issued by CN=sigv4-proxy test CA"
@@ -179,11 +177,10 @@ def test_tls_with_an_unknown_ca(emu: McpEmulator, sts: LocalSts, tmp_path: Path)
         assert statuses(trusted)["probe"] == PASS
 
 
-def test_sts_unreachable_is_a_skip(emu: McpEmulator, sts: LocalSts) -> None:
-    args = doctor_args("--target-url", emu.url, "--region", emu.region, "--service-name", emu.service)
-    report = run_doctor(
-        args, {}, provider=StaticCredentialProvider(emu.credentials), sts_endpoint="http://127.0.0.1:9/", timeout=2
-    )
+def test_sts_unreachable_is_a_skip(emulator: McpEmulator, closed_port: int) -> None:
+    args = doctor_args("--target-url", emulator.url, "--region", emulator.region, "--service-name", emulator.service)
+    provider = StaticCredentialProvider(emulator.credentials)
+    report = run_doctor(args, {}, provider=provider, sts_endpoint=f"http://127.0.0.1:{closed_port}/", timeout=2)
     assert line(report, "identity") == (
         "skipped: STS at 127.0.0.1 is unreachable (Connection refused); the other checks do not need it",
         None,
@@ -191,19 +188,19 @@ def test_sts_unreachable_is_a_skip(emu: McpEmulator, sts: LocalSts) -> None:
     assert report.ok
 
 
-def test_sts_rejects_unknown_credentials(emu: McpEmulator, sts: LocalSts) -> None:
+def test_sts_rejects_unknown_credentials(emulator: McpEmulator, sts: LocalSts) -> None:
     stranger = Credentials("AKIAUNKNOWNKEY000000", "secret")
-    report = diagnose(emu, sts, credentials=stranger)
+    report = diagnose(emulator, sts, credentials=stranger)
     assert failed(report) == ["identity", "probe"]
     assert line(report, "identity")[0].startswith(
         "HTTP 403 InvalidClientTokenId: The security token included in the request is invalid"
     )
 
 
-def test_configuration_errors_are_the_proxys(emu: McpEmulator) -> None:
+def test_configuration_errors_are_the_proxys(emulator: McpEmulator) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "sigv4_proxy", "doctor", "--sig-version", "v5"],
-        env=child_env(emu.env() | {"MCP_TARGET_URL": "ftp://x"}),
+        env=child_env(emulator.env() | {"MCP_TARGET_URL": "ftp://x"}),
         capture_output=True,
         text=True,
         timeout=60,
@@ -271,9 +268,9 @@ def test_dsql_probe_without_psycopg() -> None:
     )
 
 
-def test_cli_json_and_exit_codes(emu: McpEmulator, sts: LocalSts) -> None:
+def test_cli_json_and_exit_codes(emulator: McpEmulator, sts: LocalSts) -> None:
     argv = [sys.executable, "-m", "sigv4_proxy", "doctor", "--json", "--sts-endpoint", sts.url]
-    green = subprocess.run(argv, env=child_env(emu.env()), capture_output=True, text=True, timeout=60, check=False)
+    green = subprocess.run(argv, env=child_env(emulator.env()), capture_output=True, text=True, timeout=60, check=False)
     document = json.loads(green.stdout)
     assert (green.returncode, document["ok"]) == (0, True), green.stdout
     assert [c["check"] for c in document["checks"]] == [
@@ -289,14 +286,14 @@ def test_cli_json_and_exit_codes(emu: McpEmulator, sts: LocalSts) -> None:
     ]
     red = subprocess.run(
         [*argv, "--service-name", "lambda"],
-        env=child_env(emu.env()),
+        env=child_env(emulator.env()),
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
     assert red.returncode == 1 and json.loads(red.stdout)["ok"] is False
-    assert emu.credentials.secret_access_key not in green.stdout + red.stdout
+    assert emulator.credentials.secret_access_key not in green.stdout + red.stdout
 
 
 # --- a hostile target: what it says is shown, never obeyed -----------------------------------------------------
@@ -318,13 +315,13 @@ def canned(status: bytes, body: bytes, *headers: bytes) -> bytes:
 
 
 def diagnose_canned(answer: bytes) -> DoctorReport:
-    with canned_server(answer) as url:
+    with canned_server(answer) as url, ports.closed_port() as no_sts:
         args = doctor_args("--target-url", url, "--region", "us-east-1", "--service-name", "execute-api")
         return run_doctor(
             args,
             {},
             provider=StaticCredentialProvider(STRANGER, method="env"),
-            sts_endpoint="http://127.0.0.1:9/",
+            sts_endpoint=f"http://127.0.0.1:{no_sts}/",
             timeout=3,
         )
 
@@ -367,7 +364,7 @@ def test_a_hostile_server_cannot_forge_a_line_of_the_report() -> None:
     assert "(Date: Mon, 01 Jan 2024 00:00:00 GMT\\x1b[2J)" in next(text for text in lines if text.startswith("✗ clock"))
 
 
-def test_cli_escapes_a_hostile_answer_and_json_stays_exact() -> None:
+def test_cli_escapes_a_hostile_answer_and_json_stays_exact(closed_port: int) -> None:
     with canned_server(canned(b"500 Internal Server Error", HOSTILE_BODY)) as url:
         argv = [
             sys.executable,
@@ -381,7 +378,7 @@ def test_cli_escapes_a_hostile_answer_and_json_stays_exact() -> None:
             "--service-name",
             "execute-api",
             "--sts-endpoint",
-            "http://127.0.0.1:9/",
+            f"http://127.0.0.1:{closed_port}/",
         ]
         text = subprocess.run(argv, env=child_env(CREDENTIALS), capture_output=True, timeout=60, check=False)
         as_json = subprocess.run(
@@ -426,9 +423,9 @@ def network_log() -> Iterator[list[str]]:
         del _RECORDING["hosts"]
 
 
-def test_a_local_target_makes_no_connection_outside_loopback(emu: McpEmulator, network_log: list[str]) -> None:
-    args = doctor_args("--target-url", emu.url, "--region", emu.region, "--service-name", emu.service)
-    report = run_doctor(args, {}, provider=StaticCredentialProvider(emu.credentials, method="env"), timeout=3)
+def test_a_local_target_makes_no_connection_outside_loopback(emulator: McpEmulator, network_log: list[str]) -> None:
+    args = doctor_args("--target-url", emulator.url, "--region", emulator.region, "--service-name", emulator.service)
+    report = run_doctor(args, {}, provider=StaticCredentialProvider(emulator.credentials, method="env"), timeout=3)
     assert line(report, "identity") == (LOCAL_SKIP, None)
     assert report.ok, report.render()
     from sigv4_proxy.endpoints import is_loopback
@@ -436,10 +433,10 @@ def test_a_local_target_makes_no_connection_outside_loopback(emu: McpEmulator, n
     assert network_log and all(is_loopback(host) for host in network_log), network_log
 
 
-def test_cli_skips_sts_for_the_emulator(emu: McpEmulator) -> None:
+def test_cli_skips_sts_for_the_emulator(emulator: McpEmulator) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "sigv4_proxy", "doctor"],
-        env=child_env(emu.env()),
+        env=child_env(emulator.env()),
         capture_output=True,
         text=True,
         timeout=60,
@@ -449,10 +446,10 @@ def test_cli_skips_sts_for_the_emulator(emu: McpEmulator) -> None:
     assert f"- caller identity  {LOCAL_SKIP}" in result.stdout.splitlines()
 
 
-def test_sts_flag_checks_a_local_target_anyway(emu: McpEmulator, sts: LocalSts) -> None:
+def test_sts_flag_checks_a_local_target_anyway(emulator: McpEmulator, sts: LocalSts) -> None:
     """--sts runs the check against the STS endpoint the AWS SDKs would use (AWS_ENDPOINT_URL_STS here)."""
     argv = [sys.executable, "-m", "sigv4_proxy", "doctor"]
-    env = child_env(emu.env() | {"AWS_ENDPOINT_URL_STS": sts.url})
+    env = child_env(emulator.env() | {"AWS_ENDPOINT_URL_STS": sts.url})
     skipped = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, check=False)
     assert f"- caller identity  {LOCAL_SKIP}" in skipped.stdout.splitlines() and sts.calls == 0
     checked = subprocess.run([*argv, "--sts"], env=env, capture_output=True, text=True, timeout=60, check=False)
@@ -488,3 +485,13 @@ def test_which_targets_can_be_aws(host: str, aws: bool) -> None:
     from sigv4_proxy.doctor import not_aws_reason
 
     assert (not_aws_reason(host) is None) == aws
+
+
+def test_the_probe_is_diagnosed_with_what_the_proxy_knows(emulator: McpEmulator, sts: LocalSts) -> None:
+    """The probe's signing context is the proxy's (sigv4_proxy.upstream.signing_context): a temporary key sent
+    without its session token is named as the cause, as the proxy would name it."""
+    without_token = Credentials("ASIAUNKNOWNKEY000000", "secret")
+    report = diagnose(emulator, sts, credentials=without_token)
+    summary, fix = line(report, "probe")
+    assert summary.startswith("initialize: HTTP 403")
+    assert "ASIA****0000 is a temporary key (ASIA…) but no session token was sent" in f"{summary} {fix}"

@@ -2,7 +2,7 @@
 CONNECT tunnel, TLS through it, the signed probe), reports an unreachable or refusing proxy with the variable it
 came from, honours NO_PROXY, and never advises setting HTTPS_PROXY when it is set.
 
-The proxy is tests/support/connect_proxy.py on loopback, in front of a TLS front (tests/tools/tls.py) for the
+The proxy is tests/support/connect_proxy.py on loopback, in front of a TLS front (tests/support/tls.py) for the
 emulator: doctor → CONNECT proxy → TLS → `emulate mcp`. Which proxy applies to a URL follows httpx's rules;
 `test_proxy_choice_is_httpx_own` compares the two on a table.
 """
@@ -21,9 +21,9 @@ from sigv4_proxy.credentials import StaticCredentialProvider
 from sigv4_proxy.doctor import FAIL, PASS, SKIP, DoctorReport, run_doctor
 from sigv4_proxy.emulate import McpEmulator
 from tests.support.connect_proxy import ConnectProxy, Tunnel
+from tests.support.tls import Pki, TlsFront, make_pki
 from tests.tools.conftest import child_env
 from tests.tools.test_doctor_flags import ALL_GREEN_PROBE, doctor_args
-from tests.tools.tls import Pki, TlsFront, make_pki
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +32,8 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 
 @pytest.fixture
-def front(emu: McpEmulator, pki: Pki) -> Iterator[TlsFront]:
-    with TlsFront(emu.port, pki) as running:
+def front(emulator: McpEmulator, pki: Pki) -> Iterator[TlsFront]:
+    with TlsFront(emulator.port, pki) as running:
         yield running
 
 
@@ -43,15 +43,9 @@ def proxy() -> Iterator[ConnectProxy]:
         yield running
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def diagnose(emu: McpEmulator, url: str, environ: dict[str, str], *argv: str) -> DoctorReport:
-    args = doctor_args("--target-url", url, "--region", emu.region, "--service-name", emu.service, *argv)
-    return run_doctor(args, environ, provider=StaticCredentialProvider(emu.credentials, method="env"), timeout=3)
+def diagnose(emulator: McpEmulator, url: str, environ: dict[str, str], *argv: str) -> DoctorReport:
+    args = doctor_args("--target-url", url, "--region", emulator.region, "--service-name", emulator.service, *argv)
+    return run_doctor(args, environ, provider=StaticCredentialProvider(emulator.credentials, method="env"), timeout=3)
 
 
 def lines(report: DoctorReport) -> list[str]:
@@ -63,9 +57,9 @@ def check(report: DoctorReport, name: str) -> tuple[str, str, str | None]:
     return found.status, found.summary, found.fix
 
 
-def test_through_a_working_proxy(emu: McpEmulator, front: TlsFront, proxy: ConnectProxy, pki: Pki) -> None:
+def test_through_a_working_proxy(emulator: McpEmulator, front: TlsFront, proxy: ConnectProxy, pki: Pki) -> None:
     environ = {"HTTPS_PROXY": proxy.url_with("doctor", "s3cret"), "SSL_CERT_FILE": str(pki.ca_pem)}
-    report = diagnose(emu, front.url(host="localhost"), environ)
+    report = diagnose(emulator, front.url(host="localhost"), environ)
     assert report.ok, report.render()
     named = f"the HTTPS proxy http://doctor:****@127.0.0.1:{proxy.port} (from HTTPS_PROXY)"
     text = lines(report)
@@ -87,15 +81,16 @@ def test_through_a_working_proxy(emu: McpEmulator, front: TlsFront, proxy: Conne
     assert "s3cret" not in report.render() and "s3cret" not in str(report.to_dict())
 
 
-def test_an_unreachable_proxy_is_named_with_its_variable(emu: McpEmulator, front: TlsFront, pki: Pki) -> None:
-    port = closed_port()
-    environ = {"https_proxy": f"127.0.0.1:{port}", "SSL_CERT_FILE": str(pki.ca_pem)}
-    report = diagnose(emu, front.url(host="localhost"), environ)
+def test_an_unreachable_proxy_is_named_with_its_variable(
+    emulator: McpEmulator, front: TlsFront, pki: Pki, closed_port: int
+) -> None:
+    environ = {"https_proxy": f"127.0.0.1:{closed_port}", "SSL_CERT_FILE": str(pki.ca_pem)}
+    report = diagnose(emulator, front.url(host="localhost"), environ)
     assert not report.ok
     assert check(report, "tcp") == (
         FAIL,
-        f"connection to the HTTPS proxy http://127.0.0.1:{port} (from https_proxy) at 127.0.0.1:{port} refused: "
-        "nothing is listening",
+        f"connection to the HTTPS proxy http://127.0.0.1:{closed_port} (from https_proxy) at 127.0.0.1:{closed_port} "
+        "refused: nothing is listening",
         "check that the proxy is running and that https_proxy names its host and port, or unset https_proxy (or add "
         "localhost to NO_PROXY) if localhost is reachable without the proxy",
     )
@@ -104,22 +99,23 @@ def test_an_unreachable_proxy_is_named_with_its_variable(emu: McpEmulator, front
     ]
 
 
-def test_cli_names_an_unreachable_proxy(emu: McpEmulator, front: TlsFront, pki: Pki) -> None:
-    port = closed_port()
-    env = child_env(emu.env() | {"HTTPS_PROXY": f"http://user:pw@127.0.0.1:{port}", "SSL_CERT_FILE": str(pki.ca_pem)})
+def test_cli_names_an_unreachable_proxy(emulator: McpEmulator, front: TlsFront, pki: Pki, closed_port: int) -> None:
+    env = child_env(
+        emulator.env() | {"HTTPS_PROXY": f"http://user:pw@127.0.0.1:{closed_port}", "SSL_CERT_FILE": str(pki.ca_pem)}
+    )
     argv = [sys.executable, "-m", "sigv4_proxy", "doctor", "--target-url", front.url(host="localhost")]
     result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 1
     assert (
-        f"✗ TCP              connection to the HTTPS proxy http://user:****@127.0.0.1:{port} (from HTTPS_PROXY) at "
-        f"127.0.0.1:{port} refused: nothing is listening"
+        f"✗ TCP              connection to the HTTPS proxy http://user:****@127.0.0.1:{closed_port} "
+        f"(from HTTPS_PROXY) at 127.0.0.1:{closed_port} refused: nothing is listening"
     ) in result.stdout.splitlines()
     assert "pw@" not in result.stdout
 
 
-def test_no_proxy_bypasses_it(emu: McpEmulator, front: TlsFront, proxy: ConnectProxy, pki: Pki) -> None:
+def test_no_proxy_bypasses_it(emulator: McpEmulator, front: TlsFront, proxy: ConnectProxy, pki: Pki) -> None:
     environ = {"HTTPS_PROXY": proxy.url, "NO_PROXY": "example.com,localhost", "SSL_CERT_FILE": str(pki.ca_pem)}
-    report = diagnose(emu, front.url(host="localhost"), environ)
+    report = diagnose(emulator, front.url(host="localhost"), environ)
     assert report.ok, report.render()
     assert check(report, "proxy") == (
         PASS,
@@ -159,11 +155,17 @@ def test_no_proxy_bypasses_it(emu: McpEmulator, front: TlsFront, proxy: ConnectP
     ],
 )
 def test_a_refused_tunnel_says_why(
-    emu: McpEmulator, front: TlsFront, pki: Pki, proxy_options: dict[str, object], user: str, status_line: str, fix: str
+    emulator: McpEmulator,
+    front: TlsFront,
+    pki: Pki,
+    proxy_options: dict[str, object],
+    user: str,
+    status_line: str,
+    fix: str,
 ) -> None:
     with ConnectProxy(**proxy_options) as refusing:  # type: ignore[arg-type]
         environ = {"HTTPS_PROXY": refusing.url_with(user, "pw"), "SSL_CERT_FILE": str(pki.ca_pem)}
-        report = diagnose(emu, front.url(host="localhost"), environ)
+        report = diagnose(emulator, front.url(host="localhost"), environ)
     named = f"the HTTPS proxy http://{user}:****@127.0.0.1:{refusing.port} (from HTTPS_PROXY)"
     assert check(report, "tunnel") == (
         FAIL,
@@ -175,7 +177,7 @@ def test_a_refused_tunnel_says_why(
 
 
 def test_proxy_dns_failure_names_the_proxy(
-    emu: McpEmulator, front: TlsFront, pki: Pki, monkeypatch: pytest.MonkeyPatch
+    emulator: McpEmulator, front: TlsFront, pki: Pki, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     resolve = socket.getaddrinfo
 
@@ -186,7 +188,7 @@ def test_proxy_dns_failure_names_the_proxy(
 
     monkeypatch.setattr(socket, "getaddrinfo", no_such_proxy)
     environ = {"ALL_PROXY": "http://proxy.corp.example:3128", "SSL_CERT_FILE": str(pki.ca_pem)}
-    report = diagnose(emu, front.url(host="localhost"), environ)
+    report = diagnose(emulator, front.url(host="localhost"), environ)
     assert check(report, "dns") == (
         FAIL,
         "cannot resolve proxy.corp.example, the host of the proxy http://proxy.corp.example:3128 (from ALL_PROXY): "
@@ -196,7 +198,7 @@ def test_proxy_dns_failure_names_the_proxy(
     )
 
 
-def test_a_bypassed_proxy_is_never_advised(emu: McpEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_bypassed_proxy_is_never_advised(emulator: McpEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
     """DNS fails for a host NO_PROXY exempts: the fix speaks of NO_PROXY, not of setting HTTPS_PROXY (it is set)."""
     resolve = socket.getaddrinfo
 
@@ -208,12 +210,12 @@ def test_a_bypassed_proxy_is_never_advised(emu: McpEmulator, monkeypatch: pytest
     monkeypatch.setattr(socket, "getaddrinfo", no_such_host)
     url = "https://mcp.corp.example/mcp"
     environ = {"HTTPS_PROXY": "http://127.0.0.1:3128", "no_proxy": ".corp.example"}
-    bypassed = diagnose(emu, url, environ)
+    bypassed = diagnose(emulator, url, environ)
     assert check(bypassed, "dns")[2] == (
         "check the target URL's host name for typos; `nslookup mcp.corp.example`; HTTPS_PROXY is set, but no_proxy "
         "exempts mcp.corp.example: remove it from no_proxy if only the proxy can reach it"
     )
-    without = diagnose(emu, url, {})
+    without = diagnose(emulator, url, {})
     assert "proxy" not in [c.name for c in without.checks]
     assert check(without, "dns")[2] == (
         "check the target URL's host name for typos; `nslookup mcp.corp.example`; behind a corporate proxy set "
@@ -301,17 +303,19 @@ def test_proxy_credentials_are_masked() -> None:
     )
 
 
-def test_sts_goes_through_the_proxy_too(emu: McpEmulator, proxy: ConnectProxy, pki: Pki) -> None:
+def test_sts_goes_through_the_proxy_too(emulator: McpEmulator, proxy: ConnectProxy, pki: Pki) -> None:
     """The caller-identity check reaches STS the way the AWS SDKs would from here: through HTTPS_PROXY."""
     from tests.tools.sts import ARN, LocalSts
 
-    with LocalSts(emu.credentials) as sts, TlsFront(sts.server.server_address[1], pki) as sts_front:
+    with LocalSts(emulator.credentials) as sts, TlsFront(sts.server.server_address[1], pki) as sts_front:
         environ = {"HTTPS_PROXY": proxy.url, "SSL_CERT_FILE": str(pki.ca_pem)}
-        args = doctor_args("--target-url", emu.url, "--region", emu.region, "--service-name", emu.service)
+        args = doctor_args(
+            "--target-url", emulator.url, "--region", emulator.region, "--service-name", emulator.service
+        )
         report = run_doctor(
             args,
             environ,
-            provider=StaticCredentialProvider(emu.credentials, method="env"),
+            provider=StaticCredentialProvider(emulator.credentials, method="env"),
             sts_endpoint=sts_front.url("/", host="localhost"),
             timeout=3,
         )

@@ -172,15 +172,15 @@ def test_the_published_name_check_sees_the_forms_it_forbids() -> None:
 
 
 # ------------------------------------------------------------------------------------------- done as written
-async def test_the_json_block_runs_in_the_official_mcp_client(emu: McpEmulator, tmp_path: Path) -> None:
+async def test_the_json_block_runs_in_the_official_mcp_client(emulator: McpEmulator, tmp_path: Path) -> None:
     from mcp import ClientSession, StdioServerParameters
     from mcp.client.stdio import stdio_client
 
     quick_start = the_quick_start()
     executable = installed_executable()
-    env = {**quick_start.env, **profile_environment(emu, tmp_path / "home")}
-    params = StdioServerParameters(command=executable, args=localize(quick_start.args, emu), env=env)
-    seen_before = len(emu.requests)
+    env = {**quick_start.env, **profile_environment(emulator, tmp_path / "home")}
+    params = StdioServerParameters(command=executable, args=localize(quick_start.args, emulator), env=env)
+    seen_before = len(emulator.requests)
     with tempfile.TemporaryFile("w+", encoding="utf-8") as errlog:
         try:
             async with stdio_client(params, errlog=errlog) as (read, write), ClientSession(read, write) as session:
@@ -196,19 +196,19 @@ async def test_the_json_block_runs_in_the_official_mcp_client(emu: McpEmulator, 
     assert not echoed.is_error
     assert [getattr(part, "text", None) for part in echoed.content] == [ECHO_TEXT]
     # the credentials came from the profile named in the configuration's "env", and every request verified
-    assert f"Credentials: access key {emu.credentials.masked_access_key}, from shared-credentials-file" in stderr
-    signed = emu.requests[seen_before:]
+    assert f"Credentials: access key {emulator.credentials.masked_access_key}, from shared-credentials-file" in stderr
+    signed = emulator.requests[seen_before:]
     assert signed and all(record.ok for record in signed), [record.line() for record in signed]
 
 
-def test_the_doctor_line_passes(emu: McpEmulator, tmp_path: Path) -> None:
+def test_the_doctor_line_passes(emulator: McpEmulator, tmp_path: Path) -> None:
     quick_start = the_quick_start()
     env = {
         "PATH": os.environ.get("PATH", ""),
         **quick_start.doctor_env,
-        **profile_environment(emu, tmp_path / "home"),
+        **profile_environment(emulator, tmp_path / "home"),
     }
-    command = [installed_executable(), "doctor", *localize(quick_start.doctor_args, emu)]
+    command = [installed_executable(), "doctor", *localize(quick_start.doctor_args, emulator)]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
     report = done.stdout + done.stderr
     assert done.returncode == 0, report
