@@ -2,7 +2,7 @@
 """One entry point for working on sigv4-proxy from a fresh machine (only Python >= 3.10 needed).
 
     python3 dev.py demo      # the demo, on local IAM-verifying endpoints, no AWS account
-    python3 dev.py test      # the whole test suite (extra arguments go to pytest)
+    python3 dev.py test      # the whole test suite, `slow` soak included (extra arguments go to pytest)
     python3 dev.py lint      # ruff check, ruff format --check, mypy
     python3 dev.py bench     # every benchmark in bench/
     python3 dev.py run ARGS  # sigv4-proxy ARGS inside the project's venv
@@ -382,7 +382,10 @@ def run_command(command, rest, python):  # type: (str, list[str], str) -> int
     if command == "demo":
         return run([venv_bin(VENV, "sigv4-proxy"), "demo"] + rest)
     if command == "test":
-        return run([python, "-m", "pytest"] + rest)
+        # pyproject's addopts leave the minute-long `slow` soak out of a bare `pytest`; the whole suite (this
+        # command with no arguments, which .ci/run runs) includes it. `-m ...` or test paths narrow it as usual.
+        everything = [] if rest else ["-m", ""]
+        return run([python, "-m", "pytest"] + everything + rest)
     if command == "lint":
         # Every check runs, so one pass shows every problem; the exit code is the worst of them.
         paths = ["src", "tests", "bench", "dev.py"]

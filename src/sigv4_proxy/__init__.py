@@ -29,7 +29,7 @@ _EXPORTS: dict[str, str] = {
     "ConfigError": "sigv4_proxy.errors",
     "CredentialProvider": "sigv4_proxy.credentials",
     "StaticCredentialProvider": "sigv4_proxy.credentials",
-    "mask_access_key": "sigv4_proxy.credentials",
+    "mask_access_key": "sigv4_proxy.redact",
     "SigV4Auth": "sigv4_proxy.auth",
     "dsql_token": "sigv4_proxy.tokens",
     "rds_token": "sigv4_proxy.tokens",
@@ -41,35 +41,17 @@ __all__ = sorted(_EXPORTS)
 if TYPE_CHECKING:  # pragma: no cover
     # `X as X`: the explicit re-export form type checkers and linters read as public.
     from sigv4_proxy.auth import SigV4Auth as SigV4Auth
-    from sigv4_proxy.credentials import (
-        CredentialProvider as CredentialProvider,
-    )
-    from sigv4_proxy.credentials import (
-        StaticCredentialProvider as StaticCredentialProvider,
-    )
-    from sigv4_proxy.credentials import (
-        mask_access_key as mask_access_key,
-    )
-    from sigv4_proxy.errors import (
-        ConfigError as ConfigError,
-    )
-    from sigv4_proxy.errors import (
-        CredentialsError as CredentialsError,
-    )
-    from sigv4_proxy.errors import (
-        SigningError as SigningError,
-    )
+    from sigv4_proxy.credentials import CredentialProvider as CredentialProvider
+    from sigv4_proxy.credentials import StaticCredentialProvider as StaticCredentialProvider
+    from sigv4_proxy.errors import ConfigError as ConfigError
+    from sigv4_proxy.errors import CredentialsError as CredentialsError
+    from sigv4_proxy.errors import SigningError as SigningError
+    from sigv4_proxy.redact import mask_access_key as mask_access_key
     from sigv4_proxy.signing.api import presign as presign
     from sigv4_proxy.signing.api import sign as sign
-    from sigv4_proxy.signing.model import (
-        Credentials as Credentials,
-    )
-    from sigv4_proxy.signing.model import (
-        PresignedURL as PresignedURL,
-    )
-    from sigv4_proxy.signing.model import (
-        SignedRequest as SignedRequest,
-    )
+    from sigv4_proxy.signing.model import Credentials as Credentials
+    from sigv4_proxy.signing.model import PresignedURL as PresignedURL
+    from sigv4_proxy.signing.model import SignedRequest as SignedRequest
     from sigv4_proxy.signing.verify import VerifyResult as VerifyResult
     from sigv4_proxy.signing.verify import verify as verify
     from sigv4_proxy.tokens import dsql_token as dsql_token
