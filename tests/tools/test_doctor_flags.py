@@ -21,10 +21,11 @@ import pytest
 
 from sigv4_proxy.credentials import StaticCredentialProvider
 from sigv4_proxy.doctor import FAIL, PASS, SKIP, WARN, DoctorReport, check_configuration, run_doctor
-from sigv4_proxy.emulate import Match, McpEmulator
+from sigv4_proxy.emulate import Match, McpEmulator, RequestRecord, generate_credentials
 from sigv4_proxy.mcp.legacy import PROBLEM_NO_STREAM
 from sigv4_proxy.mcp.transport import PROBLEM_TOO_LARGE
 from sigv4_proxy.mcp.warm import WarmCache
+from sigv4_proxy.redact import mask_access_key
 from tests.support.emulators import EmulatorVariant
 from tests.tools.conftest import child_env
 from tests.tools.test_doctor import STRANGER
@@ -99,6 +100,16 @@ def diagnose(
     )
     chosen = StaticCredentialProvider(emulator.credentials, method="env") if provider == "static" else provider
     return run_doctor(args, environ or {}, provider=chosen, timeout=timeout)
+
+
+def diagnose_alone(emulator: McpEmulator, *argv: str) -> tuple[DoctorReport, list[RequestRecord]]:
+    """doctor with credentials of its own, and the emulator's records of the requests signed with them: the exact
+    sequence doctor sent, whatever other clients of the shared emulator still send."""
+    own = generate_credentials()
+    emulator.accept(own)
+    report = diagnose(emulator, *argv, provider=StaticCredentialProvider(own, method="env"))
+    key = mask_access_key(own.access_key_id) + "/"
+    return report, [record for record in emulator.requests if record.scope.startswith(key)]
 
 
 def check(report: DoctorReport, name: str) -> tuple[str, str, str | None]:
@@ -260,11 +271,13 @@ def use_no_allow_http(s: Servers) -> None:
 
 
 def use_transport(s: Servers) -> None:
-    report = diagnose(s.legacy, "--transport", "sse")
+    report, sent = diagnose_alone(s.legacy, "--transport", "sse")
     status, summary, _ = check(report, "probe")
     assert status == PASS and summary.startswith(ALL_GREEN_PROBE)
     assert summary.endswith(" over the legacy HTTP+SSE transport (--transport sse)")
-    assert [(r.method, r.path) for r in s.legacy.requests[-2:]] == [("GET", "/sse"), ("POST", "/messages/")]
+    assert [(r.method, r.path) for r in sent] == [("GET", "/sse"), ("POST", "/messages/")], "\n".join(
+        [report.render(), *(record.line() for record in s.legacy.requests)]
+    )
     streamable = diagnose(s.legacy, "--transport", "streamable-http")
     assert check(streamable, "probe")[1].startswith("initialize: HTTP 405")  # no fallback
 
@@ -365,18 +378,18 @@ def test_doctor_accepts_and_uses_the_proxy_flag(flag: str, servers: Servers) -> 
 
 
 def test_auto_falls_back_to_the_legacy_transport_like_the_proxy(legacy: McpEmulator) -> None:
-    report = diagnose(legacy)
+    report, sent = diagnose_alone(legacy)
     status, summary, _ = check(report, "probe")
     assert status == PASS and summary.startswith(ALL_GREEN_PROBE), report.render()
     assert summary.endswith(
         " over the legacy HTTP+SSE transport (the initialize POST got HTTP 405: --transport auto "
         "falls back to it, as the proxy does)"
     )
-    assert [(r.method, r.path, r.status) for r in legacy.requests] == [
+    assert [(r.method, r.path, r.status) for r in sent] == [
         ("POST", "/sse", 405),
         ("GET", "/sse", 200),
         ("POST", "/messages/", 202),
-    ]
+    ], "\n".join([report.render(), *(record.line() for record in legacy.requests)])
     assert check(report, "clock")[0] == PASS
 
 
