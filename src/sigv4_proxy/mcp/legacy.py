@@ -274,6 +274,11 @@ class LegacySseTransport:
             if response.status_code >= 400:
                 # the SDK's legacy server: 404 "Could not find session" once it forgot the endpoint's session
                 result.session_lost = response.status_code == 404 and not is_initialize
+                if result.session_lost:
+                    # The stream's session is gone even if the stream has not ended yet (a restarted server's cut
+                    # reaches us later): close it, so the re-initialize opens a new stream instead of posting to
+                    # the dead endpoint.
+                    await self._close(stream)
             elif response.status_code >= 300:
                 location = response.headers.get("location", "?")
                 result.problem = PROBLEM_REDIRECT.format(status=response.status_code, location=location)
