@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Generator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime
-from typing import Any
+from typing import IO, Any
 
 import httpx
 import httpx2
@@ -121,13 +121,18 @@ async def mcp_client(emulator: McpEmulator, *, mode: str = "legacy", **kwargs: A
 
 
 @contextmanager
-def emulate(*args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """Run `sigv4-proxy emulate mcp ARGS`; yields the process and the first stdout line."""
+def emulate(
+    *args: str, stdin: IO[str] | None = None, env: Mapping[str, str] | None = None
+) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """Run `sigv4-proxy emulate mcp ARGS` (with `stdin` and `env` when given); yields the process and the first
+    stdout line."""
     process = subprocess.Popen(
         [sys.executable, "-m", "sigv4_proxy", "emulate", "mcp", *args],
+        stdin=stdin,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env=env,
     )
     try:
         assert process.stdout is not None

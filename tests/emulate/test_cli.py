@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -234,34 +233,20 @@ def test_secret_key_file_and_flag_together_is_a_usage_error(capsys: pytest.Captu
 def test_secret_key_piped_to_the_running_emulator(tmp_path: Path) -> None:
     """End to end: the key comes from stdin, is never printed, and is the one requests must be signed with."""
     (tmp_path / "key").write_text(SECRET + "\n")
-    argv = ["emulate", "mcp", "--json", "--access-key-id", KEY_ID, "--secret-access-key-file", "-"]
-    with (
-        (tmp_path / "key").open() as stdin,
-        subprocess.Popen(
-            [sys.executable, "-m", "sigv4_proxy", *argv],
-            stdin=stdin,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        ) as process,
-    ):
-        try:
-            assert process.stdout is not None
-            info = json.loads(process.stdout.readline())
-            assert info["access_key_id"] == KEY_ID and "secret_access_key" not in info
-            signed = httpx.post(
-                info["url"],
-                content=initialize_body(),
-                headers=HEADERS,
-                auth=SigV4Auth(Credentials(KEY_ID, SECRET), "us-east-1", "execute-api"),
-            )
-            assert signed.status_code == 200, signed.text
-            code, stdout, stderr = stop(process)
-        finally:
-            if process.poll() is None:
-                process.kill()
+    argv = ["--json", "--access-key-id", KEY_ID, "--secret-access-key-file", "-"]
+    with (tmp_path / "key").open() as stdin, emulate(*argv, stdin=stdin) as (process, first):
+        info = json.loads(first)
+        assert info["access_key_id"] == KEY_ID and "secret_access_key" not in info
+        signed = httpx.post(
+            info["url"],
+            content=initialize_body(),
+            headers=HEADERS,
+            auth=SigV4Auth(Credentials(KEY_ID, SECRET), "us-east-1", "execute-api"),
+        )
+        assert signed.status_code == 200, signed.text
+        code, stdout, stderr = stop(process)
     assert code == 0, stderr
-    assert SECRET not in stdout + stderr
+    assert SECRET not in first + stdout + stderr
 
 
 # --- the session token, kept out of the process list as well ---------------------------------------------------
@@ -356,43 +341,29 @@ def test_session_token_piped_to_the_running_emulator(tmp_path: Path) -> None:
     """End to end: the key from the environment, the token from stdin; neither printed; requests must carry
     the token."""
     (tmp_path / "token").write_text(TOKEN + "\n")
-    argv = ["emulate", "mcp", "--json", "--access-key-id", KEY_ID, "--session-token-file", "-"]
+    argv = ["--json", "--access-key-id", KEY_ID, "--session-token-file", "-"]
     env = {**os.environ, "SIGV4_PROXY_SECRET_ACCESS_KEY": SECRET}
-    with (
-        (tmp_path / "token").open() as stdin,
-        subprocess.Popen(
-            [sys.executable, "-m", "sigv4_proxy", *argv],
-            stdin=stdin,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        ) as process,
-    ):
-        try:
-            assert process.stdout is not None
-            info = json.loads(process.stdout.readline())
-            assert info["access_key_id"] == KEY_ID and "secret_access_key" not in info
-            with_token = httpx.post(
-                info["url"],
-                content=initialize_body(),
-                headers=HEADERS,
-                auth=SigV4Auth(Credentials(KEY_ID, SECRET, TOKEN), "us-east-1", "execute-api"),
-            )
-            assert with_token.status_code == 200, with_token.text
-            without = httpx.post(
-                info["url"],
-                content=initialize_body(),
-                headers=HEADERS,
-                auth=SigV4Auth(Credentials(KEY_ID, SECRET), "us-east-1", "execute-api"),
-            )
-            assert without.status_code == 403
-            code, stdout, stderr = stop(process)
-        finally:
-            if process.poll() is None:
-                process.kill()
+    with (tmp_path / "token").open() as stdin, emulate(*argv, stdin=stdin, env=env) as (process, first):
+        info = json.loads(first)
+        assert info["access_key_id"] == KEY_ID and "secret_access_key" not in info
+        with_token = httpx.post(
+            info["url"],
+            content=initialize_body(),
+            headers=HEADERS,
+            auth=SigV4Auth(Credentials(KEY_ID, SECRET, TOKEN), "us-east-1", "execute-api"),
+        )
+        assert with_token.status_code == 200, with_token.text
+        without = httpx.post(
+            info["url"],
+            content=initialize_body(),
+            headers=HEADERS,
+            auth=SigV4Auth(Credentials(KEY_ID, SECRET), "us-east-1", "execute-api"),
+        )
+        assert without.status_code == 403
+        code, stdout, stderr = stop(process)
     assert code == 0, stderr
-    assert TOKEN not in stdout + stderr and SECRET not in stdout + stderr
+    output = first + stdout + stderr
+    assert TOKEN not in output and SECRET not in output
 
 
 def test_request_log_escapes_a_hostile_path_and_method() -> None:

@@ -54,13 +54,14 @@ import queue
 import select
 import socket
 import threading
-import time
 import uuid
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.support.waiting import wait_until_sync
 
 __all__ = ["MODES", "HostileServer", "Record"]
 
@@ -186,14 +187,17 @@ class HostileServer:
 
     def wait_for(self, predicate: Callable[[Record], bool], timeout: float = 15.0) -> Record:
         """The first record that satisfies ``predicate``, polling until ``timeout`` (then AssertionError)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            for record in self.records:
-                if predicate(record):
-                    return record
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no matching request within {timeout:g} s; seen: {self.records}")
-            time.sleep(0.01)
+
+        def first() -> Record | None:
+            return next((record for record in self.records if predicate(record)), None)
+
+        try:
+            wait_until_sync(lambda: first() is not None, timeout, what="a matching request")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; seen: {self.records}") from None
+        found = first()  # records are only ever added: the match is still there
+        assert found is not None
+        return found
 
     def start(self) -> HostileServer:
         self._spawn(self._accept, "hostile-accept")
