@@ -1,5 +1,5 @@
-"""Local IAM-verifying endpoints: `emulate mcp` (and the library behind it) for tests, benchmarks, `demo`,
-`doctor`, and users testing their own signers.
+"""Local IAM-verifying endpoints: `emulate mcp` and `emulate dsql` (and the library behind them) for tests,
+benchmarks, `demo`, `doctor`, and users testing their own signers and applications.
 
     from sigv4_proxy.emulate import start_mcp, Match
 
@@ -9,6 +9,9 @@
         ...
         for record in emulator.requests:          # method, path, masked scope, verdict (never signatures)
             print(record.line())
+
+    with start_dsql() as dsql:                    # a local Aurora DSQL over an embedded PostgreSQL
+        psycopg.connect(**dsql.libpq_params("admin"))
 
 Names are imported lazily: `generate_credentials` does not load uvicorn or the `mcp` SDK.
 """
@@ -36,6 +39,9 @@ _EXPORTS: dict[str, str] = {
     "RequestRecord": "sigv4_proxy.emulate.log",
     "ExecutionCounter": "sigv4_proxy.emulate.state",
     "EXPIRED_TOKEN_MESSAGE": "sigv4_proxy.emulate.front",
+    "start_dsql": "sigv4_proxy.emulate.dsql.server",
+    "DsqlEmulator": "sigv4_proxy.emulate.dsql.server",
+    "DsqlEmulatorConfig": "sigv4_proxy.emulate.dsql.server",
 }
 
 # Derived, so the two cannot disagree; tests/core/test_exports.py checks the TYPE_CHECKING imports too.
@@ -45,6 +51,9 @@ if TYPE_CHECKING:  # pragma: no cover
     # `X as X`: the explicit re-export form type checkers and linters read as public.
     from sigv4_proxy.emulate.credentials import AcceptedCredentials as AcceptedCredentials
     from sigv4_proxy.emulate.credentials import generate_credentials as generate_credentials
+    from sigv4_proxy.emulate.dsql.server import DsqlEmulator as DsqlEmulator
+    from sigv4_proxy.emulate.dsql.server import DsqlEmulatorConfig as DsqlEmulatorConfig
+    from sigv4_proxy.emulate.dsql.server import start_dsql as start_dsql
     from sigv4_proxy.emulate.faults import Delay as Delay
     from sigv4_proxy.emulate.faults import Drop as Drop
     from sigv4_proxy.emulate.faults import FaultPlan as FaultPlan
