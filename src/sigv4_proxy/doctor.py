@@ -1500,7 +1500,7 @@ def _initialize_check(status: int, answer: dict[str, Any] | None, elapsed: timed
 def probe_dsql(config: ProxyConfig, credentials: Credentials, db_user: str, timeout: float) -> ProbeResult:
     """A PostgreSQL connection with a fresh token, when psycopg is installed (it is optional)."""
     try:
-        import psycopg  # type: ignore[import-not-found]
+        import psycopg
     except ImportError:
         return ProbeResult(
             Check(

