@@ -22,7 +22,6 @@ from sigv4_proxy.emulate.dsql.rules import (
     age_limit_refusal,
     analyze,
     analyze_uncached,
-    backend_options,
     identifier_list,
     options_cluster_id,
     row_limit_refusal,
@@ -639,9 +638,8 @@ def test_options_helpers() -> None:
     assert split_options(r"-c a=b\ c  -c d=\\e") == ["-c", "a=b c", "-c", "d=\\e"]
     params = {"options": r"-c amzn-cluster-id=abc123 -c application_name=my\ app --amzn_cluster_id=zzz"}
     assert options_cluster_id(params) == "zzz"
-    assert backend_options(params) == r"-c application_name=my\ app"
     assert options_cluster_id({"options": "-camzn-cluster-id=q1"}) == "q1"
-    assert options_cluster_id({}) is None and backend_options({}) == ""
+    assert options_cluster_id({}) is None
 
 
 # -- the emulator's own machinery: a client can neither call it nor switch it off ---------------------------------

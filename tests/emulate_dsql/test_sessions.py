@@ -269,3 +269,32 @@ def test_raw_startup_refusal_of_a_forbidden_parameter(dsql: Any, cast: Cast) -> 
     assert not outcome.authenticated
     assert outcome.error.get("S") == "FATAL"
     assert outcome.error.get("M") == 'setting configuration parameter "client_min_messages" not supported'
+
+
+def test_connections_over_the_cap_get_dsqls_quota_error(dsql: Any, cast: Cast) -> None:
+    """Sessions and logins still in progress both count, so stalled handshakes cannot pile up without bound."""
+    from sigv4_proxy.emulate.dsql.server import DsqlEmulatorConfig, start_dsql
+
+    config = DsqlEmulatorConfig(
+        identities=cast.all(), postgres_url=dsql.superuser_dsn, cluster_id=dsql.cluster_id, max_connections=2
+    )
+    with start_dsql(config) as capped:
+        session = connect(capped, "admin", cast.admin)
+        stalled = socket.create_connection((capped.listen_host, capped.port))  # says nothing: a login in progress
+        try:
+            wait_until_sync(lambda: capped.counters().get("connections_total", 0) >= 2, what="the stalled socket")
+            outcome = rawclient.login(
+                (capped.listen_host, capped.port),
+                user="admin",
+                password=capped.token("admin", cast.admin),
+                sni=capped.host,
+                tls="none",
+            )
+            assert outcome.error.get("C") == "53300", outcome.error
+            assert outcome.error.get("M") == "Unable to accept connection, too many open connections."
+        finally:
+            stalled.close()
+            session.close()
+        wait_until_sync(lambda: capped.counters().get("sessions_open", 0) == 0, what="the session to close")
+        with connect(capped, "admin", cast.admin) as again:
+            assert again.execute("SELECT 1").fetchone() == (1,)

@@ -454,17 +454,6 @@ def options_cluster_id(params: Mapping[str, str]) -> str | None:
     return found
 
 
-def backend_options(params: Mapping[str, str]) -> str:
-    """The client's ``options`` for the backend: as given, minus ``amzn-cluster-id`` (no GUC of that name)."""
-    words = split_options(params.get("options", ""))
-    dropped: set[int] = set()
-    for first, width, name, _ in _option_settings(words):
-        if name == CLUSTER_ID_OPTION:
-            dropped.update(range(first, first + width))
-    kept = [word for i, word in enumerate(words) if i not in dropped]
-    return " ".join("".join("\\" + c if c.isspace() or c == "\\" else c for c in word) for word in kept)
-
-
 def startup_refusal(params: Mapping[str, str], rules: Mapping[str, Rule] = RULES) -> Refused | None:
     """The refusal (sent as FATAL) for a refused parameter in the startup packet or its ``options``."""
     settings = [(key.lower(), value) for key, value in params.items() if key not in _STARTUP_NON_GUC]

@@ -157,8 +157,8 @@ class DsqlServer:
         self._relays: set[Relay] = set()
         self._keys: dict[int, _SessionKey] = {}
         self._pending: set[asyncio.Task[None]] = set()
+        self._logging_in = 0  # connections between accept and the end of their login
         self._listener: socket.socket | None = None
-        self._accept_task: asyncio.Task[None] | None = None
         self._records_changed = threading.Condition()
 
     # -- lifecycle ------------------------------------------------------------------------------------------------
@@ -206,6 +206,7 @@ class DsqlServer:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         client: list[Connection] = []
+        self._logging_in += 1
         try:
             accepted = await asyncio.wait_for(self._authenticate(sock, attempt, client), self.config.handshake_timeout)
         except _Refused as refusal:
@@ -224,6 +225,8 @@ class DsqlServer:
             self._record(attempt, "error", f"internal error: {type(exc).__name__}")
             self._close(sock, client)
             raise
+        finally:
+            self._logging_in -= 1
         self._record(attempt, "accepted", "signature verified")
         self._start_relay(accepted)
 
@@ -265,7 +268,8 @@ class DsqlServer:
     # -- authentication ---------------------------------------------------------------------------------------------
 
     async def _authenticate(self, sock: socket.socket, attempt: _Attempt, holder: list[Connection]) -> _Accepted:
-        if len(self._relays) >= self.config.max_connections:
+        # Sessions and logins in progress both count: a flood of stalled handshakes is bounded too.
+        if len(self._relays) + self._logging_in > self.config.max_connections:
             await self._refuse_raw(sock, _too_many_connections(), "too many open connections")
         machine = hs.ServerHandshake()
         first = await _peek(sock)
@@ -686,15 +690,7 @@ class DsqlEmulator:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def call(self, coroutine: Any, timeout: float = 10.0) -> Any:
-        """Run a coroutine on the emulator's loop from another thread."""
-        assert self._loop is not None
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
-
     # -- for clients ------------------------------------------------------------------------------------------
-
-    def identity(self, index: int = 0) -> Identity:
-        return self.identities[index]
 
     def token(
         self,
