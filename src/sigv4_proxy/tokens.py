@@ -81,7 +81,9 @@ def host_info(hostname: str) -> HostInfo:
     if match:
         return HostInfo("rds", match["region"], RDS_SERVICE)
     endpoint = infer(host)
-    if endpoint.service == DSQL_SERVICE and endpoint.region:
+    # A cluster endpoint is exactly <cluster-id>.dsql[-<suffix>].<region>.on.aws: the first label is the cluster
+    # only in that shape (a.b.dsql.us-east-1.on.aws names no cluster "a").
+    if endpoint.service == DSQL_SERVICE and endpoint.region and host.count(".") == 4:
         return HostInfo("dsql", endpoint.region, DSQL_SERVICE, host.split(".", 1)[0])
     return HostInfo("unknown", endpoint.region, endpoint.service)
 

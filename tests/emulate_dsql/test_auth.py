@@ -629,6 +629,16 @@ SERVES = f"this endpoint serves cluster abcdefghijklmnopqrst123456 in us-east-1 
             "abcdefghijklmnopqrst123456",
             "the server name 'vpce-0abc-x.dsql-fnh4.eu-west-1.vpce.amazonaws.com'",
         ),
+        (
+            "abcdefghijklmnopqrst123456.extra.dsql.us-east-1.on.aws",
+            None,
+            "the server name 'abcdefghijklmnopqrst123456.extra.dsql.us-east-1.on.aws'",
+        ),
+        (
+            "vpce-0abc-x.dsql.us-east-1.vpce.amazonaws.com",
+            "abcdefghijklmnopqrst123456",
+            "the server name 'vpce-0abc-x.dsql.us-east-1.vpce.amazonaws.com'",
+        ),
     ],
     ids=[
         "other-id",
@@ -638,6 +648,8 @@ SERVES = f"this endpoint serves cluster abcdefghijklmnopqrst123456 in us-east-1 
         "control-chars",
         "vpce-other-id",
         "vpce-other-region",
+        "cluster-id-then-more-labels",
+        "vpce-of-the-management-api",
     ],
 )
 def test_sni_of_another_cluster_is_refused(sni: str, options_cluster_id: str | None, hint: str) -> None:

@@ -93,3 +93,22 @@ def test_rds_username_required() -> None:
     with pytest.raises(SigningError) as caught:
         rds_token(RDS, 5432, "", credentials=LONG_TERM, now=NOW)
     assert str(caught.value) == "username is required (the database user that has IAM authentication enabled)"
+
+
+@pytest.mark.parametrize(
+    ("host", "kind", "cluster_id"),
+    [
+        ("abc123.dsql.us-east-1.on.aws", "dsql", "abc123"),
+        ("abc123.dsql-fnh4.us-east-1.on.aws", "dsql", "abc123"),
+        ("ABC123.dsql.us-east-1.on.aws.", "dsql", "abc123"),
+        # Only <cluster-id>.dsql[-suffix].<region>.on.aws names a cluster: a longer name's first label is not one.
+        ("abc123.extra.dsql.us-east-1.on.aws", "unknown", None),
+    ],
+)
+def test_host_info_reads_a_cluster_only_from_the_cluster_endpoint_shape(
+    host: str, kind: str, cluster_id: str | None
+) -> None:
+    from sigv4_proxy.tokens import host_info
+
+    info = host_info(host)
+    assert (info.kind, info.cluster_id, info.region) == (kind, cluster_id, "us-east-1")

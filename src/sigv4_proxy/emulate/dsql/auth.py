@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from types import MappingProxyType
-from typing import Final
+from typing import Final, Literal
 from urllib.parse import quote, unquote
 
 from sigv4_proxy.redact import MASK, mask_access_key, redact
@@ -452,11 +452,6 @@ def mapping_arn_for(principal_arn: str) -> str:
 
 # ------------------------------------------------------------------------------------------------- SNI
 
-_REGION = r"[a-z]{2}(?:-[a-z]+)+-[0-9]+"
-_PUBLIC_HOST = re.compile(rf"(?P<id>[a-z0-9]+)\.dsql\.(?P<region>{_REGION})\.on\.aws")
-_PRIVATE_DNS_HOST = re.compile(rf"(?P<id>[a-z0-9]+)\.dsql-[a-z0-9]+\.(?P<region>{_REGION})\.on\.aws")
-_VPCE_HOST = re.compile(rf"vpce-[a-z0-9-]+\.dsql-[a-z0-9]+\.(?P<region>{_REGION})\.vpce\.amazonaws\.com")
-
 
 @dataclass(frozen=True)
 class ClusterAddress:
@@ -480,12 +475,21 @@ class ClusterAddress:
         """Whether a TLS server name is one of this cluster's: its public host, its PrivateLink private-DNS host
         ``<id>.dsql-<suffix>.<region>.on.aws``, or a DSQL VPC endpoint of its region (whose cluster the startup
         options name: :func:`resolve_sni` checks that)."""
-        host = sni.lower().rstrip(".")
-        match = _PUBLIC_HOST.fullmatch(host) or _PRIVATE_DNS_HOST.fullmatch(host)
-        if match is not None:
-            return match["id"] == self.cluster_id and match["region"] == self.region
-        match = _VPCE_HOST.fullmatch(host)
-        return match is not None and match["region"] == self.region
+        return self._sni_kind(sni.lower().rstrip(".")) is not None
+
+    def _sni_kind(self, host: str) -> Literal["cluster", "vpce"] | None:
+        """What a (lower-case) server name is for this cluster, read with the project's one table of host shapes
+        (:func:`sigv4_proxy.tokens.host_info`)."""
+        from sigv4_proxy.tokens import host_info
+
+        info = host_info(host)
+        if info.service != SERVICE or info.region != self.region:
+            return None
+        if info.kind == "dsql":
+            return "cluster" if info.cluster_id == self.cluster_id else None
+        # A DSQL interface endpoint's name (vpce-….dsql-<suffix>.<region>.vpce.amazonaws.com), not the management
+        # API's (vpce-….dsql.<region>…): the data plane's service name carries a suffix.
+        return "vpce" if info.kind == "vpce" and host.split(".")[1].startswith("dsql-") else None
 
 
 def resolve_sni(sni: str | None, cluster: ClusterAddress, *, options_cluster_id: str | None) -> str | Refusal:
@@ -500,11 +504,10 @@ def resolve_sni(sni: str | None, cluster: ClusterAddress, *, options_cluster_id:
             reason="no TLS server name (SNI)",
         )
     host = sni.lower().rstrip(".")
-    match = _PUBLIC_HOST.fullmatch(host) or _PRIVATE_DNS_HOST.fullmatch(host)
-    if match is not None and match["id"] == cluster.cluster_id and match["region"] == cluster.region:
+    kind = cluster._sni_kind(host)
+    if kind == "cluster":
         return host
-    match = _VPCE_HOST.fullmatch(host)
-    if match is not None and match["region"] == cluster.region:
+    if kind == "vpce":
         if not options_cluster_id:
             return _access_denied(
                 _text("vpce_without_cluster_id"),

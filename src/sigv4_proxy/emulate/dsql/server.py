@@ -102,7 +102,8 @@ def generate_cluster_id() -> str:
 
 @dataclass
 class _SessionKey:
-    relay: Relay
+    """What a CancelRequest needs: the key the client was given, and its backend session's key."""
+
     secret: bytes
     backend_pid: int
     backend_secret: bytes
@@ -245,7 +246,7 @@ class DsqlServer:
             on_close=self._relay_closed,
         )
         pid, secret = accepted.key
-        self._keys[pid] = _SessionKey(relay, secret, *accepted.backend_key)
+        self._keys[pid] = _SessionKey(secret, *accepted.backend_key)
         relay.key_pid = pid
         self._relays.add(relay)
         self.counters["sessions_open"] += 1
