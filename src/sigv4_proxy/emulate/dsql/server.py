@@ -16,7 +16,6 @@ import contextlib
 import dataclasses
 import hmac
 import json
-import os
 import secrets
 import shutil
 import signal
@@ -32,10 +31,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from sigv4_proxy.emulate.dsql.auth import ClusterAddress, Identity, Refusal, generate_identity
-from sigv4_proxy.emulate.dsql.connection import Connection
 from sigv4_proxy.emulate.dsql.session import Relay, RuleSet
 from sigv4_proxy.pg import handshake as hs
 from sigv4_proxy.pg import protocol as pgp
+from sigv4_proxy.pg.connection import Connection
+from sigv4_proxy.pg.eventloop import LoopThread
 
 if TYPE_CHECKING:  # pragma: no cover
     from sigv4_proxy.emulate.dsql.backend import Backend
@@ -641,46 +641,32 @@ class DsqlEmulator:
             raise
         self.listen_host = config.listen_host
         self.port = self.server.port
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stopped = threading.Event()
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name=f"emulate-dsql:{self.port}", daemon=True)
+        self._serving: asyncio.Task[None] | None = None
+        self._thread = LoopThread(f"emulate-dsql:{self.port}", self._start_serving, self._stop_serving)
 
     # -- lifecycle --------------------------------------------------------------------------------------------
 
     def start(self) -> DsqlEmulator:
-        self._thread.start()
-        if not self._ready.wait(15):
-            raise TimeoutError("the DSQL emulator did not start within 15 seconds")
-        if self._error is not None:
-            raise RuntimeError(f"the DSQL emulator failed to start: {self._error!r}")
+        try:
+            self._thread.start(15)
+        except RuntimeError as exc:
+            raise RuntimeError(f"the DSQL emulator {exc}") from exc.__cause__
         return self
 
-    def _run(self) -> None:
-        try:
-            _run_loop(self._main())
-        except BaseException as exc:  # reported by start()
-            self._error = exc
-            self._ready.set()
+    async def _start_serving(self) -> None:
+        self._serving = asyncio.create_task(self.server.serve())
 
-    async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
-        serving = asyncio.create_task(self.server.serve())
-        self._ready.set()
-        await self._stop.wait()
-        serving.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await serving
+    async def _stop_serving(self) -> None:
+        if self._serving is not None:
+            self._serving.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._serving
         await self.server.aclose()
         await self.backend.aclose()
 
     def close(self) -> None:
         """Stop serving (open sessions are cut) and stop the backend (idempotent)."""
-        if self._loop is not None and self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._stop.set)
-            self._thread.join(15)
+        self._thread.stop()
         self.backend.stop()
         if self.tls.temporary:
             shutil.rmtree(self.tls.ca_file.parent, ignore_errors=True)
@@ -756,20 +742,6 @@ class DsqlEmulator:
         from sigv4_proxy.emulate.dsql.banner import BannerInfo
 
         return BannerInfo.from_emulator(self)
-
-
-def _run_loop(main: Any) -> None:
-    """uvloop when installed (its TLS and socket paths are compiled: bench/dsql.py measures the difference),
-    else asyncio's own loop."""
-    if os.environ.get("SIGV4_PROXY_EVENT_LOOP", "auto") != "asyncio":
-        try:
-            import uvloop
-        except ImportError:
-            pass
-        else:
-            uvloop.run(main)
-            return
-    asyncio.run(main)
 
 
 def _libpq_quote(value: str) -> str:

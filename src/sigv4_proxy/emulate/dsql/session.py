@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING
 from sigv4_proxy.pg import protocol as pgp
 
 if TYPE_CHECKING:  # pragma: no cover
-    from sigv4_proxy.emulate.dsql.connection import Connection
     from sigv4_proxy.emulate.dsql.rules import Analysis, Refused, Rule, RulesConfig
+    from sigv4_proxy.pg.connection import Connection
 
 # DSQL closes a connection whose protocol message is over 10 MiB, without an ErrorResponse (reference §1).
 MAX_CLIENT_MESSAGE = 10 * 1024 * 1024

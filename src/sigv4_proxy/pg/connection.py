@@ -1,5 +1,6 @@
-"""One asyncio Protocol for both ends of an emulated DSQL connection: it buffers while the handshake coroutine
-reads, then hands every chunk straight to the relay (no coroutine switch per chunk on the hot path)."""
+"""One asyncio Protocol for both ends of a relayed PostgreSQL connection (`emulate dsql`, `pg`): it buffers
+while the handshake coroutine reads, then hands every chunk straight to the relay (no coroutine switch per chunk on
+the hot path)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ class Connection(asyncio.Protocol):
         self._waiter: asyncio.Future[None] | None = None
         self._sink: Sink | None = None
         self._on_close: Callable[[], None] | None = None
+        self._on_eof: Callable[[], bool] | None = None
         self.eof = False
         self.closed = False
 
@@ -40,6 +42,8 @@ class Connection(asyncio.Protocol):
     def eof_received(self) -> bool:
         self.eof = True
         self._wake()
+        if self._on_eof is not None:
+            return self._on_eof()  # a relay that passes the half-close on keeps this side open for writing
         if self._on_close is not None:
             self._on_close()
         return False  # close the transport: the PostgreSQL protocol has no use for a half-open stream
@@ -86,14 +90,15 @@ class Connection(asyncio.Protocol):
 
     # -- relay phase ----------------------------------------------------------------------------------------
 
-    def attach(self, sink: Sink, on_close: Callable[[], None]) -> None:
-        """From now on, every chunk goes to `sink`; anything buffered goes first."""
-        self._sink, self._on_close = sink, on_close
+    def attach(self, sink: Sink, on_close: Callable[[], None], on_eof: Callable[[], bool] | None = None) -> None:
+        """From now on, every chunk goes to `sink`; anything buffered goes first. ``on_eof`` (when given) hears
+        the peer's half-close instead of ``on_close``; it returns whether to keep the transport open."""
+        self._sink, self._on_close, self._on_eof = sink, on_close, on_eof
         if self._buffer:
             data = bytes(self._buffer)
             self._buffer.clear()
             sink(data)
-        if self.eof or self.closed:
+        if self.closed or (self.eof and (on_eof is None or not on_eof())):
             on_close()
 
     def _wake(self) -> None:
