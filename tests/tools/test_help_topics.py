@@ -24,6 +24,7 @@ PAGES = sorted((ROOT / "docs").glob("*.md"))
 FIRST_TOPICS = [
     "proxy",
     "http",
+    "pg",
     "doctor",
     "inspect",
     "request",

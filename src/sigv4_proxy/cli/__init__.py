@@ -48,6 +48,7 @@ SUBCOMMANDS = (
     "rds-token",
     "emulate",
     "http",
+    "pg",
     "demo",
     "help",
 )
@@ -66,12 +67,13 @@ EXTRA_OF_MODULE = {
     "asyncpg": "asyncpg",
     "sqlalchemy": "sqlalchemy",
     "locust": "loadtest",
+    "prometheus_client": "pg-proxy",
 }
 # Commands that need an extra: its modules are imported before the command runs, because a server framework
 # may catch a failed import itself (uvicorn reports "Application startup failed" and exits 3). A key is the
 # command's words after `sigv4-proxy`; the longest one that starts the command line wins ("emulate dsql" over
 # an "emulate" entry).
-EXTRA_OF_COMMAND = {"emulate mcp": "mcp", "emulate dsql": "pg", "demo": "mcp"}
+EXTRA_OF_COMMAND = {"emulate mcp": "mcp", "emulate dsql": "pg", "demo": "mcp", "pg": "pg-proxy"}
 
 
 def _load(name: str) -> ModuleType:

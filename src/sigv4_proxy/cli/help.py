@@ -30,6 +30,7 @@ examples:
 TOPIC_ORDER = (
     "proxy",
     "http",
+    "pg",
     "doctor",
     "inspect",
     "request",
