@@ -7,8 +7,13 @@
    ``echo``, call ``progress``. Show each signed request as the endpoint saw it.
 3. Launch it again with a deliberately wrong service name, and show the diagnosis the MCP client receives.
 
+Then the DSQL part (:mod:`sigv4_proxy.demo_dsql`, run on a thread while the MCP part runs, rendered after it):
+`emulate dsql`, a Java-style token refused with DSQL's error and our diagnosis, a `dsql-token` login, and a query
+through `sigv4-proxy pg` with no password. Without the [pg] extra it is skipped with one line saying so.
+
 The result is a :class:`DemoReport`; :func:`render` turns it into the text the CLI prints. Exit status 0 means
-every step behaved as expected (including the wrong configuration being refused and explained).
+every step behaved as expected (including the wrong configuration being refused and explained), in both parts
+(a skipped DSQL part leaves the MCP part's status).
 """
 
 from __future__ import annotations
@@ -16,12 +21,16 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from sigv4_proxy.emulate.credentials import credentials_environment
 from sigv4_proxy.emulate.log import RequestRecord
 from sigv4_proxy.signing.model import Credentials
+
+if TYPE_CHECKING:  # pragma: no cover
+    from sigv4_proxy.demo_dsql import DsqlDemoReport
 
 ECHO_TEXT = "hello through sigv4-proxy"
 WRONG_SERVICE = "lambda"
@@ -52,9 +61,10 @@ class DemoReport:
     diagnosis_ok: bool = False
     proxy_log: str = ""
     error: str = ""
+    dsql: DsqlDemoReport | None = None  # the DSQL part (None: not run)
 
     @property
-    def ok(self) -> bool:
+    def mcp_ok(self) -> bool:
         return (
             not self.error
             and bool(self.steps)
@@ -63,6 +73,11 @@ class DemoReport:
             and all(record.ok for record in self.requests)
             and self.diagnosis_ok
         )
+
+    @property
+    def ok(self) -> bool:
+        dsql_ok = self.dsql is None or bool(self.dsql.skipped) or self.dsql.ok
+        return self.mcp_ok and dsql_ok
 
 
 def proxy_command(url: str, region: str, service: str) -> list[str]:
@@ -147,8 +162,22 @@ async def _wrong_service(args: list[str], env: dict[str, str], errlog: TextIO) -
     return ""
 
 
-async def run_demo(timeout: float = 60.0) -> DemoReport:
-    """Run the three steps against a fresh emulator; never raises for a failing step (the report says)."""
+async def run_demo(timeout: float = 60.0, *, dsql: bool = True) -> DemoReport:
+    """Run the MCP part's three steps against a fresh emulator, and the DSQL part (``dsql``) meanwhile on a
+    thread (its PostgreSQL starts while the MCP part runs); never raises for a failing step (the report says)."""
+    import anyio
+
+    from sigv4_proxy.demo_dsql import run_dsql_demo
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="demo-dsql") as pool:
+        dsql_part = pool.submit(run_dsql_demo, timeout) if dsql else None
+        report = await _run_mcp_part(timeout)
+        if dsql_part is not None:
+            report.dsql = await anyio.to_thread.run_sync(dsql_part.result)
+    return report
+
+
+async def _run_mcp_part(timeout: float) -> DemoReport:
     import anyio
 
     from sigv4_proxy.emulate.server import start_mcp
@@ -236,9 +265,16 @@ def render(report: DemoReport, *, verbose: bool = False) -> str:
         lines += ["", "The proxy's own log (stderr):"]
         lines.extend(f"  {line}" for line in report.proxy_log.rstrip().splitlines())
     lines.append("")
+    if report.dsql is not None:
+        from sigv4_proxy.demo_dsql import render_dsql
+
+        lines += [*render_dsql(report.dsql), ""]
     if report.ok:
+        from sigv4_proxy.demo_dsql import next_steps
+
         lines.append("Everything worked. Point the proxy at your own endpoint next:")
         lines.append("  sigv4-proxy --target-url https://<api-id>.execute-api.<region>.amazonaws.com/<stage>/mcp")
+        lines += next_steps(report.dsql)
     else:
         lines.append("Something did not work as expected (see FAIL above); run with --verbose for the proxy's log.")
     return "\n".join(lines)

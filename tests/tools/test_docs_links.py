@@ -125,7 +125,7 @@ def broken(link: Link) -> str | None:
         ("Who may call: Host and Origin", "who-may-call-host-and-origin"),
         ("The MCP proxy: `sigv4-proxy`", "the-mcp-proxy-sigv4-proxy"),
         ("Verification (`verify()`, `emulate mcp`)", "verification-verify-emulate-mcp"),
-        ("`sigv4-proxy demo` — see it work in two seconds", "sigv4-proxy-demo--see-it-work-in-two-seconds"),
+        ("`sigv4-proxy demo` — see it work in a few seconds", "sigv4-proxy-demo--see-it-work-in-a-few-seconds"),
         ("stdin hygiene", "stdin-hygiene"),
         ("Interface VPC endpoints (PrivateLink)", "interface-vpc-endpoints-privatelink"),
         ("snake_case **bold** [a link](x.md)", "snake_case-bold-a-link"),
