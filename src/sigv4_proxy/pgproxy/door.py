@@ -44,6 +44,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from sigv4_proxy.pgproxy.health import ProxyMetrics
 
 _log = logging.getLogger("sigv4_proxy.pg")
+HEADER_SIZE = 5  # a protocol message's type byte and length
+EOF_GRACE = 3.0  # after a client's EOF, how long the upstream may stay silent before the proxy closes it
 CLOCK_HINTS = ("Signature expired", "Signature not yet current")  # DSQL's hints (dsql-tokens.md)
 BACKLOG = 512
 
@@ -77,8 +79,44 @@ class _Session:
     key: tuple[int, bytes] | None = field(default=None, repr=False)
 
 
+class _MessageEdge:
+    """Whether the client's byte stream stands between two protocol messages: the 5-byte headers are skipped by
+    their length fields, no message is read. Needed only to end a session cleanly at the client's EOF."""
+
+    __slots__ = ("_header", "_remaining")
+
+    def __init__(self) -> None:
+        self._remaining = 0  # bytes left of the current message's body
+        self._header = b""  # a header split across chunks
+
+    def feed(self, data: bytes) -> None:
+        position, size = 0, len(data)
+        while position < size:
+            if self._remaining:
+                step = min(self._remaining, size - position)
+                self._remaining -= step
+                position += step
+                continue
+            needed = HEADER_SIZE - len(self._header)
+            self._header += data[position : position + needed]
+            position += needed
+            if len(self._header) == HEADER_SIZE:
+                self._remaining = int.from_bytes(self._header[1:], "big") - 4
+                self._header = b""
+
+    @property
+    def between_messages(self) -> bool:
+        return not self._remaining and not self._header
+
+
 class _Relay:
-    """Bytes both ways after login. The sinks are closures over the peer's transport: one call per chunk."""
+    """Bytes both ways after login. The sinks are closures over the peer's transport: one call per chunk.
+
+    A client's EOF (a half-close, or a client that died without Terminate) cannot be passed on as one: TLS has no
+    half-close in asyncio. PostgreSQL finishes what a half-closed client sent before it ends the session, so the
+    proxy does what makes the upstream do the same: between two messages it sends Terminate and keeps relaying
+    the answers until the upstream closes, or has been silent for :data:`EOF_GRACE` seconds (a COPY cut short
+    takes the Terminate as an error and waits). Inside a message nothing can be finished: both sides close."""
 
     def __init__(self, session: _Session, client: Connection, upstream: Connection, done: Callable[[], None]):
         self.session = session
@@ -86,16 +124,18 @@ class _Relay:
         self.upstream = upstream
         self._done = done
         self._finished = False
+        self._edge = _MessageEdge()
         client.peer, upstream.peer = upstream, client
 
     def start(self) -> None:
-        session = self.session
+        session, edge = self.session, self._edge
         up = self.upstream.transport
         down = self.client.transport
         assert up is not None and down is not None
 
         def to_upstream(data: bytes) -> None:
             session.bytes_up += len(data)
+            edge.feed(data)
             up.write(data)
 
         def to_client(data: bytes) -> None:
@@ -106,19 +146,44 @@ class _Relay:
         self.client.attach(to_upstream, self._closed, self._client_eof)
 
     def _client_eof(self) -> bool:
-        return self._pass_eof(self.upstream)
-
-    def _upstream_eof(self) -> bool:
-        return self._pass_eof(self.client)
-
-    def _pass_eof(self, other: Connection) -> bool:
-        """A half-close: passed on when the other side can send one (TCP); TLS cannot (asyncio has no TLS
-        half-close), so the other side is closed once its pending bytes are written."""
-        if self.client.eof and self.upstream.eof:
+        if self.upstream.eof:
             self._closed()
             return False
-        transport = other.transport
-        if transport is not None and transport.can_write_eof() and not other.closed:
+        transport = self.upstream.transport
+        if transport is not None and transport.can_write_eof():  # a plain upstream: the half-close itself
+            with contextlib.suppress(OSError, RuntimeError):
+                transport.write_eof()
+                return True
+        if transport is None or not self._edge.between_messages:
+            self._closed()
+            return False
+        transport.write(pgp.terminate())
+        self._watch_answers()
+        return True  # the client side stays open: the answers to what it sent still reach it
+
+    def _watch_answers(self) -> None:
+        loop = asyncio.get_running_loop()
+        bytes_before = self.session.bytes_down
+
+        def check() -> None:
+            nonlocal bytes_before
+            if self._finished:
+                return
+            if self.session.bytes_down == bytes_before:
+                self._closed()  # silent since the last check: nothing more is coming
+                return
+            bytes_before = self.session.bytes_down
+            loop.call_later(EOF_GRACE, check)
+
+        loop.call_later(EOF_GRACE, check)
+
+    def _upstream_eof(self) -> bool:
+        """The upstream ended the session: the client gets the rest, then a FIN (a TCP or unix client)."""
+        if self.client.eof:
+            self._closed()
+            return False
+        transport = self.client.transport
+        if transport is not None and transport.can_write_eof() and not self.client.closed:
             with contextlib.suppress(OSError, RuntimeError):
                 transport.write_eof()
                 return True
