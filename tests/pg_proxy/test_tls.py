@@ -13,13 +13,12 @@ from typing import Any
 
 import httpx
 import pytest
+import trustme
 
 from sigv4_proxy.emulate.dsql.server import DsqlEmulator
 from sigv4_proxy.pgproxy.runner import PgProxy
 from tests.emulate_dsql import rawclient
 from tests.pg_proxy.conftest import pg_connect, psycopg, target_for
-
-trustme = pytest.importorskip("trustme")
 
 
 def test_direct_tls_to_the_upstream(proxy_for: Callable[..., PgProxy], dsql_off: DsqlEmulator) -> None:
