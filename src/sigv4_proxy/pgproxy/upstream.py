@@ -13,7 +13,7 @@ import contextlib
 import socket
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from sigv4_proxy.pg import handshake as hs
@@ -40,9 +40,6 @@ class UpstreamFailure(Exception):
         self.fields = fields
         self.raw = raw
 
-    def message_bytes(self) -> bytes:
-        return self.raw if self.raw is not None else pgp.error_response(self.fields)
-
 
 @dataclass
 class UpstreamLogin:
@@ -50,7 +47,6 @@ class UpstreamLogin:
     messages: list[bytes]  # after AuthenticationOk: ParameterStatus..., BackendKeyData, ReadyForQuery (raw, in order)
     backend_key: tuple[int, bytes] | None
     connect_seconds: float = 0.0
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 def client_context(config: PgProxyConfig, *, direct: bool = False) -> ssl.SSLContext:
