@@ -518,14 +518,16 @@ def check_tcp(
                 "tcp",
                 "TCP",
                 PASS,
-                f"connected to {proxy.describe()} at {_hostport(address, target.port)} in {elapsed:.0f} ms",
+                f"connected to {proxy.describe()} at {endpoints.host_port(address, target.port)} in {elapsed:.0f} ms",
                 details=_proxy_details(proxy),
             )
-        return Check("tcp", "TCP", PASS, f"connected to {_hostport(address, target.port)} in {elapsed:.0f} ms")
+        return Check(
+            "tcp", "TCP", PASS, f"connected to {endpoints.host_port(address, target.port)} in {elapsed:.0f} ms"
+        )
     address, error = failures[0]
     if proxy is not None:
-        return _proxy_tcp_failure(_hostport(address, target.port), error, timeout, proxy, for_host)
-    shown = _hostport(address, target.port)
+        return _proxy_tcp_failure(endpoints.host_port(address, target.port), error, timeout, proxy, for_host)
+    shown = endpoints.host_port(address, target.port)
     if isinstance(error, ConnectionRefusedError):
         return Check(
             "tcp",
@@ -571,10 +573,6 @@ def _proxy_tcp_failure(shown: str, exc: OSError, timeout: float, proxy: ProxyInU
     return Check("tcp", "TCP", FAIL, summary, _proxy_fix(proxy, for_host, what), details)
 
 
-def _hostport(address: str, port: int) -> str:
-    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
-
-
 class _TunnelRefused(Exception):
     def __init__(self, status: int, reason: str) -> None:
         super().__init__(f"HTTP {status} {reason}".rstrip())
@@ -594,7 +592,7 @@ def open_tunnel(
         sock: socket.socket = raw
         if proxy_target.scheme == "https":
             sock = context.wrap_socket(raw, server_hostname=proxy_target.host)
-        authority = _hostport(target.host, target.port)
+        authority = endpoints.host_port(target.host, target.port)
         request = f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n"
         parts = urlsplit(proxy.url)
         if parts.username is not None:
@@ -632,7 +630,7 @@ def check_tunnel(
     proxy_target: _Target, proxy: ProxyInUse, target: _Target, context: ssl.SSLContext, timeout: float
 ) -> tuple[Check, socket.socket | None]:
     """(the check, the open tunnel for the TLS check or None)."""
-    authority = _hostport(target.host, target.port)
+    authority = endpoints.host_port(target.host, target.port)
     details = _proxy_details(proxy)
     try:
         sock, status = open_tunnel(proxy_target, proxy, target, context, timeout)

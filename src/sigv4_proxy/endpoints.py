@@ -61,6 +61,16 @@ _NEUTRAL_LABELS = {"dualstack", "vpce"}
 _AGENTCORE_RUNTIME_PATH = re.compile(r"/runtimes/([^/]+)/invocations")
 
 
+def bracketed(host: str) -> str:
+    """A host as written before ``:port`` or in a URL: an IPv6 literal in brackets."""
+    return f"[{host}]" if ":" in host else host
+
+
+def host_port(host: str, port: int | str) -> str:
+    """``host:port``, ``[::1]:port`` for an IPv6 literal."""
+    return f"{bracketed(host)}:{port}"
+
+
 class Endpoint(NamedTuple):
     """The signing parameters a host implies; ``None`` where it implies nothing."""
 

@@ -67,6 +67,7 @@ import httpx
 from sigv4_proxy import diagnose, retry
 from sigv4_proxy.clock import SkewedClock, utc_now
 from sigv4_proxy.credentials import credentials_refreshable
+from sigv4_proxy.endpoints import host_port
 from sigv4_proxy.logs import get_logger
 from sigv4_proxy.redact import display_url, redact
 from sigv4_proxy.terminal import printable
@@ -795,8 +796,7 @@ class HttpListener:
             self._on_connection, self.options.host, self.options.port, limit=READ_CHUNK, backlog=512
         )
         sockname = self._server.sockets[0].getsockname()
-        host = f"[{sockname[0]}]" if ":" in sockname[0] else sockname[0]
-        self.url = f"http://{host}:{sockname[1]}"
+        self.url = f"http://{host_port(sockname[0], sockname[1])}"
         return self.url
 
     @property

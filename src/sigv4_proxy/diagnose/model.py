@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 from sigv4_proxy.diagnose.kinds import Kind
 from sigv4_proxy.diagnose.patterns import lazy_re
+from sigv4_proxy.endpoints import host_port
 
 if TYPE_CHECKING:
     from sigv4_proxy.retry import RecoveryAction
@@ -72,7 +73,7 @@ class SigningContext:
         parts = urlsplit(self.url)
         port = parts.port or (443 if parts.scheme == "https" else 80)
         host = parts.hostname or "?"
-        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        return host_port(host, port)
 
 
 @dataclass(frozen=True)

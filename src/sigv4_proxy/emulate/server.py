@@ -43,6 +43,7 @@ from sigv4_proxy.emulate.state import (
     ExecutionCounter,
     Sigv4aPolicy,
 )
+from sigv4_proxy.endpoints import host_port
 from sigv4_proxy.signing.model import Credentials
 
 DEFAULT_REGION = "us-east-1"
@@ -145,8 +146,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 
 def format_url(host: str, port: int, path: str) -> str:
-    shown = f"[{host}]" if ":" in host else host
-    return f"http://{shown}:{port}{path}"
+    return f"http://{host_port(host, port)}{path}"
 
 
 def _uvicorn_server(app: VerifyingFront, *, exit_quietly_on_signals: bool = False) -> Any:

@@ -25,6 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sigv4_proxy.endpoints import host_port
 from sigv4_proxy.errors import CredentialsError, Sigv4ProxyError
 from sigv4_proxy.pg import handshake as hs
 from sigv4_proxy.pg import protocol as pgp
@@ -59,7 +60,7 @@ class Listener:
 
     @property
     def address(self) -> str:
-        return self.unix_path or f"{bracketed(self.host)}:{self.port}"
+        return self.unix_path or host_port(self.host, self.port)
 
 
 @dataclass(eq=False)  # identity semantics: sessions live in a set
@@ -640,9 +641,5 @@ def _peer_of(connection: Connection) -> str:
     transport = connection.transport
     peer: Any = transport.get_extra_info("peername") if transport is not None else None
     if isinstance(peer, tuple) and len(peer) >= 2:
-        return f"{bracketed(str(peer[0]))}:{peer[1]}"
+        return host_port(str(peer[0]), peer[1])
     return "local"
-
-
-def bracketed(host: str) -> str:
-    return f"[{host}]" if ":" in host else host

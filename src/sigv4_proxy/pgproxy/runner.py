@@ -19,11 +19,12 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from sigv4_proxy.credentials import CredentialProvider, CredentialSource, describe_credentials
+from sigv4_proxy.endpoints import host_port
 from sigv4_proxy.errors import CredentialsError, Sigv4ProxyError
 from sigv4_proxy.pg import protocol as pgp
 from sigv4_proxy.pg.eventloop import LoopThread
 from sigv4_proxy.pgproxy.config import PgProxyConfig, Target
-from sigv4_proxy.pgproxy.door import Door, Listener, bracketed, log_refusal
+from sigv4_proxy.pgproxy.door import Door, Listener, log_refusal
 from sigv4_proxy.pgproxy.tokens import TokenMinter, utc_now
 from sigv4_proxy.pgproxy.upstream import UpstreamFailure, open_upstream, probe
 from sigv4_proxy.redact import mask_access_key
@@ -308,7 +309,7 @@ def banner(proxy: PgProxy) -> str:
     if proxy.health_port is not None:
         host = proxy.config.health_host
         lines.append(
-            f"sigv4-proxy pg: health checks and metrics on http://{bracketed(host)}:{proxy.health_port}/ "
+            f"sigv4-proxy pg: health checks and metrics on http://{host_port(host, proxy.health_port)}/ "
             "(startup, liveness, readiness, metrics)"
         )
     return "\n".join(lines)

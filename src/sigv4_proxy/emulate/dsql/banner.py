@@ -17,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from sigv4_proxy.endpoints import host_port
 from sigv4_proxy.redact import mask_access_key, mask_url_credentials
 
 __all__ = ["BannerInfo", "IdentityView", "banner", "connect_command", "display_backend_url", "mapping_arn"]
@@ -87,7 +88,7 @@ def banner(info: BannerInfo) -> str:
     """The human start-up text (several lines, no trailing newline)."""
     lines = [
         "sigv4-proxy emulate dsql: a local Aurora DSQL endpoint (IAM token authentication, DSQL's rules)",
-        f"  listen:   {_host_port(info.listen_host, info.listen_port)}",
+        f"  listen:   {host_port(info.listen_host, info.listen_port)}",
         f"  cluster:  {info.cluster_host}",
         f"  region:   {info.region}",
         f"  rules:    {_rules_text(info)}",
@@ -230,10 +231,6 @@ def _credential_words(identity: IdentityView | None) -> list[str]:
     if identity.session_token:
         words.append(f"AWS_SESSION_TOKEN={shlex.quote(identity.session_token)}")
     return words
-
-
-def _host_port(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _hostaddr(listen_host: str) -> str | None:

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from sigv4_proxy.emulate.dsql.auth import ClusterAddress, Identity, Refusal, generate_identity
 from sigv4_proxy.emulate.dsql.session import Relay, RuleSet
+from sigv4_proxy.endpoints import host_port
 from sigv4_proxy.pg import handshake as hs
 from sigv4_proxy.pg import protocol as pgp
 from sigv4_proxy.pg.connection import Connection
@@ -557,8 +558,7 @@ def _new_pid(taken: dict[int, _SessionKey]) -> int:
 
 def _peer_text(address: Any) -> str:
     if isinstance(address, tuple) and len(address) >= 2:
-        host = address[0]
-        return f"[{host}]:{address[1]}" if ":" in host else f"{host}:{address[1]}"
+        return host_port(address[0], address[1])
     return str(address)
 
 
