@@ -124,3 +124,18 @@ def resolve_scope(url: str, region: str | None, service: str | None) -> tuple[st
         )
     regions = [r.strip() for r in region.split(",") if r.strip()]
     return (regions if len(regions) > 1 else regions[0]), service
+
+
+# A cluster id is the first label of <id>.dsql.<region>.on.aws: DSQL's are 26 lower-case letters and digits, and
+# the emulator's host matching (emulate.dsql.auth.ClusterAddress) takes letters and digits only.
+_CLUSTER_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
+
+
+def cluster_id_problem(where: str, cluster_id: str) -> str | None:
+    """What is wrong with a DSQL cluster id given as ``where`` (a flag or variable), or None."""
+    if 0 < len(cluster_id) <= 63 and set(cluster_id) <= _CLUSTER_ID_CHARS:
+        return None
+    return (
+        f"{where} must be 1 to 63 lower-case letters and digits (DSQL's are 26, e.g. abcdefghijklmnopqrstuvwxyz), "
+        f"got: {cluster_id}"
+    )

@@ -380,9 +380,6 @@ IDENTITY_ARGV_WARNING = (
     "WARNING: --identity is visible to other users in the process list (ps); use --identity-file PATH or "
     "--identity-file - (stdin) instead"
 )
-# The cluster id is the first label of <id>.dsql.<region>.on.aws: DSQL's are 26 lower-case letters and digits,
-# and the emulator's host matching (auth.ClusterAddress) takes letters and digits only.
-_CLUSTER_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
 _POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
@@ -550,12 +547,10 @@ def _cluster_id_problems(cluster_id: str) -> list[str]:
         head, _, rest = cluster_id.partition(".")
         region = rest.split(".")[1] if rest.count(".") >= 1 else "REGION"
         return [f"--cluster-id takes the id alone, not the host: --cluster-id {head} --region {region}"]
-    if 0 < len(cluster_id) <= 63 and set(cluster_id) <= _CLUSTER_ID_CHARS:
-        return []
-    return [
-        "--cluster-id must be 1 to 63 lower-case letters and digits (DSQL's are 26, e.g. "
-        f"abcdefghijklmnopqrstuvwxyz), got: {cluster_id}"
-    ]
+    from sigv4_proxy.cli._common import cluster_id_problem
+
+    problem = cluster_id_problem("--cluster-id", cluster_id)
+    return [] if problem is None else [problem]
 
 
 def _looks_like_arn(text: str) -> bool:

@@ -79,10 +79,7 @@ SSLNEGOTIATIONS = ("postgres", "direct")
 RDS_SUFFIXES = (".rds.amazonaws.com", ".rds.amazonaws.com.cn")
 # A unix socket's path must fit sun_path (108 bytes on Linux, 104 on macOS and the BSDs, NUL included).
 MAX_UNIX_PATH = 107 if sys.platform.startswith("linux") else 103
-_CLUSTER_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
 _WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off"})
 HOSTNAME_REQUIRED = (
     f"--hostname is required (or {ENV_PREFIX}HOSTNAME): the cluster endpoint, e.g. abc123.dsql.us-east-1.on.aws"
 )
@@ -305,14 +302,16 @@ class _Settings:
     def switch(self, flag: str, problems: list[str]) -> bool:
         if getattr(self.args, _dest(flag), None):
             return True
+        from sigv4_proxy.config import parse_bool
+
         raw, where = self.value(flag)
         if raw is None:
             return False
-        if raw.lower() in _TRUE:
-            return True
-        if raw.lower() not in _FALSE:
+        try:
+            return parse_bool(raw)
+        except ValueError:
             problems.append(f"{where} must be true or false (1/0, yes/no, on/off), got: {raw}")
-        return False
+            return False
 
     def given(self, flag: str) -> bool:
         return self.value(flag)[0] is not None
@@ -516,6 +515,7 @@ def _hostaddr(raw: str | None, where: str, problems: list[str]) -> tuple[str | N
 
 
 def _cluster_id(raw: str | None, where: str, entry: _Entry, kind: DatabaseKind, problems: list[str]) -> str | None:
+    from sigv4_proxy.cli._common import cluster_id_problem
     from sigv4_proxy.tokens import host_info
 
     if raw is None:
@@ -523,11 +523,9 @@ def _cluster_id(raw: str | None, where: str, entry: _Entry, kind: DatabaseKind, 
     if ".dsql" in raw:
         problems.append(f"{where} takes the id alone, not a host name: {raw.partition('.')[0]}")
         return None
-    if not (0 < len(raw) <= 63 and set(raw) <= _CLUSTER_ID_CHARS):
-        problems.append(
-            f"{where} must be 1 to 63 lower-case letters and digits (DSQL's are 26, e.g. "
-            f"abcdefghijklmnopqrstuvwxyz), got: {raw}"
-        )
+    problem = cluster_id_problem(where, raw)
+    if problem is not None:
+        problems.append(problem)
         return None
     if kind == "rds":
         problems.append(

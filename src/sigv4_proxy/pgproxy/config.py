@@ -94,6 +94,11 @@ class PgProxyConfig:
     token_expires_in: int = 900
     keepalive: float = 30.0  # TCP keepalive idle seconds, both sides
 
+    @property
+    def direct_tls(self) -> bool:
+        """TLS at once upstream (PostgreSQL 17's direct negotiation), not after an SSLRequest."""
+        return self.upstream_sslnegotiation == "direct"
+
     def listen_port_of(self, index: int) -> int:
         """The local port of target ``index``: its own, or the listen port counted up (0 stays 0: any free port)."""
         own = self.targets[index].listen_port

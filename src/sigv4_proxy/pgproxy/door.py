@@ -221,7 +221,7 @@ class Door:
         self._sockets: list[socket.socket] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._keys: dict[int, tuple[bytes, Target]] = {}
-        self.upstream_tls = client_context(config, direct=config.upstream_sslnegotiation == "direct")
+        self.upstream_tls = client_context(config, direct=config.direct_tls)
         self._client_tls = _server_context(config) if config.tls_cert is not None else None
         self._idle = asyncio.Event()
         self._idle.set()
@@ -351,19 +351,16 @@ class Door:
                     if not machine.tls_active:
                         for late in machine.receive(b""):  # bytes sent along with the SSLRequest
                             if isinstance(late, hs.StartupReceived):
-                                return self._started(machine, late, session), client
+                                _note_startup(late, session)
+                                return machine, client
                 elif isinstance(event, hs.GSSEncRequested):
                     client.write(machine.refuse_gssenc())
                 elif isinstance(event, hs.CancelRequested):
                     await self._cancel(event.pid, event.secret, session)
                     raise _Done
                 elif isinstance(event, hs.StartupReceived):
-                    return self._started(machine, event, session), client
-
-    def _started(self, machine: hs.ServerHandshake, event: hs.StartupReceived, session: _Session) -> hs.ServerHandshake:
-        session.user = event.params.get("user", "")
-        session.database = event.params.get("database", session.user)
-        return machine
+                    _note_startup(event, session)
+                    return machine, client
 
     async def _tls_requested(
         self, client: Connection, machine: hs.ServerHandshake, event: hs.TLSRequested, session: _Session
@@ -425,7 +422,7 @@ class Door:
                 params,
                 protocol_version=pgp.PROTOCOL_3_0,
                 context=self.upstream_tls,
-                direct=self.config.upstream_sslnegotiation == "direct",
+                direct=self.config.direct_tls,
                 timeout=self.config.connect_timeout,
                 password=password,
                 keepalive=self.config.keepalive,
@@ -485,8 +482,7 @@ class Door:
         self._refused(session, failure.reason, summary)
         if failure.raw is not None:
             log_refusal(session.target, session.peer, session.user, fields, token_holder, self.minter.now())
-            client.write(failure.raw)
-            machine.refuse([])  # closes the machine; the bytes the client gets are the upstream's own
+            client.write(failure.raw)  # the upstream's own bytes; the client connection ends below
         else:
             _log.warning("pg: %s for %s: %s", session.target.name, session.peer, fields.get("M", failure.reason))
             client.write(machine.refuse(failure.fields))
@@ -534,7 +530,7 @@ class Door:
             await send_cancel(
                 target,
                 self.upstream_tls,
-                direct=self.config.upstream_sslnegotiation == "direct",
+                direct=self.config.direct_tls,
                 pid=pid,
                 secret=secret,
             )
@@ -557,6 +553,11 @@ def log_refusal(target: Target, peer: str, user: str, fields: dict[str, str], to
         clock_suspect = bool(hint and hint.startswith(CLOCK_HINTS))
         for line in diagnose(tokens[0], user=user, now=now, clock_suspect=clock_suspect):
             _log.warning("pg: diagnosis: %s", line)
+
+
+def _note_startup(event: hs.StartupReceived, session: _Session) -> None:
+    session.user = event.params.get("user", "")
+    session.database = event.params.get("database", session.user)  # PostgreSQL's default: the user's name
 
 
 class _Done(Exception):

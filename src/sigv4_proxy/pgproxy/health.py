@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlsplit
@@ -39,6 +39,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from sigv4_proxy.clock import utc_now
 from sigv4_proxy.logs import get_logger
 
 __all__ = [
@@ -139,7 +140,7 @@ class ProxyMetrics:
         self._reported_bytes: dict[tuple[str, str], int] = {}
         self._draining = False
         self._expiry_source: Callable[[], datetime | None] | None = None
-        self._now: Callable[[], datetime] = _utc_now
+        self._now: Callable[[], datetime] = utc_now
         self.registry = CollectorRegistry()
         self.registry.register(_PgCollector(self))
 
@@ -219,7 +220,7 @@ class ProxyMetrics:
         """
         with self._lock:
             self._expiry_source = source
-            self._now = now or _utc_now
+            self._now = now or utc_now
 
     def _snapshot(self) -> _Snapshot:
         with self._lock:
@@ -362,10 +363,6 @@ def _connect_histogram(tallies: dict[str, _TargetTally]) -> Metric:
 
 def _bound(seconds: float) -> str:
     return repr(float(seconds))  # "0.001", "1.0": the form Prometheus' own clients write
-
-
-def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 # --- health server ------------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any, TextIO
 
+from sigv4_proxy.clock import utc_now
 from sigv4_proxy.credentials import CredentialProvider, CredentialSource, describe_credentials
 from sigv4_proxy.endpoints import host_port
 from sigv4_proxy.errors import CredentialsError, Sigv4ProxyError
@@ -25,7 +26,7 @@ from sigv4_proxy.pg import protocol as pgp
 from sigv4_proxy.pg.eventloop import LoopThread
 from sigv4_proxy.pgproxy.config import PgProxyConfig, Target
 from sigv4_proxy.pgproxy.door import Door, Listener, log_refusal
-from sigv4_proxy.pgproxy.tokens import TokenMinter, utc_now
+from sigv4_proxy.pgproxy.tokens import TokenMinter
 from sigv4_proxy.pgproxy.upstream import UpstreamFailure, open_upstream, probe
 from sigv4_proxy.redact import mask_access_key
 from sigv4_proxy.signing.model import Credentials
@@ -216,7 +217,7 @@ class PgProxy:
                     probe(
                         target,
                         self.door.upstream_tls,
-                        direct=self.config.upstream_sslnegotiation == "direct",
+                        direct=self.config.direct_tls,
                         timeout=self.config.connect_timeout,
                     ),
                     self.config.connect_timeout + 1,
@@ -255,7 +256,7 @@ class PgProxy:
             {"user": self.config.test_user, "database": "postgres", "application_name": "sigv4-proxy connection test"},
             protocol_version=pgp.PROTOCOL_3_0,
             context=self.door.upstream_tls,
-            direct=self.config.upstream_sslnegotiation == "direct",
+            direct=self.config.direct_tls,
             timeout=self.config.connect_timeout,
             password=password,
         )

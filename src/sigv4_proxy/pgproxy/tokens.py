@@ -4,8 +4,9 @@ diagnosis of a token the upstream refused (the `inspect` checks; never the token
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime
 
+from sigv4_proxy.clock import utc_now
 from sigv4_proxy.credentials import CredentialSource
 from sigv4_proxy.logs import register_credentials
 from sigv4_proxy.pgproxy.config import Target
@@ -13,10 +14,6 @@ from sigv4_proxy.redact import mask_access_key
 from sigv4_proxy.signing.model import Credentials
 
 DSQL_ADMIN_USER = "admin"
-
-
-def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 class TokenMinter:
