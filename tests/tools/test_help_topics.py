@@ -31,6 +31,8 @@ FIRST_TOPICS = [
     "tokens",
     "emulate",
     "dsql",
+    "python",
+    "loadtest",
     "demo",
     "diagnosis",
     "security",

@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from sigv4_proxy.cli.arguments import COMMAND_PROG, CommandLineParser
-from sigv4_proxy.errors import CommandLineError, MissingExtraError, Sigv4ProxyError
+from sigv4_proxy.errors import CommandLineError, Sigv4ProxyError
 
 # Subcommands in the order `--help` lists them; each one is the module sigv4_proxy.cli.<name, - as _>. A command
 # is added here together with its module: a name without one raises (see _load).
@@ -49,6 +49,7 @@ SUBCOMMANDS = (
     "emulate",
     "http",
     "pg",
+    "loadtest",
     "demo",
     "help",
 )
@@ -67,13 +68,20 @@ EXTRA_OF_MODULE = {
     "asyncpg": "asyncpg",
     "sqlalchemy": "sqlalchemy",
     "locust": "loadtest",
+    "plotly": "loadtest",
     "prometheus_client": "pg-proxy",
 }
 # Commands that need an extra: its modules are imported before the command runs, because a server framework
 # may catch a failed import itself (uvicorn reports "Application startup failed" and exits 3). A key is the
 # command's words after `sigv4-proxy`; the longest one that starts the command line wins ("emulate dsql" over
 # an "emulate" entry).
-EXTRA_OF_COMMAND = {"emulate mcp": "mcp", "emulate dsql": "pg", "demo": "mcp", "pg": "pg-proxy"}
+EXTRA_OF_COMMAND = {
+    "emulate mcp": "mcp",
+    "emulate dsql": "pg",
+    "demo": "mcp",
+    "pg": "pg-proxy",
+    "loadtest dsql": "loadtest",
+}
 
 
 def _load(name: str) -> ModuleType:
@@ -126,7 +134,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         extra = EXTRA_OF_MODULE.get(module)
         if extra is None:  # not an optional dependency: one of ours (sigv4_proxy.*) or a bug elsewhere
             raise
-        return _report(_missing_extra(getattr(args, COMMAND_PROG, "sigv4-proxy"), extra, module), answer_client=False)
+        from sigv4_proxy.extras import missing_extra
+
+        return _report(missing_extra(getattr(args, COMMAND_PROG, "sigv4-proxy"), extra, module), answer_client=False)
     except KeyboardInterrupt:
         return 130
 
@@ -170,16 +180,6 @@ def _import_extra_of(prog: str) -> None:
         for module, group in EXTRA_OF_MODULE.items():
             if group == extra:
                 importlib.import_module(module)
-
-
-def _missing_extra(command: str, extra: str, module: str) -> MissingExtraError:
-    # The package is installed from a clone (it is not on a package index): every way of installing it
-    # from there, with the extra.
-    return MissingExtraError(
-        f"{command} needs the optional [{extra}] dependencies ({module} is not installed): in the "
-        f"project's clone, reinstall with them: pip install '.[{extra}]' (or pipx install --force '.[{extra}]', "
-        f"or uv tool install --force '.[{extra}]')"
-    )
 
 
 if __name__ == "__main__":  # pragma: no cover

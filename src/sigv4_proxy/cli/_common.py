@@ -4,7 +4,8 @@ moment and a signing scope.
 `sign` and `request` sign a request of their own (:func:`add_request_arguments`, :func:`add_signing_arguments`,
 :func:`resolve_scope`); `inspect` reads headers and a body the same way (:func:`parse_header_args`,
 :func:`read_body`); `sign`, `dsql-token` and `rds-token` presign (:func:`add_presign_arguments`), and they and
-`inspect` take a moment (:func:`parse_timestamp`).
+`inspect` take a moment (:func:`parse_timestamp`). `pg` and `loadtest dsql` read every flag or its environment
+variable (:class:`FlagsAndEnvironment`).
 
 Standard library only at module level, like every ``sigv4_proxy.cli`` module: the CLI builds every subcommand's
 parser at start-up.
@@ -14,12 +15,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
     from datetime import datetime
 
 __all__ = [
+    "FlagsAndEnvironment",
     "add_presign_arguments",
     "add_request_arguments",
     "add_signing_arguments",
@@ -139,3 +142,81 @@ def cluster_id_problem(where: str, cluster_id: str) -> str | None:
         f"{where} must be 1 to 63 lower-case letters and digits (DSQL's are 26, e.g. abcdefghijklmnopqrstuvwxyz), "
         f"got: {cluster_id}"
     )
+
+
+def flag_dest(flag: str) -> str:
+    """argparse's destination of ``--flag-name``: flag_name."""
+    return flag.removeprefix("--").replace("-", "_")
+
+
+def flag_env_name(prefix: str, flag: str) -> str:
+    """The environment variable of ``--flag-name``: <prefix>FLAG_NAME."""
+    return prefix + flag.removeprefix("--").upper().replace("-", "_")
+
+
+class FlagsAndEnvironment:
+    """Each setting flag-first, then its environment variable ``<prefix>FLAG_NAME`` (empty counts as unset), with
+    where it came from: messages name the flag or the variable the user actually set."""
+
+    def __init__(
+        self, args: argparse.Namespace, environ: Mapping[str, str], prefix: str, switches: frozenset[str] = frozenset()
+    ) -> None:
+        self.args = args
+        self.environ = environ
+        self.prefix = prefix
+        self.switches = switches  # flags without a value (store_true)
+
+    def env_name(self, flag: str) -> str:
+        return flag_env_name(self.prefix, flag)
+
+    def value(self, flag: str) -> tuple[str | None, str]:
+        """(raw value or None, the flag or variable it came from)."""
+        given = getattr(self.args, flag_dest(flag), None)
+        if given is not None and given != "":
+            return str(given), flag
+        env = self.env_name(flag)
+        text = self.environ.get(env, "").strip()
+        return (text, env) if text else (None, flag)
+
+    def given(self, flag: str) -> bool:
+        """Set at all: a value, or a switch turned on."""
+        if flag in self.switches:
+            return bool(self.switch_on(flag))
+        return self.value(flag)[0] is not None
+
+    def where_given(self, flags: tuple[str, ...]) -> list[str]:
+        """The flags (or variables) among ``flags`` that are set, in order, as the user wrote them."""
+        return [self.value(flag)[1] for flag in flags if self.given(flag)]
+
+    def items(self, flag: str) -> tuple[list[str], str]:
+        """A repeatable, comma-separated setting: every item, stripped, empty ones kept (they pair with another
+        list by position); the variable is comma-separated."""
+        given = getattr(self.args, flag_dest(flag), None) or []
+        if given:
+            return [part.strip() for value in given for part in value.split(",")], flag
+        env = self.env_name(flag)
+        text = self.environ.get(env, "").strip()
+        return ([part.strip() for part in text.split(",")], env) if text else ([], flag)
+
+    def switch(self, flag: str, problems: list[str]) -> bool:
+        """A flag without a value: given, or its variable true (1/true/yes/on). A variable that is neither true
+        nor false is a problem (reported once per call)."""
+        on = self.switch_on(flag)
+        if on is None:
+            raw, where = self.value(flag)
+            problems.append(f"{where} must be true or false (1/0, yes/no, on/off), got: {raw}")
+        return bool(on)
+
+    def switch_on(self, flag: str) -> bool | None:
+        """True or False; None for a variable that is neither."""
+        from sigv4_proxy.config import parse_bool
+
+        if getattr(self.args, flag_dest(flag), None) is True:  # the flag itself (store_true)
+            return True
+        raw, _ = self.value(flag)
+        if raw is None:
+            return False
+        try:
+            return parse_bool(raw)
+        except ValueError:
+            return None

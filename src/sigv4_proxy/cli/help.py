@@ -37,6 +37,8 @@ TOPIC_ORDER = (
     "tokens",
     "emulate",
     "dsql",
+    "python",
+    "loadtest",
     "demo",
     "diagnosis",
     "security",

@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from sigv4_proxy.cli._common import FlagsAndEnvironment, flag_env_name
+
 if TYPE_CHECKING:  # pragma: no cover
     from pathlib import Path
 
@@ -87,7 +89,7 @@ HOSTNAME_REQUIRED = (
 
 def env_name(flag: str) -> str:
     """The environment variable of ``--flag-name``: SIGV4_PROXY_PG_FLAG_NAME."""
-    return ENV_PREFIX + flag.removeprefix("--").upper().replace("-", "_")
+    return flag_env_name(ENV_PREFIX, flag)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -272,55 +274,6 @@ def _configure_operations(group: argparse._ArgumentGroup) -> None:
 # --- flags and variables to a PgProxyConfig --------------------------------------------------------------------
 
 
-class _Settings:
-    """Each setting flag-first, then its environment variable (empty counts as unset), with where it came from:
-    messages name the flag or the variable the user actually set."""
-
-    def __init__(self, args: argparse.Namespace, environ: Mapping[str, str]) -> None:
-        self.args = args
-        self.environ = environ
-
-    def value(self, flag: str) -> tuple[str | None, str]:
-        """(raw value or None, the flag or variable it came from)."""
-        given = getattr(self.args, _dest(flag), None)
-        if given is not None and given != "":
-            return str(given), flag
-        env = env_name(flag)
-        text = self.environ.get(env, "").strip()
-        return (text, env) if text else (None, flag)
-
-    def items(self, flag: str) -> tuple[list[str], str]:
-        """A repeatable, comma-separated setting: every item, stripped, empty ones kept (they pair with a
-        hostname); the variable is comma-separated."""
-        given = getattr(self.args, _dest(flag), None) or []
-        if given:
-            return [part.strip() for value in given for part in value.split(",")], flag
-        env = env_name(flag)
-        text = self.environ.get(env, "").strip()
-        return ([part.strip() for part in text.split(",")], env) if text else ([], flag)
-
-    def switch(self, flag: str, problems: list[str]) -> bool:
-        if getattr(self.args, _dest(flag), None):
-            return True
-        from sigv4_proxy.config import parse_bool
-
-        raw, where = self.value(flag)
-        if raw is None:
-            return False
-        try:
-            return parse_bool(raw)
-        except ValueError:
-            problems.append(f"{where} must be true or false (1/0, yes/no, on/off), got: {raw}")
-            return False
-
-    def given(self, flag: str) -> bool:
-        return self.value(flag)[0] is not None
-
-
-def _dest(flag: str) -> str:
-    return flag.removeprefix("--").replace("-", "_")
-
-
 @dataclass(frozen=True)
 class _Entry:
     """One --hostname item, parsed."""
@@ -337,7 +290,7 @@ def build_pg_config(args: argparse.Namespace, environ: Mapping[str, str]) -> PgP
     from sigv4_proxy.errors import UsageError
     from sigv4_proxy.pgproxy.config import PgProxyConfig
 
-    settings = _Settings(args, environ)
+    settings = FlagsAndEnvironment(args, environ, ENV_PREFIX)
     problems: list[str] = []
     targets = _targets(settings, problems)
     listen_host, listen_port = _listen(settings, problems)
@@ -381,7 +334,7 @@ def build_pg_config(args: argparse.Namespace, environ: Mapping[str, str]) -> PgP
     return config
 
 
-def _choice(settings: _Settings, flag: str, choices: tuple[str, str], problems: list[str]) -> bool:
+def _choice(settings: FlagsAndEnvironment, flag: str, choices: tuple[str, str], problems: list[str]) -> bool:
     """True when the setting is the second of two choices (the first is the default)."""
     raw, where = settings.value(flag)
     if raw is None:
@@ -395,7 +348,7 @@ def _choice(settings: _Settings, flag: str, choices: tuple[str, str], problems: 
 # --- clusters ---------------------------------------------------------------------------------------------------
 
 
-def _targets(settings: _Settings, problems: list[str]) -> tuple[Target, ...]:
+def _targets(settings: FlagsAndEnvironment, problems: list[str]) -> tuple[Target, ...]:
     from sigv4_proxy.pgproxy.config import Target
 
     items, where = settings.items("--hostname")
@@ -468,7 +421,7 @@ def _whole_number(text: str) -> int | None:
 
 
 def _paired(
-    settings: _Settings, flag: str, hosts: int, example: str, problems: list[str]
+    settings: FlagsAndEnvironment, flag: str, hosts: int, example: str, problems: list[str]
 ) -> tuple[list[str | None], str]:
     """(one value per hostname, in order, where they came from); an empty value is none for that hostname, and
     without the setting every hostname has none."""
@@ -543,7 +496,7 @@ def _cluster_id(raw: str | None, where: str, entry: _Entry, kind: DatabaseKind, 
     return raw
 
 
-def _region(settings: _Settings, problems: list[str]) -> str | None:
+def _region(settings: FlagsAndEnvironment, problems: list[str]) -> str | None:
     from sigv4_proxy.endpoints import is_region
 
     raw, where = settings.value("--region")
@@ -553,7 +506,7 @@ def _region(settings: _Settings, problems: list[str]) -> str | None:
     return raw
 
 
-def _kind_setting(settings: _Settings, problems: list[str]) -> DatabaseKind | None:
+def _kind_setting(settings: FlagsAndEnvironment, problems: list[str]) -> DatabaseKind | None:
     raw, where = settings.value("--database-kind")
     if raw is None:
         return None
@@ -570,7 +523,12 @@ def _implied_kind(hostname: str) -> DatabaseKind:
 
 
 def _target_problems(
-    settings: _Settings, entry: _Entry, kind: DatabaseKind, region: str | None, has_cluster_id: bool, where: str
+    settings: FlagsAndEnvironment,
+    entry: _Entry,
+    kind: DatabaseKind,
+    region: str | None,
+    has_cluster_id: bool,
+    where: str,
 ) -> list[str]:
     """What a hostname needs given its kind: a region to sign for, the right kind, a cluster id for a VPC
     endpoint."""
@@ -605,7 +563,7 @@ def _target_problems(
     return problems
 
 
-def _sslrootcert(settings: _Settings, problems: list[str]) -> str:
+def _sslrootcert(settings: FlagsAndEnvironment, problems: list[str]) -> str:
     raw, where = settings.value("--upstream-sslrootcert")
     if raw is None or raw == "system":
         return "system"
@@ -613,7 +571,7 @@ def _sslrootcert(settings: _Settings, problems: list[str]) -> str:
     return "system" if path is None else str(path)
 
 
-def _token_expires_in(settings: _Settings, kinds: set[DatabaseKind], problems: list[str]) -> int:
+def _token_expires_in(settings: FlagsAndEnvironment, kinds: set[DatabaseKind], problems: list[str]) -> int:
     raw, where = settings.value("--token-expires-in")
     if raw is None:
         return DEFAULT_TOKEN_EXPIRES_IN
@@ -632,7 +590,7 @@ def _token_expires_in(settings: _Settings, kinds: set[DatabaseKind], problems: l
 # --- the local endpoint -----------------------------------------------------------------------------------------
 
 
-def _listen(settings: _Settings, problems: list[str]) -> tuple[str, int]:
+def _listen(settings: FlagsAndEnvironment, problems: list[str]) -> tuple[str, int]:
     """``HOST:PORT``, ``[IPv6]:PORT``, ``:PORT`` or ``PORT`` (loopback)."""
     raw, where = settings.value("--listen")
     if raw is None:
@@ -655,7 +613,7 @@ def _listen(settings: _Settings, problems: list[str]) -> tuple[str, int]:
         return "127.0.0.1", DEFAULT_PORT
 
 
-def _unix_socket_dir(settings: _Settings, problems: list[str]) -> Path | None:
+def _unix_socket_dir(settings: FlagsAndEnvironment, problems: list[str]) -> Path | None:
     from pathlib import Path
 
     raw, where = settings.value("--unix-socket")
@@ -674,7 +632,7 @@ def _unix_socket_dir(settings: _Settings, problems: list[str]) -> Path | None:
 
 
 def _client_tls(
-    settings: _Settings, unix_socket: bool, problems: list[str]
+    settings: FlagsAndEnvironment, unix_socket: bool, problems: list[str]
 ) -> tuple[Path | None, Path | None, Path | None]:
     """--tls-cert, --tls-key and --tls-client-ca: the files exist, and each needs the ones it works with."""
     flags = ("--tls-cert", "--tls-key", "--tls-client-ca")
@@ -700,7 +658,7 @@ def _client_tls(
     return paths["--tls-cert"], paths["--tls-key"], paths["--tls-client-ca"]
 
 
-def _check_remote(settings: _Settings, host: str, allow_remote: bool, problems: list[str]) -> None:
+def _check_remote(settings: FlagsAndEnvironment, host: str, allow_remote: bool, problems: list[str]) -> None:
     """A non-loopback listen address needs --allow-remote and mutual TLS: without them, anyone who reaches the
     port logs in with this machine's IAM identity."""
     from sigv4_proxy.endpoints import is_loopback
@@ -727,7 +685,7 @@ def _existing_file(raw: str, where: str, problems: list[str]) -> Path | None:
     return path
 
 
-def _max_connections(settings: _Settings, problems: list[str]) -> int:
+def _max_connections(settings: FlagsAndEnvironment, problems: list[str]) -> int:
     raw, where = settings.value("--max-connections")
     if raw is None:
         return DEFAULT_MAX_CONNECTIONS
@@ -741,7 +699,7 @@ def _max_connections(settings: _Settings, problems: list[str]) -> int:
 # --- operations -------------------------------------------------------------------------------------------------
 
 
-def _port(settings: _Settings, flag: str, problems: list[str]) -> int | None:
+def _port(settings: FlagsAndEnvironment, flag: str, problems: list[str]) -> int | None:
     raw, where = settings.value(flag)
     if raw is None:
         return None
@@ -752,7 +710,7 @@ def _port(settings: _Settings, flag: str, problems: list[str]) -> int | None:
         return None
 
 
-def _health(settings: _Settings, problems: list[str]) -> tuple[str, bool]:
+def _health(settings: FlagsAndEnvironment, problems: list[str]) -> tuple[str, bool]:
     """--health-host and --readiness-dial, which configure the health server --health-port turns on."""
     host, host_where = settings.value("--health-host")
     readiness_dial = settings.switch("--readiness-dial", problems)
@@ -764,7 +722,7 @@ def _health(settings: _Settings, problems: list[str]) -> tuple[str, bool]:
     return host or DEFAULT_HEALTH_HOST, readiness_dial
 
 
-def _duration(settings: _Settings, flag: str, default: float, problems: list[str], *, zero: bool) -> float:
+def _duration(settings: FlagsAndEnvironment, flag: str, default: float, problems: list[str], *, zero: bool) -> float:
     from sigv4_proxy.config import duration_setting
 
     raw, where = settings.value(flag)
@@ -773,7 +731,7 @@ def _duration(settings: _Settings, flag: str, default: float, problems: list[str
     return default if seconds is None else seconds
 
 
-def _test_user(settings: _Settings, run_connection_test: bool, problems: list[str]) -> str:
+def _test_user(settings: FlagsAndEnvironment, run_connection_test: bool, problems: list[str]) -> str:
     raw, where = settings.value("--test-user")
     if raw is not None and not run_connection_test:
         problems.append(f"{where} needs --run-connection-test (it is the user that test logs in as)")
