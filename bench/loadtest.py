@@ -45,8 +45,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import pg as pg_bench  # bench/pg.py: its child-process helpers and `sigv4-proxy pg` start-up
 from sigv4_proxy.emulate.dsql.auth import Identity, generate_identity
+from sigv4_proxy.loadtest.settings import SCENARIOS
 
-SCENARIOS = ("single", "batch")
 USER_COUNTS = (5, 50)
 BATCH_SIZE = 10
 ROUTES = ("direct", "via pg")

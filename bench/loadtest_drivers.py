@@ -43,13 +43,11 @@ import importlib
 import json
 import os
 import platform
-import signal
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -64,7 +62,6 @@ LABELS = {
     "pg8000": "pg8000 (pure Python)",
     "asyncpg": "asyncpg, own asyncio loop (peer: not runnable in gevent users)",
 }
-IDENTITY_VARIABLE = "BENCH_DSQL_IDENTITY"  # the emulator child's identity, in its --identity form
 CONNECTIONS = 20
 SLEEP_SECONDS = 0.2
 PAYLOAD = '{"source": "bench", "detail": "' + "x" * 240 + '"}'  # a few hundred bytes, as the load test's rows
@@ -109,33 +106,6 @@ def _clean_env() -> dict[str, str]:
         for name, value in os.environ.items()
         if not name.startswith(("PG", "AWS_")) and name not in ("SIGV4_PROXY_EVENT_LOOP", "PSYCOPG_WAIT_FUNC")
     }
-
-
-@contextmanager
-def _emulator(identity_spec: str) -> Iterator[Target]:
-    """`emulate dsql` (rules dsql) in a child process; its address once it serves; stopped on exit."""
-    env = {**_clean_env(), IDENTITY_VARIABLE: identity_spec}
-    process = subprocess.Popen(
-        [sys.executable, __file__, "--serve-emulator"],
-        env=env,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()  # one JSON line once it serves (start_dsql times out a stuck start)
-        if not line:
-            raise RuntimeError(f"the emulator child exited ({process.wait(10)}) before serving")
-        yield Target(**json.loads(line))
-    finally:
-        if process.stdin is not None:
-            process.stdin.close()  # the child's cue to stop
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
 
 
 def _run_driver(driver: str, target: Target, credentials: tuple[str, str], args: argparse.Namespace) -> DriverRun:
@@ -222,12 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drivers", default=",".join(DRIVERS), help=f"comma-separated subset of {DRIVERS}")
     parser.add_argument("--markdown-out", type=Path, help="also write the header and the table to this file")
     # internal: the children
-    parser.add_argument("--serve-emulator", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--driver", choices=DRIVERS, help=argparse.SUPPRESS)
     parser.add_argument("--target", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.serve_emulator:
-        return _serve_emulator()
     if args.driver:
         return _measure_in_child(args.driver, Target(**json.loads(args.target)), args)
     if args.quick:
@@ -238,11 +205,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown driver(s) {', '.join(unknown)}: choose from {', '.join(DRIVERS)}")
     start_load = _load()  # a shared 2-core machine's other work shows up here
     print(f"# {_header(args)}; {start_load}", flush=True)
-    from sigv4_proxy.emulate.dsql.auth import generate_identity
+    from sigv4_proxy.emulate.dsql.auth import parse_identity
+    from sigv4_proxy.loadtest.emulated import start_emulator
 
-    identity = generate_identity()
     runs: dict[str, list[DriverRun]] = {driver: [] for driver in drivers}
-    with _emulator(identity.spec()) as target:
+    # The load test's own emulator child (never in a gevent process), with its throwaway identity.
+    with start_emulator() as info:
+        identity = parse_identity(info.identity)
+        target = Target(info.host, info.listen_host, info.port, info.region, info.ca_file)
         for _ in range(args.repeat):  # interleaved, so a burst of other load hits one repeat of each
             for driver in drivers:
                 run = _run_driver(driver, target, (identity.access_key_id, identity.secret_access_key), args)
@@ -257,25 +227,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.markdown_out is not None:
         loads = f"{start_load} at the start, {_load()} at the end"
         args.markdown_out.write_text(f"{_header(args)}; {loads}\n\n{table}\n\n{notes}\n")
-    return 0
-
-
-# -- the emulator child ----------------------------------------------------------------------------------------------
-
-
-def _serve_emulator() -> int:
-    """`emulate dsql` with the parent's identity; one JSON line (its address) on stdout; stops when stdin closes."""
-    from sigv4_proxy.emulate.dsql.auth import parse_identity
-    from sigv4_proxy.emulate.dsql.server import DsqlEmulatorConfig, start_dsql
-
-    # SIGTERM (a timeout or a supervisor stopping the process group) unwinds the `with` like Ctrl-C does, so the
-    # embedded PostgreSQL is stopped rather than orphaned.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    config = DsqlEmulatorConfig(identities=(parse_identity(os.environ[IDENTITY_VARIABLE]),), max_connections=512)
-    with start_dsql(config) as emulator:
-        target = Target(emulator.host, emulator.listen_host, emulator.port, emulator.region, str(emulator.ca_file))
-        print(json.dumps(asdict(target)), flush=True)
-        sys.stdin.read()  # until the parent closes it (or exits)
     return 0
 
 

@@ -99,19 +99,9 @@ def create_pool(
     require("psycopg", "psycopg", "sigv4_proxy.dsql.create_pool")
     from sigv4_proxy.dsql._psycopg_connection import DsqlConnection
 
-    pool_kwargs, connection_kwargs = _split_pool_kwargs(pool_module.ConnectionPool, kwargs)
     options = HelperOptions(user, dbname, region, profile, expires_in, cluster_id, iam_auth)
-    ConnectionTokens.resolve(hostname, options, connection_kwargs, credentials=credentials, driver="psycopg")
-    return pool_module.ConnectionPool(
-        hostname,
-        connection_class=DsqlConnection,
-        kwargs={**connection_kwargs, **helper_keywords(options, credentials)},
-        min_size=min_size,
-        max_size=max_size,
-        max_lifetime=max_lifetime,
-        open=open,
-        **pool_kwargs,
-    )
+    sizes = {"min_size": min_size, "max_size": max_size, "max_lifetime": max_lifetime, "open": open}
+    return _pool(pool_module.ConnectionPool, DsqlConnection, hostname, options, credentials, kwargs, sizes, True)
 
 
 def create_async_pool(
@@ -137,19 +127,41 @@ def create_async_pool(
     require("psycopg", "psycopg", "sigv4_proxy.dsql.create_async_pool")
     from sigv4_proxy.dsql._psycopg_connection import AsyncDsqlConnection
 
-    pool_kwargs, connection_kwargs = _split_pool_kwargs(pool_module.AsyncConnectionPool, kwargs)
     options = HelperOptions(user, dbname, region, profile, expires_in, cluster_id, iam_auth)
-    ConnectionTokens.resolve(
-        hostname, options, connection_kwargs, credentials=credentials, driver="psycopg", load_credentials=False
+    sizes = {"min_size": min_size, "max_size": max_size, "max_lifetime": max_lifetime, "open": False}
+    # Credentials are loaded with the first connection, not here: loading may do I/O (SSO, STS), and an asyncio
+    # caller must not block its loop on it.
+    return _pool(
+        pool_module.AsyncConnectionPool, AsyncDsqlConnection, hostname, options, credentials, kwargs, sizes, False
     )
-    return pool_module.AsyncConnectionPool(
+
+
+def _pool(
+    pool_class: Any,
+    connection_class: type,
+    hostname: str,
+    options: HelperOptions,
+    credentials: CredentialSource | None,
+    kwargs: dict[str, Any],
+    sizes: dict[str, Any],
+    load_credentials: bool,
+) -> Any:
+    """A pool of ``connection_class`` (each connection signs its own token), the parameters checked now (and,
+    with ``load_credentials``, the credentials: a CredentialsError before any dial)."""
+    pool_kwargs, connection_kwargs = _split_pool_kwargs(pool_class, kwargs)
+    ConnectionTokens.resolve(
         hostname,
-        connection_class=AsyncDsqlConnection,
+        options,
+        connection_kwargs,
+        credentials=credentials,
+        driver="psycopg",
+        load_credentials=load_credentials,
+    )
+    return pool_class(
+        hostname,
+        connection_class=connection_class,
         kwargs={**connection_kwargs, **helper_keywords(options, credentials)},
-        min_size=min_size,
-        max_size=max_size,
-        max_lifetime=max_lifetime,
-        open=False,
+        **sizes,
         **pool_kwargs,
     )
 

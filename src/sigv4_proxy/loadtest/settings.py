@@ -94,6 +94,8 @@ def settings_problems(settings: LoadtestSettings) -> list[str]:
         problems.append(f"--users must be at least 1, got {settings.users}")
     if settings.iterations is not None and settings.iterations < 1:
         problems.append(f"--iterations must be at least 1, got {settings.iterations}")
+    if settings.scenario not in SCENARIOS:
+        problems.append(f"--scenario must be {' or '.join(SCENARIOS)}, got: {settings.scenario}")
     if settings.iterations is None and settings.duration is None:
         problems.append("a run needs --iterations or --duration (or both: whichever ends first)")
     if not 1 <= settings.batch_size <= MAX_ROWS_PER_TRANSACTION:
