@@ -27,9 +27,9 @@ import time
 import warnings
 from argparse import Namespace
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TextIO
 
+from sigv4_proxy.clock import utc_now
 from sigv4_proxy.errors import Sigv4ProxyError, UsageError
 from sigv4_proxy.loadtest.progress import ProgressLine, ProgressSample
 from sigv4_proxy.loadtest.results import (
@@ -43,6 +43,7 @@ from sigv4_proxy.loadtest.results import (
     TimePoint,
 )
 from sigv4_proxy.loadtest.settings import DsqlTarget, LoadtestSettings, settings_problems, to_options
+from sigv4_proxy.loadtest.summary import plural
 
 if TYPE_CHECKING:  # pragma: no cover
     from locust.env import Environment
@@ -353,10 +354,6 @@ def _clip(text: str, limit: int = 200) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}" if count == 1 else f"{count} {word}s"
-
-
 def _row_problems(settings: LoadtestSettings, committed: int, facts: RunFacts) -> list[str]:
     if facts.rows_counted is None:
         return [f"the run's rows could not be counted ({_clip(facts.count_problem or 'no reason given')})"]
@@ -374,13 +371,13 @@ def _row_problems(settings: LoadtestSettings, committed: int, facts: RunFacts) -
 def _error_problems(errors: tuple[ErrorCount, ...], refused: tuple[AuthFailure, ...]) -> list[str]:
     refused_states = {failure.sqlstate for failure in refused}
     problems = [
-        f"{_plural(failure.count, 'login')} refused ({failure.sqlstate} {_clip(failure.message.splitlines()[0])})"
+        f"{plural(failure.count, 'login')} refused ({failure.sqlstate} {_clip(failure.message.splitlines()[0])})"
         for failure in refused
     ]
     for error in errors:
         if error.operation == OP_CONNECT and error.sqlstate in refused_states:
             continue  # said above, with its diagnosis in the table
-        failures = _plural(error.count, error.operation + " failure")
+        failures = plural(error.count, error.operation + " failure")
         problems.append(f"{failures} with SQLSTATE {error.sqlstate}: {_clip(error.example)}")
     return problems
 
@@ -429,7 +426,7 @@ def _setup_failed_result(settings: LoadtestSettings, target: str, setup: SetupFa
 
 
 def _utc_now_text() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return utc_now().strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # -- running ----------------------------------------------------------------------------------------------------
@@ -578,7 +575,7 @@ def _wait_until_done(
         while not state.finished.wait(WAIT_STEP):
             if workers and runner is not None and runner.worker_count < workers:
                 left = workers - runner.worker_count
-                return [f"{_plural(left, 'worker')} left the run before its users ended"]
+                return [f"{plural(left, 'worker')} left the run before its users ended"]
             if deadline is not None and time.monotonic() >= deadline:
                 return _stop_users(state, settings)
     except KeyboardInterrupt:

@@ -25,13 +25,14 @@ def _row(label: str, text: str) -> str:
     return f"{_INDENT}{label:<{_LABEL_WIDTH}}{text}"
 
 
-def _plural(count: int, word: str) -> str:
+def plural(count: int, word: str) -> str:
+    """``1 row``, ``2 rows``: the summary's and the engine's problems' counts."""
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
 
 def _overview(result: LoadtestResult) -> list[str]:
     iterations = f"{result.iterations} iterations" if result.iterations is not None else "until the duration"
-    shape = f"{_plural(result.users, 'user')} × {iterations} × {_plural(result.rows_per_transaction, 'row')}"
+    shape = f"{plural(result.users, 'user')} × {iterations} × {plural(result.rows_per_transaction, 'row')}"
     rows = [
         _row("shape", shape + " per transaction"),
         _row("table", f"{result.table} (run {result.run_id})"),
@@ -43,11 +44,11 @@ def _overview(result: LoadtestResult) -> list[str]:
         _row(
             "throughput",
             f"{result.rows_per_s:.1f} rows/s, {result.transactions_per_s:.1f} transactions/s over "
-            f"{seconds_text(result.duration_s)} ({_plural(result.transactions, 'transaction')}, "
+            f"{seconds_text(result.duration_s)} ({plural(result.transactions, 'transaction')}, "
             f"{result.transactions_failed} failed)",
         )
     )
-    rows.append(_row("OCC", f"{_plural(result.occ_retries, 'conflict')} retried, {result.occ_gave_up} gave up"))
+    rows.append(_row("OCC", f"{plural(result.occ_retries, 'conflict')} retried, {result.occ_gave_up} gave up"))
     return rows
 
 
