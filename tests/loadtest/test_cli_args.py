@@ -248,6 +248,8 @@ def test_a_cluster_target_defaults_to_verify_full_with_the_system_cas() -> None:
     ("argv", "host", "port"),
     [
         (("--hostname", CLUSTER_ID, "--region", "eu-west-1"), CLUSTER_ID + ".dsql.eu-west-1.on.aws", 5432),
+        # digits only is a cluster id too (the library's test: sigv4_proxy.dsql._params.is_cluster_id)
+        (("--hostname", "1" * 26, "--region", "eu-west-1"), "1" * 26 + ".dsql.eu-west-1.on.aws", 5432),
         (("--hostname", f"https://{HOST.upper()}:5432/"), HOST, 5432),  # pasted from a console
         (("--hostname", f"{HOST}:15432"), HOST, 15432),
         (("--hostname", f"{HOST}:15432", "--port", "15432"), HOST, 15432),

@@ -144,6 +144,59 @@ def cluster_id_problem(where: str, cluster_id: str) -> str | None:
     )
 
 
+# RDS endpoint names (tokens.host_info recognises the full shape; a suffix is enough to tell a user "that is RDS").
+RDS_SUFFIXES = (".rds.amazonaws.com", ".rds.amazonaws.com.cn")
+
+
+def host_cluster_id_problem(where: str, cluster_id: str) -> str | None:
+    """A --cluster-id beside a hostname (`pg`, `loadtest dsql`): the id alone, in DSQL's alphabet."""
+    if ".dsql" in cluster_id:
+        return f"{where} takes the id alone, not a host name: {cluster_id.partition('.')[0]}"
+    return cluster_id_problem(where, cluster_id)
+
+
+def cluster_id_mismatch(where: str, cluster_id: str, hostname: str, hostname_where: str) -> str | None:
+    """A --cluster-id that names another cluster than the hostname does (only a VPC endpoint's name has none)."""
+    from sigv4_proxy.tokens import host_info
+
+    own = host_info(hostname).cluster_id
+    if own is None or own == cluster_id:
+        return None
+    return (
+        f"{where} {cluster_id} differs from the cluster of {hostname_where} {hostname} ({own}): drop it (only a "
+        "VPC endpoint's hostname needs --cluster-id)"
+    )
+
+
+def host_region_problems(
+    settings: FlagsAndEnvironment, where: str, host: str, host_region: str | None, region: str | None, forms: str
+) -> list[str]:
+    """A region to sign for: --region when the host name carries none (``forms`` says which names do), and no
+    --region that contradicts the host's."""
+    region_where = settings.value("--region")[1]
+    if region is None and host_region is None and settings.value("--region")[0] is None:
+        return [
+            f"{where} {host} does not say its region ({forms} names do): pass --region (or "
+            f"{settings.env_name('--region')})"
+        ]
+    if region is not None and host_region is not None and region != host_region:
+        return [
+            f"{region_where} {region} does not match {host}, which is in {host_region}: the token would be refused; "
+            f"drop {region_where}"
+        ]
+    return []
+
+
+def vpce_cluster_id_problem(where: str, host: str, host_region: str | None) -> str:
+    """A DSQL hostname that is an interface VPC endpoint's own name, with no --cluster-id to say which cluster."""
+    shown_region = host_region or "REGION"
+    return (
+        f"{where} {host} is an interface VPC endpoint: Aurora DSQL reads the cluster from the host name, so name it "
+        f"with --cluster-id (the first label of CLUSTER-ID.dsql.{shown_region}.on.aws), or connect to the "
+        f"endpoint's private DNS name CLUSTER-ID.dsql-SUFFIX.{shown_region}.on.aws instead"
+    )
+
+
 def flag_dest(flag: str) -> str:
     """argparse's destination of ``--flag-name``: flag_name."""
     return flag.removeprefix("--").replace("-", "_")

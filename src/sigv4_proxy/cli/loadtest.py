@@ -15,7 +15,16 @@ import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Literal
 
-from sigv4_proxy.cli._common import FlagsAndEnvironment, flag_dest, flag_env_name
+from sigv4_proxy.cli._common import (
+    RDS_SUFFIXES,
+    FlagsAndEnvironment,
+    cluster_id_mismatch,
+    flag_dest,
+    flag_env_name,
+    host_cluster_id_problem,
+    host_region_problems,
+    vpce_cluster_id_problem,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from pathlib import Path
@@ -103,8 +112,6 @@ DEFAULT_PORT = 5432
 DEFAULT_TOKEN_EXPIRES_IN = 900
 DSQL_MAX_EXPIRES_IN = 604_800  # a week: DSQL's limit for a token
 CLUSTER_SSLMODES = ("verify-full", "verify-ca")
-CLUSTER_ID_LENGTH = 26
-RDS_SUFFIXES = (".rds.amazonaws.com", ".rds.amazonaws.com.cn")
 PROXY_SSLMODE = "disable"  # `sigv4-proxy pg` serves plain text on loopback; TLS is its upstream side
 SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"  # Debian's: an example for a verify-ca CA file
 
@@ -550,6 +557,7 @@ def _proxy_address(raw: str, where: str, problems: list[str]) -> tuple[str, int]
 
 
 def _cluster_target(values: FlagsAndEnvironment, raw: str, where: str, problems: list[str]) -> DsqlTarget | None:
+    from sigv4_proxy.dsql._params import is_cluster_id
     from sigv4_proxy.errors import SigningError
     from sigv4_proxy.loadtest.settings import DsqlTarget
     from sigv4_proxy.tokens import split_host
@@ -566,7 +574,7 @@ def _cluster_target(values: FlagsAndEnvironment, raw: str, where: str, problems:
         )
         return None
     hostname = host.hostname
-    if _is_cluster_id(hostname):
+    if is_cluster_id(hostname):
         if region is None:
             if not values.given("--region"):
                 problems.append(
@@ -592,10 +600,6 @@ def _cluster_target(values: FlagsAndEnvironment, raw: str, where: str, problems:
     )
 
 
-def _is_cluster_id(hostname: str) -> bool:
-    return len(hostname) == CLUSTER_ID_LENGTH and hostname.isascii() and hostname.isalnum() and hostname.islower()
-
-
 def _host_problems(
     values: FlagsAndEnvironment, hostname: str, where: str, region: str | None, *, has_cluster_id: bool
 ) -> list[str]:
@@ -608,48 +612,19 @@ def _host_problems(
             "authentication, run sigv4-proxy pg in front of it and use --via-proxy)"
         ]
     info = host_info(hostname)
-    problems: list[str] = []
-    region_where = values.value("--region")[1]
-    if region is None and info.region is None and not values.given("--region"):
-        problems.append(
-            f"{where} {hostname} does not say its region (CLUSTER.dsql.REGION.on.aws names do): pass --region "
-            f"(or {env_name('--region')})"
-        )
-    elif region is not None and info.region is not None and region != info.region:
-        problems.append(
-            f"{region_where} {region} does not match {hostname}, which is in {info.region}: the token would be "
-            f"refused; drop {region_where}"
-        )
+    problems = host_region_problems(values, where, hostname, info.region, region, "CLUSTER.dsql.REGION.on.aws")
     if info.kind == "vpce" and not has_cluster_id:
-        shown_region = info.region or "REGION"
-        problems.append(
-            f"{where} {hostname} is an interface VPC endpoint: Aurora DSQL reads the cluster from the host name, so "
-            f"name it with --cluster-id (the first label of CLUSTER-ID.dsql.{shown_region}.on.aws), or connect to "
-            f"the endpoint's private DNS name CLUSTER-ID.dsql-SUFFIX.{shown_region}.on.aws instead"
-        )
+        problems.append(vpce_cluster_id_problem(where, hostname, info.region))
     return problems
 
 
 def _cluster_id(values: FlagsAndEnvironment, hostname: str, problems: list[str]) -> str | None:
-    from sigv4_proxy.cli._common import cluster_id_problem
-    from sigv4_proxy.tokens import host_info
-
     raw, where = values.value("--cluster-id")
     if raw is None:
         return None
-    if ".dsql" in raw:
-        problems.append(f"{where} takes the id alone, not a host name: {raw.partition('.')[0]}")
-        return None
-    problem = cluster_id_problem(where, raw)
+    problem = host_cluster_id_problem(where, raw) or cluster_id_mismatch(where, raw, hostname, "--hostname")
     if problem is not None:
         problems.append(problem)
-        return None
-    own = host_info(hostname).cluster_id
-    if own is not None and own != raw:
-        problems.append(
-            f"{where} {raw} differs from the cluster of --hostname {hostname} ({own}): drop it (only a VPC "
-            "endpoint's hostname needs --cluster-id)"
-        )
         return None
     return raw
 

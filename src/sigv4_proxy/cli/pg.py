@@ -16,7 +16,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sigv4_proxy.cli._common import FlagsAndEnvironment, flag_env_name
+from sigv4_proxy.cli._common import (
+    RDS_SUFFIXES,
+    FlagsAndEnvironment,
+    cluster_id_mismatch,
+    flag_env_name,
+    host_cluster_id_problem,
+    host_region_problems,
+    vpce_cluster_id_problem,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from pathlib import Path
@@ -78,7 +86,6 @@ RDS_MAX_EXPIRES_IN = 900  # RDS IAM tokens are valid for 15 minutes at most
 DATABASE_KINDS = ("dsql", "rds")
 SSLMODES = ("verify-full", "verify-ca")
 SSLNEGOTIATIONS = ("postgres", "direct")
-RDS_SUFFIXES = (".rds.amazonaws.com", ".rds.amazonaws.com.cn")
 # A unix socket's path must fit sun_path (108 bytes on Linux, 104 on macOS and the BSDs, NUL included).
 MAX_UNIX_PATH = 107 if sys.platform.startswith("linux") else 103
 _WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
@@ -468,30 +475,18 @@ def _hostaddr(raw: str | None, where: str, problems: list[str]) -> tuple[str | N
 
 
 def _cluster_id(raw: str | None, where: str, entry: _Entry, kind: DatabaseKind, problems: list[str]) -> str | None:
-    from sigv4_proxy.cli._common import cluster_id_problem
-    from sigv4_proxy.tokens import host_info
-
     if raw is None:
         return None
-    if ".dsql" in raw:
-        problems.append(f"{where} takes the id alone, not a host name: {raw.partition('.')[0]}")
-        return None
-    problem = cluster_id_problem(where, raw)
-    if problem is not None:
-        problems.append(problem)
-        return None
-    if kind == "rds":
-        problems.append(
+    problem = host_cluster_id_problem(where, raw)
+    if problem is None and kind == "rds":
+        problem = (
             f"{where} {raw} is for Aurora DSQL through a VPC endpoint; it does not apply to the RDS hostname "
             f"{entry.hostname}"
         )
-        return None
-    own = host_info(entry.hostname).cluster_id
-    if own is not None and own != raw:
-        problems.append(
-            f"{where} {raw} differs from the cluster of hostname {entry.hostname} ({own}): drop it (only a "
-            "VPC endpoint's hostname needs --cluster-id)"
-        )
+    if problem is None:
+        problem = cluster_id_mismatch(where, raw, entry.hostname, "hostname")
+    if problem is not None:
+        problems.append(problem)
         return None
     return raw
 
@@ -542,24 +537,10 @@ def _target_problems(
         problems.append(f"{kind_where} rds does not fit {host}, an Aurora DSQL cluster: drop {kind_where}")
     elif kind == "dsql" and host.endswith(RDS_SUFFIXES):
         problems.append(f"{kind_where} dsql does not fit {host}, an RDS endpoint: drop {kind_where}")
-    region_where = settings.value("--region")[1]
-    if region is None and info.region is None and settings.value("--region")[0] is None:
-        problems.append(
-            f"{where} {host} does not say its region (CLUSTER.dsql.REGION.on.aws and NAME.ID.REGION.rds.amazonaws.com "
-            f"names do): pass --region (or {env_name('--region')})"
-        )
-    elif region is not None and info.region is not None and region != info.region:
-        problems.append(
-            f"{region_where} {region} does not match {host}, which is in {info.region}: the token would be refused; "
-            f"drop {region_where}"
-        )
+    forms = "CLUSTER.dsql.REGION.on.aws and NAME.ID.REGION.rds.amazonaws.com"
+    problems += host_region_problems(settings, where, host, info.region, region, forms)
     if kind == "dsql" and info.kind == "vpce" and not has_cluster_id:
-        shown_region = info.region or "REGION"
-        problems.append(
-            f"{where} {host} is an interface VPC endpoint: Aurora DSQL reads the cluster from the host name, so "
-            f"name it with --cluster-id (the first label of CLUSTER-ID.dsql.{shown_region}.on.aws), or connect to the "
-            f"endpoint's private DNS name CLUSTER-ID.dsql-SUFFIX.{shown_region}.on.aws instead"
-        )
+        problems.append(vpce_cluster_id_problem(where, host, info.region))
     return problems
 
 

@@ -149,6 +149,11 @@ def resolve(
 # ------------------------------------------------------------------------------------------ DSN and URL
 
 
+def is_cluster_id(text: str) -> bool:
+    """A bare DSQL cluster id (26 lower-case letters and digits), which stands for <id>.dsql.<region>.on.aws."""
+    return _CLUSTER_ID.match(text) is not None
+
+
 def looks_like_conninfo(text: str) -> bool:
     """A URL (``postgresql://...``) or a keyword DSN (``host=... user=...``), not a host name."""
     return "://" in text or "=" in text
@@ -321,7 +326,7 @@ def _target(
     if cluster_id is not None and not _CLUSTER_ID.match(cluster_id):
         problems.append(f"cluster_id must be 26 lower-case letters and digits (a DSQL cluster id), got: {cluster_id}")
         return None
-    if _CLUSTER_ID.match(host):
+    if is_cluster_id(host):
         region = explicit_region or _fallback_region(helper["profile"], environment)
         if region is None:
             problems.append(_no_region(f"cluster id {host!r}", f"{host}.dsql.<region>.on.aws"))
